@@ -1,0 +1,198 @@
+"""AWS Secrets Manager through boto3, using the staging-label protocol and never RotateSecret.
+
+moto (our test stand-in) is more lenient than AWS in places (see the reference doc), so
+this adapter always asks for AWSCURRENT explicitly and the engine checks labels itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator import redaction
+from rotator.domain.errors import NotFound, PermanentError, StepError, TransientError
+from rotator.ports import SecretVersion
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+_THROTTLING = {
+    "ThrottlingException",
+    "LimitExceededException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "InternalServiceError",
+    "ServiceUnavailable",
+}
+
+
+class RateLimiter:
+    """A token bucket shared by threads: keeps writes under a per-second budget.
+
+    AWS's 50 TPS write quota is per region and shared with every other writer, so the
+    daemon paces itself instead of leaning on throttling errors and retries.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate / 10)
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+class AwsSecrets:
+    """The SecretsStore port over one shared, thread-safe boto3 client."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        endpoint_url: str = "",
+        write_rate: float = 50,
+        max_attempts: int = 6,
+        client: SecretsManagerClient | None = None,
+    ) -> None:
+        self._client: SecretsManagerClient = client or boto3.session.Session().client(
+            "secretsmanager",
+            region_name=region,
+            endpoint_url=endpoint_url or None,
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                max_pool_connections=64,
+                connect_timeout=10,
+                read_timeout=30,
+            ),
+        )
+        self._writes = RateLimiter(write_rate)
+        self.stats: dict[str, int] = {"get": 0, "describe": 0, "put": 0, "stage": 0}
+
+    def read(
+        self, secret_id: str, *, stage: str = "AWSCURRENT", version_id: str | None = None
+    ) -> SecretVersion | None:
+        args: dict[str, Any] = {"SecretId": secret_id}
+        if version_id:
+            args["VersionId"] = version_id
+        else:
+            args["VersionStage"] = stage  # explicit: moto may answer an older version otherwise
+        self.stats["get"] += 1
+        try:
+            answer = self._client.get_secret_value(**args)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException" and _secret_exists(self, secret_id):
+                return None  # the secret is there, the version or label is not
+            raise _error(exc, secret_id, "read " + (version_id or stage)) from None
+        except BotoCoreError as exc:
+            raise TransientError(
+                f"AWS unreachable: {type(exc).__name__}", step=f"read {secret_id}"
+            ) from None
+        text = answer.get("SecretString")
+        if text is None:
+            raise PermanentError(
+                f"secret {secret_id!r} holds binary data, not a JSON object", step="read AWSCURRENT"
+            )
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise PermanentError(
+                f"secret {secret_id!r} is not a JSON object", step="read AWSCURRENT"
+            ) from None
+        if not isinstance(value, dict):
+            raise PermanentError(
+                f"secret {secret_id!r} is JSON but not an object", step="read AWSCURRENT"
+            )
+        redaction.register(*(v for v in value.values() if isinstance(v, str)))
+        return SecretVersion(answer["VersionId"], tuple(answer.get("VersionStages", ())), value)
+
+    def stages(self, secret_id: str) -> dict[str, tuple[str, ...]]:
+        self.stats["describe"] += 1
+        try:
+            answer = self._client.describe_secret(SecretId=secret_id)
+        except ClientError as exc:
+            raise _error(exc, secret_id, "describe") from None
+        except BotoCoreError as exc:
+            raise TransientError(
+                f"AWS unreachable: {type(exc).__name__}", step=f"describe {secret_id}"
+            ) from None
+        return {vid: tuple(labels) for vid, labels in answer.get("VersionIdsToStages", {}).items()}
+
+    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
+        self._writes.acquire()
+        self.stats["put"] += 1
+        try:
+            self._client.put_secret_value(
+                SecretId=secret_id,
+                ClientRequestToken=token,
+                SecretString=json.dumps(value),
+                VersionStages=["AWSPENDING"],
+            )
+        except ClientError as exc:
+            raise _error(exc, secret_id, "put AWSPENDING") from None
+        except BotoCoreError as exc:
+            raise TransientError(
+                f"AWS unreachable: {type(exc).__name__}", step=f"put {secret_id}"
+            ) from None
+
+    def move_stage(
+        self, secret_id: str, stage: str, *, to_version: str | None, from_version: str | None
+    ) -> None:
+        args: dict[str, Any] = {"SecretId": secret_id, "VersionStage": stage}
+        if to_version:
+            args["MoveToVersionId"] = to_version
+        if from_version:
+            args["RemoveFromVersionId"] = from_version
+        self._writes.acquire()
+        self.stats["stage"] += 1
+        try:
+            self._client.update_secret_version_stage(**args)
+        except ClientError as exc:
+            raise _error(exc, secret_id, f"move {stage}") from None
+        except BotoCoreError as exc:
+            raise TransientError(
+                f"AWS unreachable: {type(exc).__name__}", step=f"move {stage} on {secret_id}"
+            ) from None
+
+
+def _secret_exists(store: AwsSecrets, secret_id: str) -> bool:
+    try:
+        store.stages(secret_id)
+    except NotFound:
+        return False
+    return True
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _error(exc: ClientError, secret_id: str, step: str) -> StepError:
+    code = _code(exc)
+    message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    text = f"AWS {code or status}: {message}" if message else f"AWS {code or status}"
+    where = f"{step} of {secret_id}"
+    if code == "ResourceNotFoundException":
+        return NotFound(f"secret {secret_id!r} not found ({text})", step=where)
+    if code in _THROTTLING or (isinstance(status, int) and status >= 500):
+        return TransientError(text, step=where)
+    return PermanentError(text, step=where)

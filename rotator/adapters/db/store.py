@@ -1,0 +1,738 @@
+"""The state store: rotations under fenced leases, credentials, and the hash-chained audit log.
+
+Every state change is one transaction that does the fenced UPDATE and appends exactly one
+audit event (I6). A worker owns a rotation through `lease_owner` + `fence`: a claim bumps the
+fence, every write is guarded by `WHERE id = :id AND lease_owner = :me AND fence = :fence`,
+and zero rows updated means the lease was taken over, so the worker stops (LeaseLost).
+Lease expiry uses the database's clock on PostgreSQL, so replicas' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from rotator.adapters.db.tables import chain_head, credentials, events, rotations
+from rotator.domain.errors import ConfigError, LeaseLost
+from rotator.domain.model import Evidence, Rotation, State, Trigger
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Proof of ownership of one rotation: present it with every write."""
+
+    rotation: Rotation
+    owner: str
+    fence: int
+
+
+@dataclass(frozen=True)
+class CredentialRow:
+    name: str
+    config_hash: str
+    current_uuid: str | None
+    secret_created_at: datetime | None
+    last_rotated_at: datetime | None
+    last_failed_at: datetime | None
+    surveyed_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    rotation_id: int | None
+    credential: str
+    at: datetime
+    actor: str
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rotation_id": self.rotation_id,
+            "credential": self.credential,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "kind": self.kind,
+            "from": self.from_state,
+            "to": self.to_state,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    owner: str | None
+    expires_at: datetime | None
+
+
+class AlreadyActive(Exception):
+    def __init__(self, rotation: Rotation) -> None:
+        super().__init__(f"credential {rotation.credential!r} already has rotation {rotation.id}")
+        self.rotation = rotation
+
+
+# Columns the lease owner writes. Request flags are written by others and never by the owner,
+# so an owner's save cannot wipe out an emergency or cancel request that arrived meanwhile.
+_OWNED = (
+    "state",
+    "old_uuid",
+    "new_uuid",
+    "known_uuids",
+    "request_token",
+    "previous_version",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "resume_state",
+    "evidence",
+    "detail",
+    "state_since",
+    "promoted_at",
+    "finished_at",
+    "trigger",
+    "reason",
+)
+
+
+def event_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """The chain link: sha256 over the previous hash and the row's canonical JSON."""
+    body = json.dumps(
+        [
+            prev_hash,
+            row["rotation_id"],
+            row["credential"],
+            row["at"].astimezone(UTC).isoformat(),
+            row["actor"],
+            row["kind"],
+            row["from_state"],
+            row["to_state"],
+            row["detail"],
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite set up for several processes on one file (WAL, BEGIN IMMEDIATE)."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, poolclass=NullPool)
+            _sqlite_setup(engine)
+            return engine
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+    except Exception as exc:  # bad URL, missing driver: one clear line
+        raise ConfigError(f"database.url: cannot use {_safe_url(url)}: {exc}") from None
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrades
+
+
+class Store:
+    def __init__(self, engine: Engine, *, now: Any = None) -> None:
+        self.engine = engine
+        self._now = now or (lambda: datetime.now(UTC))
+        self._pg = engine.dialect.name == "postgresql"
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _db_now(self, conn: Connection) -> datetime:
+        """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
+        if self._pg:
+            value = conn.execute(select(func.now())).scalar_one()
+            assert isinstance(value, datetime)
+            return value.astimezone(UTC)
+        now = self._now()
+        assert isinstance(now, datetime)
+        return now
+
+    def now(self) -> datetime:
+        with self._tx() as conn:
+            return self._db_now(conn)
+
+    def _append(
+        self,
+        conn: Connection,
+        *,
+        rotation_id: int | None,
+        credential: str,
+        actor: str,
+        kind: str,
+        from_state: str | None,
+        to_state: str | None,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        head = conn.execute(
+            select(chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
+        ).scalar_one_or_none()
+        if head is None:
+            conn.execute(insert(chain_head).values(id=1, last_event_id=None, hash=GENESIS))
+            head = GENESIS
+        row = {
+            "rotation_id": rotation_id,
+            "credential": credential,
+            "at": at,
+            "actor": actor,
+            "kind": kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "detail": json.loads(json.dumps(detail, default=str)),
+        }
+        digest = event_hash(head, row)
+        event_id = conn.execute(
+            insert(events).values(**row, prev_hash=head, hash=digest).returning(events.c.id)
+        ).scalar_one()
+        conn.execute(
+            update(chain_head)
+            .where(chain_head.c.id == 1)
+            .values(hash=digest, last_event_id=event_id)
+        )
+
+    # --- credentials ---------------------------------------------------------------------
+
+    def sync_credentials(self, configured: dict[str, str]) -> None:
+        """Make sure every configured credential has a row; record config changes."""
+        with self._tx() as conn:
+            now = self._db_now(conn)
+            existing = dict(
+                conn.execute(select(credentials.c.name, credentials.c.config_hash)).all()
+            )
+            for name, digest in configured.items():
+                if name not in existing:
+                    conn.execute(
+                        insert(credentials).values(name=name, config_hash=digest, updated_at=now)
+                    )
+                elif existing[name] != digest:
+                    conn.execute(
+                        update(credentials)
+                        .where(credentials.c.name == name)
+                        .values(config_hash=digest, updated_at=now)
+                    )
+
+    def credential_rows(self) -> dict[str, CredentialRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(credentials)).mappings().all()
+        return {
+            r["name"]: CredentialRow(**{k: r[k] for k in CredentialRow.__dataclass_fields__})
+            for r in rows
+        }
+
+    def update_credential(self, name: str, **values: Any) -> None:
+        with self._tx() as conn:
+            values["updated_at"] = self._db_now(conn)
+            conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
+
+    def adopt(self, name: str, uuid: str, actor: str) -> None:
+        """An operator tells rotator which Adobe uuid AWSCURRENT holds."""
+        with self._tx() as conn:
+            now = self._db_now(conn)
+            conn.execute(
+                update(credentials)
+                .where(credentials.c.name == name)
+                .values(current_uuid=uuid, updated_at=now)
+            )
+            self._append(
+                conn,
+                rotation_id=None,
+                credential=name,
+                actor=actor,
+                kind="adopted",
+                from_state=None,
+                to_state=None,
+                detail={"uuid": uuid},
+                at=now,
+            )
+
+    # --- rotations -----------------------------------------------------------------------
+
+    def start(
+        self,
+        credential: str,
+        trigger: Trigger,
+        *,
+        actor: str,
+        reason: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> Rotation:
+        """Insert a planned rotation; the unique index refuses a second unfinished one (I3)."""
+        try:
+            with self._tx() as conn:
+                return self._insert(
+                    conn, credential, trigger, actor=actor, reason=reason, detail=detail or {}
+                )
+        except IntegrityError:
+            active = self.active(credential)
+            if active is None:
+                raise
+            raise AlreadyActive(active) from None
+
+    def _insert(
+        self,
+        conn: Connection,
+        credential: str,
+        trigger: Trigger,
+        *,
+        actor: str,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> Rotation:
+        now = self._db_now(conn)
+        rotation_id = conn.execute(
+            insert(rotations)
+            .values(
+                credential=credential,
+                trigger=trigger.value,
+                state=State.PLANNED.value,
+                actor=actor,
+                reason=reason,
+                known_uuids=[],
+                detail=detail,
+                created_at=now,
+                state_since=now,
+                next_attempt_at=now,
+            )
+            .returning(rotations.c.id)
+        ).scalar_one()
+        self._append(
+            conn,
+            rotation_id=rotation_id,
+            credential=credential,
+            actor=actor,
+            kind="started",
+            from_state=None,
+            to_state=State.PLANNED.value,
+            detail={"trigger": trigger.value, "reason": reason, **detail},
+            at=now,
+        )
+        return self._load(conn, rotation_id)
+
+    def request_emergency(self, credential: str, *, actor: str, reason: str) -> Rotation:
+        """Start an emergency rotation, or mark the unfinished normal one to be pre-empted.
+
+        The mark is a request, not a takeover: whoever holds the lease sees it at its next
+        step boundary, ends the normal rotation safely and starts the emergency one.
+        """
+        with self._tx() as conn:
+            active = self._active(conn, credential)
+            if active is None:
+                return self._insert(
+                    conn, credential, Trigger.EMERGENCY, actor=actor, reason=reason, detail={}
+                )
+            if active.emergency or active.emergency_requested:
+                return active
+            now = self._db_now(conn)
+            conn.execute(
+                update(rotations)
+                .where(rotations.c.id == active.id)
+                .values(emergency_requested=True)
+            )
+            self._append(
+                conn,
+                rotation_id=active.id,
+                credential=credential,
+                actor=actor,
+                kind="emergency_requested",
+                from_state=active.state.value,
+                to_state=active.state.value,
+                detail={"reason": reason},
+                at=now,
+            )
+            return self._load(conn, active.id)
+
+    def request_cancel(self, credential: str, *, actor: str, reason: str) -> Rotation | None:
+        with self._tx() as conn:
+            active = self._active(conn, credential)
+            if active is None:
+                return None
+            now = self._db_now(conn)
+            conn.execute(
+                update(rotations).where(rotations.c.id == active.id).values(cancel_requested=True)
+            )
+            self._append(
+                conn,
+                rotation_id=active.id,
+                credential=credential,
+                actor=actor,
+                kind="cancel_requested",
+                from_state=active.state.value,
+                to_state=active.state.value,
+                detail={"reason": reason},
+                at=now,
+            )
+            return self._load(conn, active.id)
+
+    def last_request(self, rotation_id: int, kind: str) -> tuple[str, str]:
+        """(actor, reason) of the newest request of `kind` on a rotation."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(events.c.actor, events.c.detail)
+                .where(events.c.rotation_id == rotation_id, events.c.kind == kind)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).first()
+        return (row[0], str(row[1].get("reason", ""))) if row else ("rotator", "")
+
+    def active(self, credential: str) -> Rotation | None:
+        with self.engine.connect() as conn:
+            return self._active(conn, credential)
+
+    def _active(self, conn: Connection, credential: str) -> Rotation | None:
+        row = (
+            conn.execute(
+                select(rotations).where(
+                    rotations.c.credential == credential, rotations.c.finished_at.is_(None)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _rotation(row) if row else None
+
+    def get(self, rotation_id: int) -> Rotation:
+        with self.engine.connect() as conn:
+            return self._load(conn, rotation_id)
+
+    def _load(self, conn: Connection, rotation_id: int) -> Rotation:
+        row = conn.execute(select(rotations).where(rotations.c.id == rotation_id)).mappings().one()
+        return _rotation(row)
+
+    def lease(self, rotation_id: int) -> LeaseInfo:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(rotations.c.lease_owner, rotations.c.lease_expires_at).where(
+                    rotations.c.id == rotation_id
+                )
+            ).one()
+        return LeaseInfo(owner=row[0], expires_at=row[1])
+
+    def unfinished(self) -> list[Rotation]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(rotations)
+                    .where(rotations.c.finished_at.is_(None))
+                    .order_by(rotations.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [_rotation(r) for r in rows]
+
+    def recent(self, credential: str | None = None, limit: int = 50) -> list[Rotation]:
+        query = select(rotations).order_by(rotations.c.id.desc()).limit(limit)
+        if credential:
+            query = query.where(rotations.c.credential == credential)
+        with self.engine.connect() as conn:
+            return [_rotation(r) for r in conn.execute(query).mappings().all()]
+
+    # --- leases --------------------------------------------------------------------------
+
+    def claim(
+        self,
+        owner: str,
+        lease: timedelta,
+        *,
+        rotation_id: int | None = None,
+        limit: int = 1,
+        due_only: bool = True,
+    ) -> list[Claim]:
+        """Take the lease of due, unowned rotations (or of one given rotation), bumping fences."""
+        with self._tx() as conn:
+            now = self._db_now(conn)
+            free = or_(
+                rotations.c.lease_expires_at.is_(None),
+                rotations.c.lease_expires_at < now,
+                rotations.c.lease_owner == owner,
+            )
+            conditions = [rotations.c.finished_at.is_(None), free]
+            if due_only:
+                conditions.append(
+                    or_(
+                        rotations.c.next_attempt_at.is_(None),
+                        rotations.c.next_attempt_at <= now,
+                        rotations.c.emergency_requested,
+                        rotations.c.cancel_requested,
+                    )
+                )
+            if rotation_id is not None:
+                conditions.append(rotations.c.id == rotation_id)
+            candidates = (
+                select(rotations.c.id)
+                .where(and_(*conditions))
+                .order_by(rotations.c.next_attempt_at, rotations.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = [r[0] for r in conn.execute(candidates).all()]
+            if not ids:
+                return []
+            rows = (
+                conn.execute(
+                    update(rotations)
+                    .where(rotations.c.id.in_(ids))
+                    .values(
+                        lease_owner=owner, lease_expires_at=now + lease, fence=rotations.c.fence + 1
+                    )
+                    .returning(rotations)
+                )
+                .mappings()
+                .all()
+            )
+        return [Claim(_rotation(r), owner, r["fence"]) for r in rows]
+
+    def renew(self, claim: Claim, lease: timedelta) -> None:
+        with self._tx() as conn:
+            now = self._db_now(conn)
+            result = conn.execute(
+                update(rotations).where(*_guard(claim)).values(lease_expires_at=now + lease)
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(f"rotation {claim.rotation.id}: lease lost to another worker")
+
+    def release(self, claim: Claim) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(rotations)
+                .where(*_guard(claim))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def save(
+        self,
+        claim: Claim,
+        new: Rotation,
+        *,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+        keep_lease: timedelta | None = None,
+        credential_update: dict[str, Any] | None = None,
+        follow_up: tuple[Trigger, str, str] | None = None,
+    ) -> Claim:
+        """Write `new` under the lease and append its audit event, in one transaction.
+
+        `follow_up` (trigger, actor, reason) starts the next rotation in the same
+        transaction, so an emergency that pre-empts a normal rotation is never lost between.
+        """
+        old = claim.rotation
+        values = {c: _column_value(getattr(new, c)) for c in _OWNED}
+        with self._tx() as conn:
+            now = self._db_now(conn)
+            if keep_lease is None:
+                values.update(lease_owner=None, lease_expires_at=None)
+            else:
+                values.update(lease_expires_at=now + keep_lease)
+            if new.state.terminal and new.finished_at is None:
+                values["finished_at"] = now
+            if new.state is not old.state:
+                values["state_since"] = now
+            result = conn.execute(update(rotations).where(*_guard(claim)).values(**values))
+            if result.rowcount != 1:
+                raise LeaseLost(
+                    f"rotation {old.id} of {old.credential!r}: lease lost to another worker "
+                    f"(fence {claim.fence} is stale); stopping without writing"
+                )
+            self._append(
+                conn,
+                rotation_id=old.id,
+                credential=old.credential,
+                actor=actor,
+                kind=kind,
+                from_state=old.state.value,
+                to_state=new.state.value,
+                detail=detail or {},
+                at=now,
+            )
+            if credential_update:
+                conn.execute(
+                    update(credentials)
+                    .where(credentials.c.name == old.credential)
+                    .values(**credential_update, updated_at=now)
+                )
+            if follow_up is not None:
+                trigger, by, reason = follow_up
+                self._insert(
+                    conn,
+                    old.credential,
+                    trigger,
+                    actor=by,
+                    reason=reason,
+                    detail={"follows": old.id},
+                )
+            saved = self._load(conn, old.id)
+        return Claim(saved, claim.owner, claim.fence)
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def events(
+        self,
+        credential: str | None = None,
+        limit: int | None = 100,
+        rotation_id: int | None = None,
+        ascending: bool = False,
+    ) -> list[AuditEvent]:
+        query = select(events).order_by(events.c.id.asc() if ascending else events.c.id.desc())
+        if credential:
+            query = query.where(events.c.credential == credential)
+        if rotation_id is not None:
+            query = query.where(events.c.rotation_id == rotation_id)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [AuditEvent(**r) for r in conn.execute(query).mappings().all()]
+
+    def verify_chain(self, batch: int = 5000) -> tuple[int, str | None]:
+        """Walk the chain; return (events checked, the first problem or None)."""
+        checked, prev, last_id = 0, GENESIS, 0
+        with self.engine.connect() as conn:
+            while True:
+                rows = (
+                    conn.execute(
+                        select(events)
+                        .where(events.c.id > last_id)
+                        .order_by(events.c.id)
+                        .limit(batch)
+                    )
+                    .mappings()
+                    .all()
+                )
+                for row in rows:
+                    if row["prev_hash"] != prev:
+                        return checked, (
+                            f"event {row['id']}: the event before it was changed or "
+                            f"removed (its link does not match)"
+                        )
+                    if event_hash(prev, dict(row)) != row["hash"]:
+                        return checked, f"event {row['id']}: its content was changed"
+                    prev, last_id = row["hash"], row["id"]
+                    checked += 1
+                if len(rows) < batch:
+                    break
+            head = conn.execute(select(chain_head.c.hash, chain_head.c.last_event_id)).first()
+        if head is not None and (head[0] != prev or head[1] != (last_id or None)):
+            return checked, (
+                f"the newest event(s) after event {last_id} were removed "
+                f"(the chain head records event {head[1]})"
+            )
+        return checked, None
+
+
+def _guard(claim: Claim) -> Sequence[Any]:
+    return (
+        rotations.c.id == claim.rotation.id,
+        rotations.c.lease_owner == claim.owner,
+        rotations.c.fence == claim.fence,
+    )
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, State | Trigger):
+        return value.value
+    if isinstance(value, Evidence):
+        return value.as_dict()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _rotation(row: Any) -> Rotation:
+    evidence = row["evidence"]
+    return Rotation(
+        id=row["id"],
+        credential=row["credential"],
+        trigger=Trigger(row["trigger"]),
+        state=State(row["state"]),
+        created_at=row["created_at"],
+        actor=row["actor"],
+        reason=row["reason"] or "",
+        old_uuid=row["old_uuid"],
+        new_uuid=row["new_uuid"],
+        known_uuids=tuple(row["known_uuids"] or ()),
+        request_token=row["request_token"],
+        previous_version=row["previous_version"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        state_since=row["state_since"],
+        promoted_at=row["promoted_at"],
+        finished_at=row["finished_at"],
+        resume_state=State(row["resume_state"]) if row["resume_state"] else None,
+        evidence=_evidence(evidence) if evidence else None,
+        emergency_requested=bool(row["emergency_requested"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        detail=dict(row["detail"] or {}),
+    )
+
+
+def _evidence(data: dict[str, Any]) -> Evidence:
+    def parse(key: str) -> datetime | None:
+        value = data.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    polled = parse("polled_at")
+    assert polled is not None
+    return Evidence(
+        polled_at=polled,
+        old_last_used_at=parse("old_last_used_at"),
+        new_last_used_at=parse("new_last_used_at"),
+    )

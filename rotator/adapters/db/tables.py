@@ -1,0 +1,146 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; a test proves they agree.
+
+Times are stored as timezone-aware UTC timestamps. No column ever holds a secret value:
+uuids, AWS version ids and the ClientRequestToken (an idempotency key, not a secret) only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC as _UTC
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on both databases (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: rotator stores UTC only")
+        value = value.astimezone(_UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment: datetime = value
+        return moment.replace(tzinfo=_UTC) if moment.tzinfo is None else moment.astimezone(_UTC)
+
+
+UTC = UTCDateTime()
+# BigInteger ids on PostgreSQL; SQLite needs INTEGER PRIMARY KEY for its rowid autoincrement.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("config_hash", String(64), nullable=False),
+    Column("current_uuid", String(64)),
+    Column("secret_created_at", UTC),
+    Column("last_rotated_at", UTC),
+    Column("last_failed_at", UTC),
+    Column("surveyed_at", UTC),
+    Column("last_error", Text),
+    Column("updated_at", UTC, nullable=False),
+)
+
+rotations = Table(
+    "rotations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("credential", String(128), ForeignKey("credentials.name"), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("old_uuid", String(64)),
+    Column("new_uuid", String(64)),
+    Column("known_uuids", JSON, nullable=False),
+    Column("request_token", String(64)),
+    Column("previous_version", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTC),
+    Column("last_error", Text),
+    Column("resume_state", String(32)),
+    Column("evidence", JSON),
+    Column("detail", JSON, nullable=False),
+    Column("emergency_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", UTC),
+    Column("fence", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", UTC, nullable=False),
+    Column("state_since", UTC, nullable=False),
+    Column("promoted_at", UTC),
+    Column("finished_at", UTC),
+    # I3: at most one unfinished rotation per credential, held by the database itself.
+    Index(
+        "uq_rotations_one_unfinished",
+        "credential",
+        unique=True,
+        sqlite_where=text("finished_at IS NULL"),
+        postgresql_where=text("finished_at IS NULL"),
+    ),
+    Index("ix_rotations_due", "finished_at", "next_attempt_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rotation_id", Id, ForeignKey("rotations.id")),
+    Column("credential", String(128), nullable=False),
+    Column("at", UTC, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("from_state", String(32)),
+    Column("to_state", String(32)),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_events_credential_id", "credential", "id"),
+    Index("ix_events_rotation_id", "rotation_id"),
+)
+
+# One row: the newest event hash. Updating it in every event's transaction serialises
+# appends, so concurrent writers on PostgreSQL cannot fork the chain.
+chain_head = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_event_id", Id),
+    Column("hash", String(64), nullable=False),
+)

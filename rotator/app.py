@@ -1,0 +1,60 @@
+"""The composition root: the one place that builds adapters and wires them to the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rotator.adapters.adobe import AdobeClient
+from rotator.adapters.aws_secrets import AwsSecrets
+from rotator.adapters.db import migrate
+from rotator.adapters.db.store import Store, make_engine
+from rotator.config import Settings
+from rotator.domain.errors import ConfigError
+from rotator.engine import Engine, Listener
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: Store
+    adobe: AdobeClient
+    aws: AwsSecrets
+    engine: Engine
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.adobe.close()
+        self.store.engine.dispose()
+
+
+def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
+    """The state database; refuses to run on an old schema unless asked to upgrade it."""
+    engine = make_engine(settings.database.url)
+    try:
+        if upgrade:
+            migrate.upgrade(engine)
+        elif not migrate.is_current(engine):
+            raise ConfigError(
+                f"{settings.source}: database.url: the schema is not at the current revision "
+                f"({migrate.current(engine) or 'empty'} != {migrate.head()}); "
+                f"run `rotator db upgrade`")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{settings.source}: database.url: cannot open the database: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return Store(engine)
+
+
+def build(settings: Settings, *, upgrade: bool = False, owner: str | None = None,
+          listeners: list[Listener] | None = None) -> App:
+    store = open_store(settings, upgrade=upgrade)
+    adobe = AdobeClient(settings.adobe.ims_url, settings.adobe.api_url,
+                        timeout=settings.adobe.timeout.total_seconds(),
+                        max_connections=max(32, settings.daemon.workers * 2),
+                        token_rate=settings.adobe.token_rate or None)
+    aws = AwsSecrets(region=settings.aws.region, endpoint_url=settings.aws.endpoint_url,
+                     write_rate=settings.aws.write_rate)
+    engine = Engine(settings, store, adobe, aws, owner=owner, listeners=listeners)
+    return App(settings, store, adobe, aws, engine)

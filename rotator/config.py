@@ -1,0 +1,284 @@
+"""TOML -> validated, frozen settings. Every error names the file, the key and what is wrong."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rotator.domain.errors import ConfigError
+from rotator.domain.model import Policy
+from rotator.domain.policy import WEEKDAYS, Window
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_CRED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'2s', '15m', '25h', '90d', '2w' (also '500ms'); a timedelta passes through."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    raise ValueError(f"invalid duration {value!r}: use a number and a unit, like 2s, 15m, 25h, 90d")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///rotator.db"
+
+
+class AdobeConfig(_Section):
+    ims_url: str = "https://ims-na1.adobelogin.com"
+    api_url: str = "https://api.adobe.io"
+    timeout: Duration = timedelta(seconds=30)
+    # Tokens minted per second across all credentials (Adobe throttles integrations that mint
+    # too many). 0 means unlimited.
+    token_rate: float = Field(default=0, ge=0)
+
+    @field_validator("ims_url", "api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+class AwsConfig(_Section):
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    # PutSecretValue + UpdateSecretVersionStage share 50 requests/s per region at AWS.
+    write_rate: float = Field(default=50, ge=0)
+
+
+class PolicyConfig(_Section):
+    """Keys of [defaults]; each may be overridden per credential."""
+
+    max_age: Duration | None = None
+    quiet_period: Duration | None = None
+    max_drain: Duration | None = None
+    verify_timeout: Duration | None = None
+    poll_interval: Duration | None = None
+    failure_cooldown: Duration | None = None
+    prune_strays: bool | None = None
+    schedule: str | None = None  # cron, five fields, UTC
+    window: str | None = None  # "Mon-Fri 09:00-17:00" (UTC)
+    secret_key: str | None = None
+    uuid_key: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"invalid cron schedule {value!r}: {exc}") from None
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_window(value)
+        return value
+
+
+class CredentialConfig(PolicyConfig):
+    name: str
+    org_id: str
+    credential_id: str
+    client_id: str
+    secret_id: str  # AWS Secrets Manager name or ARN
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _CRED_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid name (letters, digits, . _ -)")
+        return value
+
+    @field_validator("org_id", "credential_id", "client_id", "secret_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class DaemonConfig(_Section):
+    tick: Duration = timedelta(seconds=30)
+    jitter: Duration = timedelta(seconds=3)
+    workers: int = Field(default=16, ge=1, le=256)
+    lease: Duration = timedelta(seconds=60)
+    listen: str = "127.0.0.1:9477"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+
+class WebhookConfig(_Section):
+    url: str
+    events: tuple[str, ...] = ("completed", "failed", "needs_attention")
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"completed", "failed", "needs_attention", "cancelled", "started"}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(allowed)}")
+        return value
+
+
+class NotificationsConfig(_Section):
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+
+class Settings(_Section):
+    database: DatabaseConfig = DatabaseConfig()
+    adobe: AdobeConfig = AdobeConfig()
+    aws: AwsConfig = AwsConfig()
+    defaults: PolicyConfig = PolicyConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    credentials: tuple[CredentialConfig, ...] = ()
+    source: str = Field(default="<memory>", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        seen: dict[str, int] = {}
+        for index, cred in enumerate(self.credentials):
+            if cred.name in seen:
+                raise ValueError(
+                    f"credentials[{index}].name {cred.name!r} "
+                    f"repeats credentials[{seen[cred.name]}]"
+                )
+            seen[cred.name] = index
+        return self
+
+    def credential(self, name: str) -> CredentialConfig:
+        for cred in self.credentials:
+            if cred.name == name:
+                return cred
+        known = ", ".join(c.name for c in self.credentials) or "none configured"
+        raise ConfigError(f"{self.source}: unknown credential {name!r} (known: {known})")
+
+    def policy(self, cred: CredentialConfig) -> Policy:
+        merged = {k: v for k, v in self.defaults.model_dump().items() if v is not None}
+        merged.update({k: v for k, v in cred.model_dump().items() if v is not None})
+        fields = Policy.__dataclass_fields__
+        return Policy(**{k: v for k, v in merged.items() if k in fields})
+
+    def _pick(self, cred: CredentialConfig, key: str, default: str) -> str:
+        value = getattr(cred, key) or getattr(self.defaults, key)
+        return str(value) if value else default
+
+    def secret_key(self, cred: CredentialConfig) -> str:
+        return self._pick(cred, "secret_key", "client_secret")
+
+    def uuid_key(self, cred: CredentialConfig) -> str:
+        return self._pick(cred, "uuid_key", "secret_uuid")
+
+    def schedule(self, cred: CredentialConfig) -> str | None:
+        return cred.schedule or self.defaults.schedule
+
+    def window(self, cred: CredentialConfig) -> Window | None:
+        text = cred.window or self.defaults.window
+        return parse_window(text) if text else None
+
+
+def parse_window(text: str) -> Window:
+    """'09:00-17:00' or 'Mon-Fri 09:00-17:00' or 'sat,sun 00:00-06:00', all UTC."""
+    parts = text.split()
+    if len(parts) not in (1, 2):
+        raise ValueError(f"invalid window {text!r}: use like 'Mon-Fri 09:00-17:00' (UTC)")
+    days = frozenset(range(7)) if len(parts) == 1 else _days(parts[0], text)
+    hours = parts[-1].split("-")
+    if len(hours) != 2:
+        raise ValueError(f"invalid window {text!r}: hours must be HH:MM-HH:MM")
+    try:
+        start, end = (time.fromisoformat(h) for h in hours)
+    except ValueError:
+        raise ValueError(f"invalid window {text!r}: hours must be HH:MM-HH:MM") from None
+    return Window(start=start, end=end, days=days)
+
+
+def _days(spec: str, text: str) -> frozenset[int]:
+    days: set[int] = set()
+    for item in spec.lower().split(","):
+        first, _, last = item.partition("-")
+        if first[:3] not in WEEKDAYS or (last and last[:3] not in WEEKDAYS):
+            raise ValueError(f"invalid window {text!r}: days are mon..sun")
+        a = WEEKDAYS.index(first[:3])
+        b = WEEKDAYS.index(last[:3]) if last else a
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return frozenset(days)
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("ROTATOR_CONFIG") or "rotator.toml")
+
+
+def load(path: str | Path | None = None) -> Settings:
+    """Read and validate a config file; raise ConfigError with one line per problem."""
+    path = Path(path) if path else default_path()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file (pass --config or set ROTATOR_CONFIG)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_mapping(raw, source=str(path))
+
+
+def from_mapping(raw: dict[str, Any], *, source: str = "<memory>") -> Settings:
+    try:
+        return Settings.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and section)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{source}: {key or '(top level)'}: {message}")
+    return "; ".join(lines)  # one line, every problem

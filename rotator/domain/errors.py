@@ -1,0 +1,75 @@
+"""Error kinds the engine decides on. Adapters raise these; messages never carry secret values."""
+
+from __future__ import annotations
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose; its text is safe to show and log."""
+
+    exit_code = 1
+
+
+class ConfigError(RotatorError):
+    """The configuration or the command line is wrong. Nothing was changed."""
+
+    exit_code = 2
+
+
+class StepError(RotatorError):
+    """A call to Adobe or AWS failed; names the credential and the step, never a secret."""
+
+    transient = False
+
+    def __init__(self, message: str, *, credential: str = "", step: str = "") -> None:
+        self.credential = credential
+        self.step = step
+        self.detail = message
+        where = " ".join(p for p in (credential and f"credential {credential!r}", step) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def located(self, *, credential: str, step: str) -> StepError:
+        """The same error, told where it happened (adapters do not know the step)."""
+        if self.credential and self.step:
+            return self
+        clone = type(self).__new__(type(self))
+        StepError.__init__(
+            clone, self.detail, credential=self.credential or credential, step=self.step or step
+        )
+        clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in clone.__dict__})
+        return clone
+
+
+class TransientError(StepError):
+    """Worth trying again later: throttling, 5xx, timeouts, dropped connections."""
+
+    transient = True
+
+
+class PermanentError(StepError):
+    """Trying again will not help until a person changes something."""
+
+
+class InvalidClient(PermanentError):
+    """Adobe refused a client id / secret pair (400 invalid_client)."""
+
+
+class AccessDenied(PermanentError):
+    """Adobe answered 401/403: token or API key refused, or a scope is missing."""
+
+
+class NotFound(PermanentError):
+    """Adobe or AWS does not know the credential, secret or version."""
+
+
+class SecretLimit(PermanentError):
+    """Adobe refused a third client secret."""
+
+
+class LeaseLost(RotatorError):
+    """Another worker took this rotation over (its fence moved on): stop at once, write nothing."""
+
+
+class NeedsAttention(RotatorError):
+    """The rotation cannot go on safely by itself; the message tells a person what to do."""
+
+    exit_code = 3

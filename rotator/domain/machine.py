@@ -1,0 +1,221 @@
+"""The rotation state machine: which transitions exist and what each observation means.
+
+Everything here is a pure function of values, so each decision is unit-tested without
+Adobe, AWS or a database. The engine performs the effects these decisions ask for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rotator.domain import policy as rules
+from rotator.domain.errors import StepError
+from rotator.domain.model import AdobeSecret, Evidence, Policy, Rotation, State
+
+S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.PLANNED: frozenset({S.CREATING, S.NEEDS_ATTENTION, S.FAILED, S.CANCELLED, S.ROLLING_BACK}),
+    S.CREATING: frozenset({S.STAGED, S.ROLLING_BACK, S.NEEDS_ATTENTION, S.CANCELLED}),
+    S.STAGED: frozenset({S.VERIFIED, S.ROLLING_BACK, S.NEEDS_ATTENTION}),
+    S.VERIFIED: frozenset({S.PROMOTED, S.ROLLING_BACK, S.NEEDS_ATTENTION}),
+    S.PROMOTED: frozenset({S.DRAINING, S.RETIRING, S.NEEDS_ATTENTION, S.CANCELLED}),
+    S.DRAINING: frozenset({S.RETIRING, S.COMPLETED, S.NEEDS_ATTENTION, S.CANCELLED}),
+    S.RETIRING: frozenset({S.COMPLETED, S.NEEDS_ATTENTION}),
+    # -> promoted: a crash after AWSCURRENT moved but before the state was saved.
+    S.ROLLING_BACK: frozenset({S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION, S.PROMOTED}),
+    S.NEEDS_ATTENTION: frozenset(
+        {
+            S.PLANNED,
+            S.CREATING,
+            S.STAGED,
+            S.VERIFIED,
+            S.PROMOTED,
+            S.DRAINING,
+            S.RETIRING,
+            S.ROLLING_BACK,
+            S.COMPLETED,
+            S.CANCELLED,
+            S.FAILED,
+        }
+    ),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def check_transition(current: State, target: State) -> None:
+    """Refuse a move the machine does not have; staying put (a retry or a poll) is always fine."""
+    if target is not current and target not in TRANSITIONS[current]:
+        raise IllegalTransition(f"no transition {current} -> {target}")
+
+
+# --- planned -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrayVerdict:
+    """What to do with Adobe secrets that are neither AWSCURRENT's nor ours."""
+
+    delete: tuple[str, ...] = ()
+    attention: str | None = None
+
+
+def judge_strays(
+    listed: Sequence[AdobeSecret],
+    current_uuid: str,
+    policy: Policy,
+    now: datetime,
+    *,
+    emergency: bool,
+) -> StrayVerdict:
+    """A stray blocks the two-secret limit. Delete it only if nobody used it for quiet_period.
+
+    An emergency deletes strays at once: a leak may have come through any of them.
+    """
+    strays = [s for s in listed if s.uuid != current_uuid]
+    if not strays or emergency:
+        return StrayVerdict(delete=tuple(s.uuid for s in strays))
+    deletable: list[AdobeSecret] = []
+    blocking: list[AdobeSecret] = []
+    for stray in strays:
+        last_sign = max(stray.created_at, stray.last_used_at or stray.created_at)
+        quiet = now - last_sign >= policy.quiet_period
+        (deletable if quiet and policy.prune_strays else blocking).append(stray)
+    if blocking:
+        s = blocking[0]
+        used = s.last_used_at.isoformat() if s.last_used_at else "never"
+        why = (
+            "prune_strays is false"
+            if not policy.prune_strays
+            else (f"it was used within the quiet period of {_human(policy.quiet_period)}")
+        )
+        return StrayVerdict(
+            attention=(
+                f"Adobe holds a second secret {s.uuid} (created {s.created_at.isoformat()}, "
+                f"last used {used}) that AWSCURRENT does not record, and {why}; "
+                f"find its consumer, then delete it at Adobe or run `rotator cancel`"
+            )
+        )
+    return StrayVerdict(delete=tuple(s.uuid for s in deletable))
+
+
+# --- creating ------------------------------------------------------------------------------
+
+
+def find_orphans(
+    listed: Iterable[AdobeSecret], known_uuids: Iterable[str], adopted: str | None
+) -> list[str]:
+    """Secrets that appeared at Adobe since planning and that AWS does not hold under our token.
+
+    Their plaintext was lost in a crash between Adobe's answer and the AWS put: nobody can
+    ever use them, and they take a slot of the two-secret limit, so they are deleted.
+    """
+    known = set(known_uuids)
+    return [s.uuid for s in listed if s.uuid not in known and s.uuid != adopted]
+
+
+# --- staged --------------------------------------------------------------------------------
+
+
+def verify_gives_up(rotation: Rotation, now: datetime, verify_timeout: timedelta) -> bool:
+    """Adobe may take a moment to accept a new secret; after verify_timeout it never will."""
+    since = rotation.state_since or rotation.created_at
+    return now - since >= verify_timeout
+
+
+# --- draining ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrainVerdict:
+    retire: bool
+    next_poll_at: datetime | None = None
+    overdue: str | None = None
+
+
+def judge_drain(
+    rotation: Rotation, evidence: Evidence, old_present: bool, policy: Policy, now: datetime
+) -> DrainVerdict:
+    """Delete the old secret once no consumer used it for quiet_period; past max_drain, alert."""
+    assert rotation.promoted_at is not None, "draining starts at promotion"
+    if not old_present:
+        return DrainVerdict(retire=True)
+    deadline = rules.quiet_deadline(
+        promoted_at=rotation.promoted_at,
+        old_last_used_at=evidence.old_last_used_at,
+        quiet_period=policy.quiet_period,
+    )
+    if now >= deadline:
+        return DrainVerdict(retire=True)
+    next_poll = min(now + policy.poll_interval, deadline)
+    if now - rotation.promoted_at >= policy.max_drain:
+        used = evidence.old_last_used_at.isoformat() if evidence.old_last_used_at else "never"
+        return DrainVerdict(
+            retire=False,
+            next_poll_at=next_poll,
+            overdue=(
+                f"old secret {rotation.old_uuid} last used at {used} by some consumer, "
+                f"{_human(now - rotation.promoted_at)} after promotion (max_drain "
+                f"{_human(policy.max_drain)}); update that consumer to read AWSCURRENT, "
+                f"or `rotator cancel` to keep both secrets"
+            ),
+        )
+    return DrainVerdict(retire=False, next_poll_at=next_poll)
+
+
+def after_promotion(rotation: Rotation) -> State:
+    """An emergency retires every other secret at once; a normal rotation drains first."""
+    return State.RETIRING if rotation.emergency else State.DRAINING
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How the engine should record a failed step."""
+
+    state: State
+    next_attempt_at: datetime | None
+    resume_state: State | None
+    message: str
+
+
+def on_step_error(
+    rotation: Rotation,
+    error: StepError,
+    now: datetime,
+    *,
+    retry_cap: timedelta = timedelta(minutes=5),
+) -> Failure:
+    """Transient: same state, retried later with backoff. Permanent: roll back or ask a person.
+
+    Before promotion a permanent error rolls back, because AWSCURRENT still holds a working
+    secret. Once promoted, rolling back would be wrong, so a person is asked instead.
+    """
+    message = str(error)
+    if error.transient:
+        delay = rules.backoff(rotation.attempts + 1, cap=retry_cap)
+        return Failure(rotation.state, now + delay, rotation.resume_state, message)
+    if rotation.state in {S.CREATING, S.STAGED, S.VERIFIED} and rotation.new_uuid:
+        return Failure(S.ROLLING_BACK, now, None, message)
+    retry = now + max(rules.backoff(rotation.attempts + 1, cap=retry_cap), timedelta(minutes=1))
+    resume = rotation.resume_state or rotation.state
+    return Failure(S.NEEDS_ATTENTION, retry, resume, message)
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds}s"

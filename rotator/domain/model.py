@@ -1,0 +1,122 @@
+"""Values the rotation machine reasons about. Frozen, so a step can only produce a new one."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class State(enum.StrEnum):
+    """Where one rotation stands. The order of the happy path is the order below."""
+
+    PLANNED = "planned"
+    CREATING = "creating"
+    STAGED = "staged"
+    VERIFIED = "verified"
+    PROMOTED = "promoted"
+    DRAINING = "draining"
+    RETIRING = "retiring"
+    COMPLETED = "completed"
+    ROLLING_BACK = "rolling_back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    NEEDS_ATTENTION = "needs_attention"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def promoted(self) -> bool:
+        """True once AWSCURRENT holds the new secret: from here on, rolling back is wrong."""
+        return self in {State.PROMOTED, State.DRAINING, State.RETIRING, State.COMPLETED}
+
+
+TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
+
+
+class Trigger(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    EMERGENCY = "emergency"
+
+
+@dataclass(frozen=True)
+class AdobeSecret:
+    """One client secret as Adobe lists it (never with its value)."""
+
+    uuid: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one draining poll saw: the proof behind deleting (or not deleting) the old secret."""
+
+    polled_at: datetime
+    old_last_used_at: datetime | None
+    new_last_used_at: datetime | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "polled_at": self.polled_at.isoformat(),
+            "old_last_used_at": _iso(self.old_last_used_at),
+            "new_last_used_at": _iso(self.new_last_used_at),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-credential timing rules, already merged from [defaults] and the credential's own keys."""
+
+    max_age: timedelta = timedelta(days=90)
+    quiet_period: timedelta = timedelta(hours=25)
+    max_drain: timedelta = timedelta(days=14)
+    verify_timeout: timedelta = timedelta(minutes=5)
+    poll_interval: timedelta = timedelta(minutes=15)
+    prune_strays: bool = True
+    failure_cooldown: timedelta = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """One rotation of one credential, exactly as persisted (secret values are never part of it)."""
+
+    id: int
+    credential: str
+    trigger: Trigger
+    state: State
+    created_at: datetime
+    actor: str = "rotator"
+    reason: str = ""
+    old_uuid: str | None = None
+    new_uuid: str | None = None
+    known_uuids: tuple[str, ...] = ()
+    request_token: str | None = None
+    previous_version: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    state_since: datetime | None = None
+    promoted_at: datetime | None = None
+    finished_at: datetime | None = None
+    resume_state: State | None = None
+    evidence: Evidence | None = None
+    emergency_requested: bool = False
+    cancel_requested: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def emergency(self) -> bool:
+        return self.trigger is Trigger.EMERGENCY
+
+    def evolve(self, **changes: Any) -> Rotation:
+        return dataclasses.replace(self, **changes)
