@@ -38,23 +38,38 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
             raise ConfigError(
                 f"{settings.source}: database.url: the schema is not at the current revision "
                 f"({migrate.current(engine) or 'empty'} != {migrate.head()}); "
-                f"run `rotator db upgrade`")
+                f"run `rotator db upgrade`"
+            )
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{settings.source}: database.url: cannot open the database: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise ConfigError(
+            f"{settings.source}: database.url: cannot open the database: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
     return Store(engine)
 
 
-def build(settings: Settings, *, upgrade: bool = False, owner: str | None = None,
-          listeners: list[Listener] | None = None) -> App:
+def build(
+    settings: Settings,
+    *,
+    upgrade: bool = False,
+    owner: str | None = None,
+    listeners: list[Listener] | None = None,
+) -> App:
     store = open_store(settings, upgrade=upgrade)
-    adobe = AdobeClient(settings.adobe.ims_url, settings.adobe.api_url,
-                        timeout=settings.adobe.timeout.total_seconds(),
-                        max_connections=max(32, settings.daemon.workers * 2),
-                        token_rate=settings.adobe.token_rate or None)
-    aws = AwsSecrets(region=settings.aws.region, endpoint_url=settings.aws.endpoint_url,
-                     write_rate=settings.aws.write_rate)
+    adobe = AdobeClient(
+        settings.adobe.ims_url,
+        settings.adobe.api_url,
+        timeout=settings.adobe.timeout.total_seconds(),
+        max_connections=max(32, settings.daemon.workers * 2),
+        token_rate=settings.adobe.token_rate or None,
+    )
+    aws = AwsSecrets(
+        region=settings.aws.region,
+        endpoint_url=settings.aws.endpoint_url,
+        write_rate=settings.aws.write_rate,
+        public_keys=frozenset(settings.uuid_key(c) for c in settings.credentials),
+    )
     engine = Engine(settings, store, adobe, aws, owner=owner, listeners=listeners)
     return App(settings, store, adobe, aws, engine)

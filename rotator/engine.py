@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class Engine:
         # New secret values by rotation id, in memory only, from creation until promotion,
         # so verification needs no second read of AWSPENDING.
         self._fresh: dict[int, str] = {}
+        self.step_observer: Any = None  # a prometheus Histogram with a `state` label, or None
 
     # --- requests ------------------------------------------------------------------------
 
@@ -207,6 +209,7 @@ class Engine:
                 self.store.release(claim)
                 return None
             now = self.clock()
+            started = time.monotonic()
             try:
                 outcome = self._decide(step, rotation, now)
             except NeedsAttention as exc:
@@ -225,6 +228,10 @@ class Engine:
                     rotation,
                     exc.located(credential=rotation.credential, step=rotation.state.value),
                     now,
+                )
+            if self.step_observer is not None:
+                self.step_observer.labels(state=rotation.state.value).observe(
+                    time.monotonic() - started
                 )
             return self._save(claim, outcome, now)
         except LeaseLost as exc:
@@ -712,6 +719,13 @@ class Engine:
                 uuid=uuid,
                 error=str(exc),
             )
+
+    # --- reading -------------------------------------------------------------------------
+
+    def adobe_secrets(self, name: str) -> list[AdobeSecret]:
+        """Adobe's list for a credential, with a token minted from AWSCURRENT (read-only)."""
+        step = _Step(self, Rotation(0, name, Trigger.MANUAL, State.PLANNED, self.clock()))
+        return self.adobe.list_secrets(step.ref, step.current_secret())
 
     # --- due-ness ------------------------------------------------------------------------
 

@@ -16,8 +16,22 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import redaction
 
-_NOISY = ("httpx", "httpcore", "botocore", "boto3", "urllib3", "apscheduler", "sqlalchemy",
-          "uvicorn", "uvicorn.access", "uvicorn.error", "alembic", "s3transfer")
+_NOISY = (
+    "httpx",
+    "httpcore",
+    "botocore",
+    "boto3",
+    "urllib3",
+    "apscheduler",
+    "sqlalchemy",
+    "uvicorn",
+    "uvicorn.access",
+    "uvicorn.error",
+    "alembic",
+    "s3transfer",
+    "werkzeug",
+    "moto",
+)
 
 
 def _redact_rendered(_logger: WrappedLogger, _name: str, rendered: Any) -> Any:
@@ -34,8 +48,9 @@ def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) ->
     return event
 
 
-def configure(level: str | int = "INFO", *, json: bool | None = None,
-              stream: TextIO | None = None) -> None:
+def configure(
+    level: str | int = "INFO", *, json: bool | None = None, stream: TextIO | None = None
+) -> None:
     """Set up logging once for the process. `json=None` chooses by whether stream is a tty."""
     stream = stream or sys.stderr
     if json is None:
@@ -51,7 +66,8 @@ def configure(level: str | int = "INFO", *, json: bool | None = None,
     renderer: Processor
     if json:
         exceptions: Processor = structlog.processors.ExceptionRenderer(
-            structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
         renderer = structlog.processors.JSONRenderer()
         final: list[Processor] = [exceptions, renderer, _redact_rendered]
     else:

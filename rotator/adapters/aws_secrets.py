@@ -72,6 +72,7 @@ class AwsSecrets:
         write_rate: float = 50,
         max_attempts: int = 6,
         client: SecretsManagerClient | None = None,
+        public_keys: frozenset[str] = frozenset({"secret_uuid"}),
     ) -> None:
         self._client: SecretsManagerClient = client or boto3.session.Session().client(
             "secretsmanager",
@@ -85,6 +86,8 @@ class AwsSecrets:
             ),
         )
         self._writes = RateLimiter(write_rate)
+        # Every other string in a secret's JSON is treated as secret and masked in output.
+        self._public_keys = public_keys
         self.stats: dict[str, int] = {"get": 0, "describe": 0, "put": 0, "stage": 0}
 
     def read(
@@ -121,7 +124,9 @@ class AwsSecrets:
             raise PermanentError(
                 f"secret {secret_id!r} is JSON but not an object", step="read AWSCURRENT"
             )
-        redaction.register(*(v for v in value.values() if isinstance(v, str)))
+        redaction.register(
+            *(v for k, v in value.items() if isinstance(v, str) and k not in self._public_keys)
+        )
         return SecretVersion(answer["VersionId"], tuple(answer.get("VersionStages", ())), value)
 
     def stages(self, secret_id: str) -> dict[str, tuple[str, ...]]:

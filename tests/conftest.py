@@ -1,0 +1,74 @@
+"""Shared fixtures: real PostgreSQL, moto's server and the Adobe sandbox, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from rotator.localaws import LocalAws
+
+PG_ADMIN_URL = os.environ.get(
+    "ROTATOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _pg_available() -> None:
+    try:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        pytest.fail(
+            f"PostgreSQL is required at {PG_ADMIN_URL} and is not reachable ({exc}). Start it "
+            "with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The admin URL of the real PostgreSQL; fails (never skips) when it is missing."""
+    _pg_available()
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"rotator_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_server.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> str:
+    return f"sqlite:///{tmp_path}/rotator.db"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on the real PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    """moto's Secrets Manager server on 127.0.0.1; tests keep apart by unique secret names."""
+    with LocalAws() as aws:
+        yield aws
