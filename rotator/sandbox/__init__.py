@@ -1,0 +1,30 @@
+"""A local fake of Adobe IMS and the I/O Management API, for tests, benchmarks and demos.
+
+It is a real HTTP server (Starlette on uvicorn) so the rotator's own Adobe client is
+exercised end to end, with faults a real Adobe cannot be asked for: latency, errors,
+dropped connections, lagging ``last_used_at``, slow secret propagation, and requests held
+mid-flight while a test kills the client.
+
+* :class:`~rotator.sandbox.state.SandboxState`: the model, no HTTP (``state.py``);
+* :func:`~rotator.sandbox.app.create_app`: the ASGI app (``app.py``);
+* :class:`~rotator.sandbox.server.SandboxServer`: run it in a thread (``server.py``);
+* :class:`~rotator.sandbox.client.SandboxAdmin`: drive it from tests (``client.py``);
+* ``rotator sandbox``: run it from the command line (``cli.py``);
+* :mod:`rotator.sandbox.testing`: pytest fixtures for other suites.
+"""
+
+from rotator.sandbox.client import CreatedCredential, SandboxAdmin, SandboxAdminError, SecretValue
+from rotator.sandbox.server import SandboxServer
+from rotator.sandbox.state import ENDPOINTS, MANAGEMENT_SCOPES, SandboxState, Settings
+
+__all__ = [
+    "ENDPOINTS",
+    "MANAGEMENT_SCOPES",
+    "CreatedCredential",
+    "SandboxAdmin",
+    "SandboxAdminError",
+    "SandboxServer",
+    "SandboxState",
+    "SecretValue",
+    "Settings",
+]
