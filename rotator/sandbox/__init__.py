@@ -5,7 +5,9 @@ exercised end to end, with faults a real Adobe cannot be asked for: latency, err
 dropped connections, lagging ``last_used_at``, slow secret propagation, and requests held
 mid-flight while a test kills the client.
 
-* :class:`~rotator.sandbox.state.SandboxState`: the model, no HTTP (``state.py``);
+* :class:`~rotator.sandbox.state.SandboxState`: the Adobe model, no HTTP (``state.py``);
+* :class:`~rotator.sandbox.faults.FaultPlan`: faults, holds, counters (``faults.py``);
+* :mod:`~rotator.sandbox.rs256`: RS256 JWTs for the legacy exchange (``rs256.py``);
 * :func:`~rotator.sandbox.app.create_app`: the ASGI app (``app.py``);
 * :class:`~rotator.sandbox.server.SandboxServer`: run it in a thread (``server.py``);
 * :class:`~rotator.sandbox.client.SandboxAdmin`: drive it from tests (``client.py``);
@@ -14,13 +16,15 @@ mid-flight while a test kills the client.
 """
 
 from rotator.sandbox.client import CreatedCredential, SandboxAdmin, SandboxAdminError, SecretValue
+from rotator.sandbox.faults import ENDPOINTS, FaultPlan
 from rotator.sandbox.server import SandboxServer
-from rotator.sandbox.state import ENDPOINTS, MANAGEMENT_SCOPES, SandboxState, Settings
+from rotator.sandbox.state import MANAGEMENT_SCOPES, SandboxState, Settings
 
 __all__ = [
     "ENDPOINTS",
     "MANAGEMENT_SCOPES",
     "CreatedCredential",
+    "FaultPlan",
     "SandboxAdmin",
     "SandboxAdminError",
     "SandboxServer",

@@ -24,20 +24,21 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rotator.sandbox.faults import Hold, Phase
 from rotator.sandbox.persistence import save_state
 from rotator.sandbox.state import (
     CLIENT_CREDENTIALS,
     PRODUCTION_IMS,
-    Hold,
-    Phase,
     Reply,
     SandboxState,
     fault_reply,
+    gateway_error,
     ims_error,
 )
 
@@ -157,7 +158,7 @@ async def _wait_released(state: SandboxState, hold: Hold) -> None:
     deadline = time.monotonic() + hold.timeout_s
     while not hold.released_event.is_set():
         if time.monotonic() >= deadline:
-            state.expire_hold(hold)
+            state.faults.expire_hold(hold)
             return
         await asyncio.sleep(_POLL_S)
 
@@ -165,12 +166,12 @@ async def _wait_released(state: SandboxState, hold: Hold) -> None:
 async def _checkpoint(
     state: SandboxState, endpoint: str, key: str | None, phase: Phase
 ) -> Reply | _Drop | None:
-    hold = state.catch_hold(endpoint, key, phase)
+    hold = state.faults.catch_hold(endpoint, key, phase)
     if hold is not None:
         await _wait_released(state, hold)
         if hold.drop:
             return DROP
-    fault = state.take_fault(endpoint, key, phase)
+    fault = state.faults.take(endpoint, key, phase)
     if fault is None:
         return None
     if fault.action == "drop":
@@ -185,10 +186,10 @@ def adobe_endpoint(endpoint: str, effect: Effect) -> Callable[[Request], Awaitab
         state = _state(request)
         form = await _read_form(request)
         key = _match_key(request, form)
-        state.begin_request(endpoint)
+        state.faults.begin_request(endpoint)
         outcome = "500"
         try:
-            delay = state.latency_s(endpoint)
+            delay = state.faults.latency_s(endpoint)
             if delay > 0:
                 await asyncio.sleep(delay)
             result = await _checkpoint(state, endpoint, key, "before")
@@ -202,7 +203,7 @@ def adobe_endpoint(endpoint: str, effect: Effect) -> Callable[[Request], Awaitab
             outcome = str(result.status)
             return _render(result)
         finally:
-            state.end_request(endpoint, outcome)
+            state.faults.end_request(endpoint, outcome)
 
     return handle
 
@@ -543,48 +544,48 @@ async def _advance_clock(state: SandboxState, request: Request) -> Any:
 
 
 async def _faults(state: SandboxState, request: Request) -> Any:
-    return state.faults_view()
+    return state.faults.view()
 
 
 async def _clear_faults(state: SandboxState, request: Request) -> Any:
-    state.clear_faults()
+    state.faults.clear_faults()
 
 
 async def _add_fault(state: SandboxState, request: Request) -> Any:
     spec = await _payload(request, FaultIn)
-    return _json({"id": state.add_fault(**spec.model_dump())}, 201)
+    return _json({"id": state.faults.add(**spec.model_dump())}, 201)
 
 
 async def _remove_fault(state: SandboxState, request: Request) -> Any:
-    state.remove_fault(_path(request, "fault_id"))
+    state.faults.remove(_path(request, "fault_id"))
 
 
 async def _latency(state: SandboxState, request: Request) -> Any:
     spec = await _payload(request, LatencyIn)
-    state.set_latency(spec.endpoint, spec.ms, spec.jitter_ms, spec.seed)
-    return state.faults_view()
+    state.faults.set_latency(spec.endpoint, spec.ms, spec.jitter_ms, spec.seed)
+    return state.faults.view()
 
 
 async def _timing(state: SandboxState, request: Request) -> Any:
     spec = await _payload(request, TimingIn)
-    state.set_timing(usage_lag_ms=spec.usage_lag_ms, accept_delay_ms=spec.accept_delay_ms)
-    return state.faults_view()
+    state.faults.set_timing(usage_lag_ms=spec.usage_lag_ms, accept_delay_ms=spec.accept_delay_ms)
+    return state.faults.view()
 
 
 async def _holds(state: SandboxState, request: Request) -> Any:
-    return state.holds_view()
+    return state.faults.holds_view()
 
 
 async def _arm_hold(state: SandboxState, request: Request) -> Any:
     spec = await _payload(request, HoldIn)
-    hold = state.arm_hold(
+    hold = state.faults.arm_hold(
         spec.endpoint, spec.phase, client_id=spec.client_id, timeout_s=spec.timeout_s
     )
     return _json(hold.view(), 201)
 
 
 async def _wait_hold(state: SandboxState, request: Request) -> Any:
-    hold = state.hold(_path(request, "hold_id"))
+    hold = state.faults.hold(_path(request, "hold_id"))
     spec = await _payload(request, WaitIn)
     deadline = time.monotonic() + spec.timeout_s
     while not hold.held_event.is_set():
@@ -596,20 +597,20 @@ async def _wait_hold(state: SandboxState, request: Request) -> Any:
 
 async def _release_hold(state: SandboxState, request: Request) -> Any:
     spec = await _payload(request, ReleaseIn)
-    state.release(_path(request, "hold_id"), drop=spec.drop)
-    return state.hold(_path(request, "hold_id")).view()
+    state.faults.release(_path(request, "hold_id"), drop=spec.drop)
+    return state.faults.hold(_path(request, "hold_id")).view()
 
 
 async def _clear_holds(state: SandboxState, request: Request) -> Any:
-    state.clear_holds()
+    state.faults.clear_holds()
 
 
 async def _counters(state: SandboxState, request: Request) -> Any:
-    return state.counters()
+    return state.faults.counters()
 
 
 async def _reset_counters(state: SandboxState, request: Request) -> Any:
-    state.reset_counters()
+    state.faults.reset_counters()
 
 
 def _admin_routes(state_file: Path | None) -> list[Route]:
@@ -666,6 +667,18 @@ def _admin_routes(state_file: Path | None) -> list[Route]:
 # --------------------------------------------------------------------------- the app
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods: JSON like the gateway's, so clients parse one shape."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith(ADMIN_PREFIX + "/"):
+        response = _json({"detail": exc.detail}, exc.status_code)
+    else:
+        reply = gateway_error(exc.status_code, f"{exc.status_code}000", exc.detail)
+        response = _render(reply)
+    response.headers.update(exc.headers or {})
+    return response
+
+
 async def _autosave(state: SandboxState, path: Path, interval_s: float) -> None:
     saved = state.revision
     while True:
@@ -705,6 +718,10 @@ def create_app(
             if state_file is not None:
                 save_state(state, state_file)
 
-    app = Starlette(routes=[*ADOBE_ROUTES, *_admin_routes(state_file)], lifespan=lifespan)
+    app = Starlette(
+        routes=[*ADOBE_ROUTES, *_admin_routes(state_file)],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+    )
     app.state.sandbox = state
     return _ExposeConnection(app)

@@ -162,7 +162,7 @@ class SandboxServer:
 
     def stop(self) -> None:
         """Free held requests, shut down gracefully, and close the port."""
-        self.state.release_all_holds()
+        self.state.faults.release_all_holds()
         if self._admin is not None:
             self._admin.close()
             self._admin = None

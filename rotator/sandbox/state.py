@@ -19,8 +19,8 @@ rather than these texts:
 * a missing ``scope`` on the token endpoint mints a token with no scopes (so a client that
   forgets scopes fails loudly at the API instead of passing by luck).
 
-One lock guards everything: handlers are short, and the same object is read by tests from
-other threads (``SandboxServer.state``).
+One lock guards the model: handlers are short, and the same object is read by tests from
+other threads (``SandboxServer.state``). Faults, holds and counters live in ``faults.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import copy
 import hmac
 import itertools
 import json
-import random
 import secrets
 import threading
 import time
@@ -39,19 +38,17 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from hashlib import sha256
 from http import HTTPStatus
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 
+from rotator.sandbox.faults import IMS_ENDPOINTS, FaultPlan
 from rotator.sandbox.rs256 import JWTError, b64url_encode, load_public_key, verify_rs256
 
 __all__ = [
     "CLIENT_CREDENTIALS",
     "DEFAULT_META_SCOPES",
-    "ENDPOINTS",
-    "IMS_ENDPOINTS",
     "JWT_BEARER",
     "MANAGEMENT_SCOPES",
     "PRODUCTION_IMS",
-    "Hold",
     "Reply",
     "SandboxState",
     "Settings",
@@ -59,8 +56,6 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
-Phase = Literal["before", "after"]
-FaultAction = Literal["error", "drop"]
 
 PRODUCTION_IMS: Final = "https://ims-na1.adobelogin.com"
 CLIENT_CREDENTIALS: Final = "client_credentials"
@@ -79,11 +74,6 @@ DEFAULT_META_SCOPES: Final = ("ent_adobeio_sdk",)
 READ_SCOPE: Final = "read_client_secret"
 MANAGE_SCOPE: Final = "manage_client_secrets"
 
-#: Names used for counters, faults and holds. The first five are IMS, the rest the API.
-IMS_ENDPOINTS: Final = ("token", "jwt_exchange", "revoke", "invalidate", "logout")
-API_ENDPOINTS: Final = ("list_secrets", "add_secret", "delete_secret")
-ENDPOINTS: Final = IMS_ENDPOINTS + API_ENDPOINTS
-ANY_ENDPOINT: Final = "*"
 JWT_MAX_LIFETIME_MS: Final = 24 * 3600 * 1000
 PERSIST_FORMAT: Final = 1
 
@@ -178,6 +168,10 @@ class Settings:
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
+        for key, value in changes.items():
+            expected = type(getattr(self, key))
+            if type(value) is not expected:  # bool is an int subclass: compare exactly
+                raise ValueError(f"{key} must be {expected.__name__}, not {value!r}")
         updated = Settings(**{**asdict(self), **changes})
         updated.validate()
         return updated
@@ -258,97 +252,11 @@ class RetiredSecret:
     value: str
 
 
-# --------------------------------------------------------------------------- faults
-
-
-@dataclass
-class FaultRule:
-    """Fail matching requests: the next ``remaining`` of them, each with probability ``rate``.
-
-    ``phase="after"`` lets the request take effect first (a secret really is created) and
-    then fails the answer, which is how a lost response looks to a client.
-    """
-
-    id: str
-    endpoint: str
-    action: FaultAction
-    status: int
-    phase: Phase
-    rate: float
-    remaining: int | None
-    seed: int | None
-    client_id: str | None
-    retry_after_s: float | None
-    fired: int = 0
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-
-    def view(self) -> JSON:
-        return {
-            "id": self.id,
-            "endpoint": self.endpoint,
-            "action": self.action,
-            "status": self.status,
-            "phase": self.phase,
-            "rate": self.rate,
-            "remaining": self.remaining,
-            "seed": self.seed,
-            "client_id": self.client_id,
-            "retry_after_s": self.retry_after_s,
-            "fired": self.fired,
-        }
-
-
-@dataclass
-class Latency:
-    ms: float
-    jitter_ms: float
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-
-
-@dataclass
-class Hold:
-    """Park the next matching request until a test releases it (or ``timeout_s`` passes).
-
-    Events are threading primitives so both the server's event loop (which polls) and a
-    test thread (which may block) can wait on them.
-    """
-
-    id: str
-    endpoint: str
-    phase: Phase
-    client_id: str | None
-    timeout_s: float
-    status: Literal["armed", "held", "released", "timed_out"] = "armed"
-    drop: bool = False
-    held_event: threading.Event = field(default_factory=threading.Event, repr=False)
-    released_event: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def view(self) -> JSON:
-        return {
-            "id": self.id,
-            "endpoint": self.endpoint,
-            "phase": self.phase,
-            "client_id": self.client_id,
-            "timeout_s": self.timeout_s,
-            "status": self.status,
-        }
-
-
-@dataclass
-class EndpointCounter:
-    requests: int = 0
-    responses: dict[str, int] = field(default_factory=dict)
-    faults: int = 0
-
-    def view(self) -> JSON:
-        return {"requests": self.requests, "responses": dict(self.responses), "faults": self.faults}
-
-
 # --------------------------------------------------------------------------- the model
 
 
 class SandboxState:
-    """Orgs, credentials, secrets, tokens, faults, holds and counters behind one lock."""
+    """Orgs, credentials, secrets and tokens behind one lock, with the run's :class:`FaultPlan`."""
 
     def __init__(
         self,
@@ -361,6 +269,8 @@ class SandboxState:
         self._defaults = copy.deepcopy(settings or Settings())
         self._defaults.validate()
         self.revision = 0
+        #: Faults, holds and counters: about the test run, not about Adobe (``faults.py``).
+        self.faults = FaultPlan()
         self._clear()
 
     def _clear(self) -> None:
@@ -374,15 +284,6 @@ class SandboxState:
         self._org_ids = itertools.count(100001)
         self._credential_ids = itertools.count(300001)
         self._mints = 0
-        self._fault_ids = itertools.count(1)
-        self._rules: list[FaultRule] = []
-        self._latency: dict[str, Latency] = {}
-        self.usage_lag_ms = 0
-        self.accept_delay_ms = 0
-        self._holds: dict[str, Hold] = {}
-        self._counters = {name: EndpointCounter() for name in ENDPOINTS}
-        self.in_flight = 0
-        self.max_in_flight = 0
 
     def _touch(self) -> None:
         self.revision += 1
@@ -396,7 +297,7 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything (settings back to the server's defaults); free held requests."""
         with self._lock:
-            self.release_all_holds()
+            self.faults.reset()
             self._clear()
             self._touch()
 
@@ -721,7 +622,7 @@ class SandboxState:
             issued_at=now,
             expires_at=now + lifetime_ms,
         )
-        secret.pending.append((now + self.usage_lag_ms, now, grant_type))
+        secret.pending.append((now + self.faults.usage_lag_ms, now, grant_type))
         secret.settle(now)
         self._mints += 1
         if self._mints % 4096 == 0:
@@ -979,7 +880,7 @@ class SandboxState:
                     "400003",
                     f"Maximum number of client secrets ({limit}) reached for this credential",
                 )
-            secret = self._new_secret(credential, accept_delay_ms=self.accept_delay_ms)
+            secret = self._new_secret(credential, accept_delay_ms=self.faults.accept_delay_ms)
             self._touch()
             return Reply(
                 self.settings.add_status, {**self._entry(secret), "client_secret": secret.value}
@@ -1005,236 +906,6 @@ class SandboxState:
             self._retire(credential, secret)
             self._touch()
             return Reply(self.settings.delete_status)
-
-    # ------------------------------------------------------------------ faults
-
-    def add_fault(
-        self,
-        endpoint: str,
-        *,
-        action: FaultAction = "error",
-        status: int = 503,
-        count: int | None = None,
-        rate: float = 1.0,
-        seed: int | None = None,
-        phase: Phase = "before",
-        client_id: str | None = None,
-        retry_after_s: float | None = None,
-    ) -> str:
-        """Arm a fault; ``count=None`` means "until removed". Returns the rule id."""
-        _check_endpoint(endpoint, allow_any=True)
-        if action not in ("error", "drop"):
-            raise ValueError("action must be error or drop")
-        if action == "error" and not (status == 429 or 500 <= status <= 599):
-            raise ValueError("an injected error must be 429 or 5xx")
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("rate must be within [0, 1]")
-        if count is not None and count < 1:
-            raise ValueError("count must be at least 1")
-        if phase not in ("before", "after"):
-            raise ValueError("phase must be before or after")
-        if status == 429 and retry_after_s is None:
-            retry_after_s = 1.0
-        with self._lock:
-            rule = FaultRule(
-                id=f"fault-{next(self._fault_ids)}",
-                endpoint=endpoint,
-                action=action,
-                status=status,
-                phase=phase,
-                rate=rate,
-                remaining=count,
-                seed=seed,
-                client_id=client_id,
-                retry_after_s=retry_after_s,
-                rng=random.Random(seed),
-            )
-            self._rules.append(rule)
-            return rule.id
-
-    def remove_fault(self, rule_id: str) -> None:
-        with self._lock:
-            before = len(self._rules)
-            self._rules = [r for r in self._rules if r.id != rule_id]
-            if len(self._rules) == before:
-                raise LookupError(f"no fault {rule_id}")
-
-    def set_latency(
-        self, endpoint: str, ms: float, jitter_ms: float = 0.0, seed: int | None = None
-    ) -> None:
-        """Add ``ms`` (+ uniform jitter) to an endpoint, or to all with ``"*"``; 0 removes."""
-        _check_endpoint(endpoint, allow_any=True)
-        if ms < 0 or jitter_ms < 0:
-            raise ValueError("latency cannot be negative")
-        with self._lock:
-            if ms == 0 and jitter_ms == 0:
-                self._latency.pop(endpoint, None)
-            else:
-                self._latency[endpoint] = Latency(ms, jitter_ms, random.Random(seed))
-
-    def set_timing(
-        self, *, usage_lag_ms: int | None = None, accept_delay_ms: int | None = None
-    ) -> None:
-        """Adobe's eventual consistency: uses show late; new secrets are accepted late."""
-        with self._lock:
-            if usage_lag_ms is not None:
-                if usage_lag_ms < 0:
-                    raise ValueError("usage_lag_ms cannot be negative")
-                self.usage_lag_ms = usage_lag_ms
-            if accept_delay_ms is not None:
-                if accept_delay_ms < 0:
-                    raise ValueError("accept_delay_ms cannot be negative")
-                self.accept_delay_ms = accept_delay_ms
-
-    def clear_faults(self) -> None:
-        """Drop fault rules, latency and timing faults (holds are separate)."""
-        with self._lock:
-            self._rules.clear()
-            self._latency.clear()
-            self.usage_lag_ms = 0
-            self.accept_delay_ms = 0
-
-    def faults_view(self) -> JSON:
-        with self._lock:
-            return {
-                "rules": [r.view() for r in self._rules],
-                "latency": {
-                    k: {"ms": v.ms, "jitter_ms": v.jitter_ms} for k, v in self._latency.items()
-                },
-                "usage_lag_ms": self.usage_lag_ms,
-                "accept_delay_ms": self.accept_delay_ms,
-            }
-
-    def latency_s(self, endpoint: str) -> float:
-        """Seconds to sleep before handling a request (global plus per-endpoint)."""
-        with self._lock:
-            total = 0.0
-            for key in (ANY_ENDPOINT, endpoint):
-                rule = self._latency.get(key)
-                if rule is not None:
-                    total += rule.ms + (
-                        rule.rng.uniform(0, rule.jitter_ms) if rule.jitter_ms else 0
-                    )
-            return total / 1000
-
-    def take_fault(self, endpoint: str, client_id: str | None, phase: Phase) -> FaultRule | None:
-        """The first armed rule that fires for this request, if any (consumes a count)."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.phase != phase or rule.endpoint not in (ANY_ENDPOINT, endpoint):
-                    continue
-                if rule.client_id is not None and rule.client_id != client_id:
-                    continue
-                if rule.rate < 1.0 and rule.rng.random() >= rule.rate:
-                    continue
-                rule.fired += 1
-                self._counters[endpoint].faults += 1
-                if rule.remaining is not None:
-                    rule.remaining -= 1
-                    if rule.remaining == 0:
-                        self._rules.remove(rule)
-                return copy.copy(rule)
-            return None
-
-    # ------------------------------------------------------------------ holds
-
-    def arm_hold(
-        self,
-        endpoint: str,
-        phase: Phase = "before",
-        *,
-        client_id: str | None = None,
-        timeout_s: float = 30.0,
-    ) -> Hold:
-        """Catch the next matching request. ``phase="after"``: its effect happens first."""
-        _check_endpoint(endpoint, allow_any=False)
-        if phase not in ("before", "after"):
-            raise ValueError("phase must be before or after")
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        with self._lock:
-            hold = Hold(f"hold-{uuidlib.uuid4().hex[:12]}", endpoint, phase, client_id, timeout_s)
-            self._holds[hold.id] = hold
-            return hold
-
-    def catch_hold(self, endpoint: str, client_id: str | None, phase: Phase) -> Hold | None:
-        with self._lock:
-            for hold in self._holds.values():
-                if (
-                    hold.status == "armed"
-                    and hold.endpoint == endpoint
-                    and hold.phase == phase
-                    and (hold.client_id is None or hold.client_id == client_id)
-                ):
-                    hold.status = "held"
-                    hold.held_event.set()
-                    return hold
-            return None
-
-    def hold(self, hold_id: str) -> Hold:
-        with self._lock:
-            try:
-                return self._holds[hold_id]
-            except KeyError:
-                raise LookupError(f"no hold {hold_id}") from None
-
-    def holds_view(self) -> list[JSON]:
-        with self._lock:
-            return [h.view() for h in self._holds.values()]
-
-    def release(self, hold_id: str, *, drop: bool = False) -> None:
-        """Let a held request go on (or drop its connection); disarms a hold not yet hit."""
-        with self._lock:
-            hold = self.hold(hold_id)
-            hold.drop = drop
-            if hold.status in ("armed", "held"):
-                hold.status = "released"
-            hold.released_event.set()
-
-    def expire_hold(self, hold: Hold) -> None:
-        with self._lock:
-            if hold.status == "held":
-                hold.status = "timed_out"
-
-    def release_all_holds(self) -> None:
-        with self._lock:
-            for hold in self._holds.values():
-                if hold.status in ("armed", "held"):
-                    hold.status = "released"
-                hold.released_event.set()
-
-    def clear_holds(self) -> None:
-        with self._lock:
-            self.release_all_holds()
-            self._holds.clear()
-
-    # ------------------------------------------------------------------ counters
-
-    def begin_request(self, endpoint: str) -> None:
-        with self._lock:
-            self._counters[endpoint].requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def end_request(self, endpoint: str, outcome: str) -> None:
-        """``outcome`` is the status code as text, or ``"dropped"``."""
-        with self._lock:
-            responses = self._counters[endpoint].responses
-            responses[outcome] = responses.get(outcome, 0) + 1
-            self.in_flight -= 1
-
-    def counters(self) -> JSON:
-        with self._lock:
-            return {
-                "endpoints": {name: c.view() for name, c in self._counters.items()},
-                "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight,
-            }
-
-    def reset_counters(self) -> None:
-        with self._lock:
-            self._counters = {name: EndpointCounter() for name in ENDPOINTS}
-            self.max_in_flight = self.in_flight
 
     # ------------------------------------------------------------------ persistence
 
@@ -1322,10 +993,3 @@ class SandboxState:
 def _next_id(existing: Iterable[str], floor: int) -> int:
     numeric = [int(i) for i in existing if i.isdigit()]
     return max([floor - 1, *numeric]) + 1
-
-
-def _check_endpoint(endpoint: str, *, allow_any: bool) -> None:
-    if endpoint in ENDPOINTS or (allow_any and endpoint == ANY_ENDPOINT):
-        return
-    choices = ", ".join(ENDPOINTS) + (", *" if allow_any else "")
-    raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {choices}")

@@ -54,7 +54,7 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
     """The session's sandbox, reset before the test and its holds released after it."""
     sandbox_server.state.reset()
     yield sandbox_server
-    sandbox_server.state.release_all_holds()
+    sandbox_server.state.faults.release_all_holds()
 
 
 def jwt_for(

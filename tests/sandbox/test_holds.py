@@ -131,3 +131,20 @@ def test_a_client_process_killed_mid_call_still_leaves_the_effect(
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert adobe.list_secrets(token).status_code == 200
+
+
+def test_reset_frees_held_requests_and_their_waiters(
+    adobe: Adobe,
+    admin: SandboxAdmin,
+    sandbox: SandboxServer,
+    background: Callable[..., Future[httpx.Response]],
+) -> None:
+    armed = admin.arm_hold("delete_secret")
+    waiter = background(lambda: admin.wait_held(armed, timeout_s=10))
+    hold = admin.arm_hold("token")
+    pending = background(adobe.token_response)
+    admin.wait_held(hold)
+    time.sleep(0.1)  # let the waiter's call reach the server
+    sandbox.state.reset()
+    assert pending.result(timeout=5).status_code == 400  # the world it asked about is gone
+    assert waiter.result(timeout=5)["status"] == "released"

@@ -143,3 +143,15 @@ def test_the_last_secret_may_be_deleted_unless_configured_otherwise(
     admin.configure(allow_delete_last_secret=True)
     assert adobe.delete_secret(adobe.cred.secret.uuid, token).status_code == 204
     assert adobe.entries(token) == []
+
+
+def test_unknown_paths_and_methods_answer_gateway_shaped_json(http: httpx.Client) -> None:
+    missing = http.get("/console/organizations/1/nothing")
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"error_code": "404000", "message": "Not Found"},
+    )
+    wrong = http.put("/ims/token/v3")
+    assert wrong.status_code == 405 and wrong.json()["error_code"] == "405000"
+    assert "POST" in wrong.headers["allow"]
+    assert http.get("/sandbox/nothing").json() == {"detail": "Not Found"}
