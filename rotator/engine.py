@@ -38,6 +38,7 @@ log = structlog.get_logger("rotator.engine")
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 Listener = Callable[[str, Rotation], None]
+MAX_STEPS_PER_DRIVE = 50  # a whole rotation is about ten; more means a loop
 
 
 def default_owner() -> str:
@@ -180,7 +181,9 @@ class Engine:
         current: Claim | None = claim
         last = claim.rotation
         with _Heartbeat(self.store, claim, self.lease):
-            while current is not None:
+            for _ in range(MAX_STEPS_PER_DRIVE):
+                if current is None:
+                    break
                 if self.stopping.is_set() or (stop is not None and stop(current.rotation)):
                     self.store.release(current)
                     break
@@ -189,6 +192,11 @@ class Engine:
                     last = current.rotation
                     if on_step:
                         on_step(last)
+            else:  # a rotation that never waits is a bug; do not spin on it
+                if current is not None:
+                    log.error("rotation did not settle; releasing it", steps=MAX_STEPS_PER_DRIVE)
+                    self.store.release(current)
+                    current = None
         if current is None:
             last = self.store.get(claim.rotation.id)
             if on_step:
@@ -241,9 +249,11 @@ class Engine:
             structlog.contextvars.unbind_contextvars("credential", "rotation_id")
 
     def _decide(self, step: _Step, rotation: Rotation, now: datetime) -> Outcome:
-        if rotation.cancel_requested and not rotation.state.terminal:
+        # A request is acted on once; the rollback or retirement it starts then runs as usual.
+        handling = rotation.state is State.ROLLING_BACK or rotation.detail.get("preempted")
+        if rotation.cancel_requested and not handling:
             return self._cancel(step, rotation, now)
-        if rotation.emergency_requested and not rotation.emergency:
+        if rotation.emergency_requested and not rotation.emergency and not handling:
             return self._preempt(rotation, now)
         state = rotation.state
         if state is State.NEEDS_ATTENTION:

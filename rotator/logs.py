@@ -34,6 +34,9 @@ _NOISY = (
 )
 
 
+_WIRE = ("botocore", "boto3", "urllib3", "httpcore", "hpack", "s3transfer")
+
+
 def _redact_rendered(_logger: WrappedLogger, _name: str, rendered: Any) -> Any:
     """Last in the chain: mask every known secret value in the finished line."""
     if isinstance(rendered, str):
@@ -98,6 +101,9 @@ def configure(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-        # Their DEBUG output is still redacted, but it is loud: keep them at WARNING unless
-        # the operator asked for DEBUG explicitly.
+        # Loud at INFO: keep them at WARNING unless the operator asked for DEBUG.
         logger.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    for name in _WIRE:
+        # Wire-level DEBUG prints request and response bodies *during* the call, before
+        # rotator has seen (and registered) the secret inside: never below INFO.
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))

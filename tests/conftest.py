@@ -11,6 +11,9 @@ from sqlalchemy import create_engine, text
 
 from rotator.localaws import LocalAws
 
+# The Adobe sandbox's fixtures (`sandbox`, `sandbox_server`) for every suite.
+pytest_plugins = ("rotator.sandbox.testing",)
+
 PG_ADMIN_URL = os.environ.get(
     "ROTATOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

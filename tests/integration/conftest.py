@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rotator.localaws import LocalAws
+from rotator.sandbox.server import SandboxServer
+from tests.world import World
+
+
+@pytest.fixture
+def world(sandbox: SandboxServer, local_aws: LocalAws, db_url: str) -> Iterator[World]:
+    w = World(sandbox=sandbox, aws=local_aws, db_url=db_url)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def sqlite_world(
+    sandbox: SandboxServer,
+    local_aws: LocalAws,
+    sqlite_url: str,
+) -> Iterator[World]:
+    w = World(sandbox=sandbox, aws=local_aws, db_url=sqlite_url)
+    yield w
+    w.close()
