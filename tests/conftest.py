@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from rotator.localaws import LocalAws
 
@@ -44,7 +45,8 @@ def pg_server() -> str:
 def pg_url(pg_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
     name = f"rotator_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    # NullPool: a test may restart PostgreSQL, which kills any pooled connection.
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = pg_server.rsplit("/", 1)[0] + f"/{name}"

@@ -499,11 +499,9 @@ class Store:
         """Take the lease of due, unowned rotations (or of one given rotation), bumping fences."""
         with self._tx() as conn:
             now = self._db_now(conn)
-            free = or_(
-                rotations.c.lease_expires_at.is_(None),
-                rotations.c.lease_expires_at < now,
-                rotations.c.lease_owner == owner,
-            )
+            # A lease held by anyone, this process included, is not free: worker threads
+            # share one owner id, and two of them must never drive the same rotation.
+            free = or_(rotations.c.lease_expires_at.is_(None), rotations.c.lease_expires_at < now)
             conditions = [rotations.c.finished_at.is_(None), free]
             if due_only:
                 conditions.append(
