@@ -5,6 +5,15 @@ and render it. Around every Adobe endpoint sits the fault machinery: latency (an
 ``await asyncio.sleep``, so concurrent requests overlap), holds and injected errors,
 each either *before* the request takes effect or *after* it (the effect happened, the
 answer is lost). Nothing here logs a request, a body or a query string.
+
+Adobe endpoints (names used by counters, faults and holds): ``token`` POST /ims/token/v3,
+``jwt_exchange`` POST /ims/exchange/jwt, ``revoke`` POST /ims/revoke, ``invalidate`` POST
+/ims/invalidate_token/v2, ``logout`` GET|POST /ims/logout/v1/token, ``list_secrets`` GET,
+``add_secret`` POST .../secrets, ``delete_secret`` DELETE .../secrets/{uuid} under
+/console/organizations/{org}/credentials/{credential}.
+
+Admin endpoints (JSON, no auth, never counted or faulted) are listed in
+:func:`_admin_routes`; :class:`rotator.sandbox.client.SandboxAdmin` wraps each of them.
 """
 
 from __future__ import annotations
@@ -282,6 +291,8 @@ ADOBE_ROUTES: Final = [
 
 
 class _In(BaseModel):
+    """Admin request bodies: unknown keys are refused so a typo fails loudly (422)."""
+
     model_config = ConfigDict(extra="forbid")
 
 

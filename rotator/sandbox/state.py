@@ -17,7 +17,10 @@ rather than these texts:
 * the grant type recorded for a JWT exchange use:
   ``urn:ietf:params:oauth:grant-type:jwt-bearer``;
 * a missing ``scope`` on the token endpoint mints a token with no scopes (so a client that
-  forgets scopes fails loudly at the API instead of passing by luck).
+  forgets scopes fails loudly at the API instead of passing by luck);
+* a token whose client is not the ``x-api-key`` (or not the credential's): ``403003``;
+* revoke / invalidate / JWT client authentication failures: ``400 invalid_client``, the
+  same bodies as the token endpoint.
 
 One lock guards the model: handlers are short, and the same object is read by tests from
 other threads (``SandboxServer.state``). Faults, holds and counters live in ``faults.py``.
@@ -215,6 +218,8 @@ class Secret:
 
 @dataclass
 class Credential:
+    """An OAuth Server-to-Server credential; ``public_keys`` are legacy JWT bindings."""
+
     credential_id: str
     org_id: str
     client_id: str
@@ -228,6 +233,8 @@ class Credential:
 
 @dataclass
 class Token:
+    """What IMS remembers about an access token; the value itself is the dict key."""
+
     client_id: str
     credential_id: str
     secret_uuid: str | None
@@ -302,11 +309,13 @@ class SandboxState:
             self._touch()
 
     def configure(self, **changes: Any) -> Settings:
+        """Change settings for this run; :meth:`reset` returns to the server's defaults."""
         with self._lock:
             self.settings = self.settings.replace(changes)
             return copy.deepcopy(self.settings)
 
     def set_clock_offset(self, offset_s: float) -> None:
+        """Shift sandbox time, so a test can expire tokens or age secrets without sleeping."""
         with self._lock:
             self.clock_offset_s = float(offset_s)
             self._touch()
@@ -319,6 +328,7 @@ class SandboxState:
     # ------------------------------------------------------------------ admin: world
 
     def create_org(self, org_id: str | None = None) -> Org:
+        """The numeric Console org id (given, or the next free one) with an IMS org id."""
         with self._lock:
             if org_id is None:
                 org_id = str(next(self._org_ids))
@@ -555,6 +565,7 @@ class SandboxState:
             return list(self._tokens)
 
     def tokens(self, client_id: str | None = None) -> list[JSON]:
+        """Token metadata (a fingerprint, never the value), e.g. to see which were revoked."""
         with self._lock:
             now = self.now_ms()
             return [
@@ -564,6 +575,7 @@ class SandboxState:
             ]
 
     def introspect(self, value: str) -> JSON:
+        """Status of one token: active, revoked, expired or unknown."""
         with self._lock:
             token = self._tokens.get(value)
             if token is None:
@@ -855,6 +867,7 @@ class SandboxState:
     def list_secrets(
         self, org_id: str, credential_id: str, api_key: str | None, authorization: str | None
     ) -> Reply:
+        """``GET .../secrets``: oldest first, no values, usages only once visible."""
         with self._lock:
             credential = self._gate(org_id, credential_id, api_key, authorization, READ_SCOPE)
             if isinstance(credential, Reply):
@@ -869,6 +882,7 @@ class SandboxState:
     def add_secret(
         self, org_id: str, credential_id: str, api_key: str | None, authorization: str | None
     ) -> Reply:
+        """``POST .../secrets``: the only answer that ever carries the plaintext."""
         with self._lock:
             credential = self._gate(org_id, credential_id, api_key, authorization, MANAGE_SCOPE)
             if isinstance(credential, Reply):
@@ -894,6 +908,7 @@ class SandboxState:
         api_key: str | None,
         authorization: str | None,
     ) -> Reply:
+        """``DELETE .../secrets/{uuid}``: tokens minted with the secret stay valid."""
         with self._lock:
             credential = self._gate(org_id, credential_id, api_key, authorization, MANAGE_SCOPE)
             if isinstance(credential, Reply):

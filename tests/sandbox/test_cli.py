@@ -79,10 +79,13 @@ def test_a_real_run_serves_saves_and_logs_no_secrets(tmp_path: Path) -> None:
                 "client_secret": created["secret"]["client_secret"],
                 "scope": "manage_client_secrets",
             }
-            started = time.perf_counter()
+            timings = []
             for _ in range(10):
+                started = time.perf_counter()
                 minted = http.post("/ims/token/v3", data=form).json()
-            assert (time.perf_counter() - started) / 10 < 0.03, "responses must not wait on ACKs"
+                timings.append(time.perf_counter() - started)
+            # with Nagle on, every answer waits ~40 ms for the client's delayed ACK
+            assert min(timings) < 0.02, "responses must not wait on delayed ACKs"
             assert minted["expires_in"] == 60
             token = minted["access_token"]
             http.get("/ims/logout/v1/token", params={"access_token": "x" + token, "client_id": "y"})
