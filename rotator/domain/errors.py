@@ -43,6 +43,7 @@ class TransientError(StepError):
     """Worth trying again later: throttling, 5xx, timeouts, dropped connections."""
 
     transient = True
+    retry_after: float | None = None  # seconds the provider asked us to wait, if it said
 
 
 class PermanentError(StepError):

@@ -203,6 +203,9 @@ def on_step_error(
     message = str(error)
     if error.transient:
         delay = rules.backoff(rotation.attempts + 1, cap=retry_cap)
+        asked = getattr(error, "retry_after", None)
+        if asked:  # never come back sooner than the provider asked
+            delay = max(delay, timedelta(seconds=asked))
         return Failure(rotation.state, now + delay, rotation.resume_state, message)
     if rotation.state in {S.CREATING, S.STAGED, S.VERIFIED} and rotation.new_uuid:
         return Failure(S.ROLLING_BACK, now, None, message)
