@@ -2,24 +2,36 @@
 
 APScheduler 3 is only the clock: one interval job (jitter, max_instances=1, coalesce,
 explicit misfire grace). All durable state and coordination live in the database, so
-any number of replicas can tick side by side: a tick starts due rotations (the unique
-index lets exactly one replica win each) and hands claimable ones to a worker pool.
+any number of replicas can tick side by side. A tick:
 
-The first SIGTERM/SIGINT stops at a step boundary: workers finish the step they are in,
-save it, and release. A second signal exits at once; the saved state is still correct,
-because every step is safe to repeat.
+1. re-reads every configured credential's row and, every `poll_interval`, surveys the
+   credential (AWSCURRENT's uuid and its age at Adobe), so a secret replaced by hand or an
+   age learnt late still makes it due;
+2. starts a rotation for every due credential (the unique index lets one replica win);
+3. hands as many workers as there are due rotations the job of claiming and driving them:
+   new ones, draining polls whose next poll has come, steps whose retry is due.
+
+Signals: the first SIGTERM/SIGINT stops at a step boundary. Workers finish the step they
+are in, save it and release the lease; nothing new starts; the process exits 0. A second
+signal exits at once (status 128+signal): the saved state is still correct, because every
+step is safe to repeat, and the next start resumes from it.
+
+The health and metrics endpoint (uvicorn in a thread, on a socket bound before anything
+else, so a busy port is a one-line configuration error) serves /healthz (the process is
+up), /readyz (a tick completed recently) and /metrics (Prometheus text).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
 import structlog
 import uvicorn
@@ -33,28 +45,26 @@ from starlette.routing import Route
 from rotator import app as app_mod
 from rotator.config import Settings
 from rotator.domain import policy as rules
-from rotator.domain.model import State, Trigger
+from rotator.domain.errors import ConfigError
+from rotator.domain.model import Rotation, State, Trigger
 from rotator.metrics import Metrics
-from rotator.notify import Notifier
+from rotator.notify import Notifier, once_each
 
 log = structlog.get_logger("rotator.daemon")
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, owner: str | None = None) -> None:
         self.settings = settings
+        self.owner = owner
         self.metrics = Metrics()
         self.notifier = Notifier(settings.notifications.webhooks)
-        self.app = app_mod.build(
-            settings, upgrade=True, listeners=[self.metrics.on_event, self.notifier]
-        )
-        self.engine = self.app.engine
-        self.engine.step_observer = self.metrics.steps
         self.pool = ThreadPoolExecutor(
             max_workers=settings.daemon.workers, thread_name_prefix="worker"
         )
         self._busy = 0
-        self._busy_lock = threading.Lock()
+        self._surveying: set[str] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._signals = 0
         self._ready = False
@@ -66,14 +76,48 @@ class Daemon:
             if (s := settings.schedule(c))
         }
         self._server: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+        self.app: app_mod.App | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Run until a signal; return the exit status (0 after a graceful stop)."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.engine.sync()
-        self._serve_http()
+        listener = _bind(self.settings.daemon.listen)
+        try:
+            self.app = app_mod.build(
+                self.settings,
+                upgrade=True,
+                owner=self.owner,
+                listeners=[once_each([self.metrics.on_event, self.notifier])],
+            )
+        except BaseException:
+            listener.close()
+            raise
+        self.app.engine.step_observer = self.metrics.steps
+        if self._stop.is_set():  # a signal arrived while the database was being migrated
+            self.app.engine.stopping.set()
+        try:
+            self.app.engine.sync()
+            self._serve_http(listener)
+            self._start_clock()
+            log.info(
+                "daemon started",
+                owner=self.app.engine.owner,
+                tick=self.settings.daemon.tick.total_seconds(),
+                workers=self.settings.daemon.workers,
+                listen=self.settings.daemon.listen,
+                credentials=len(self.settings.credentials),
+            )
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start_clock(self) -> None:
         tick = self.settings.daemon.tick.total_seconds()
         self.scheduler.add_job(
             self.tick,
@@ -83,40 +127,39 @@ class Daemon:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(tick)),
-            jitter=self.settings.daemon.jitter.total_seconds(),
+            jitter=self.settings.daemon.jitter.total_seconds() or None,
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
-        log.info(
-            "daemon started",
-            owner=self.engine.owner,
-            tick=tick,
-            workers=self.settings.daemon.workers,
-            listen=self.settings.daemon.listen,
-            credentials=len(self.settings.credentials),
-        )
         self._ready = True
-        while not self._stop.wait(0.5):
-            pass
-        self._shutdown()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals > 1:
-            log.warning("second signal: exiting now; unfinished steps resume on restart")
-            os._exit(130)
-        log.info("stopping at the next step boundary", signal=signal.Signals(signum).name)
+            log.warning(
+                "second signal: exiting now; unfinished steps resume on restart", signal=name
+            )
+            os._exit(128 + signum)
+        log.info("stopping at the next step boundary", signal=name)
         self._ready = False
-        self.engine.stopping.set()
         self._stop.set()
+        if self.app is not None:
+            self.app.engine.stopping.set()
 
     def _shutdown(self) -> None:
-        self.scheduler.shutdown(wait=False)
-        self.pool.shutdown(wait=True)
+        self._ready = False
+        self._stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # a tick in progress returns at once: _stop
+        self.pool.shutdown(wait=True, cancel_futures=True)
         self.notifier.close()
         if self._server is not None:
             self._server.should_exit = True
-        self.app.close()
+        if self._http_thread is not None:
+            self._http_thread.join(timeout=5)
+        if self.app is not None:
+            self.app.close()
         log.info("daemon stopped")
 
     # --- the tick ------------------------------------------------------------------------
@@ -126,44 +169,46 @@ class Daemon:
             return
         started = time.monotonic()
         try:
-            self._start_due()
-            self._dispatch()
+            due = self._start_due()
+            self._dispatch(due)
             self.metrics.ticked(time.monotonic() - started)
             self._last_tick_ok = time.time()
         except Exception as exc:  # the database may be away: log, and the next tick retries
             log.error("tick failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
-    def _start_due(self) -> None:
-        store, engine, now = self.app.store, self.engine, datetime.now(UTC)
+    def _start_due(self) -> int:
+        """Survey, start due rotations; return how many rotations have work now."""
+        assert self.app is not None
+        store, engine, now = self.app.store, self.app.engine, datetime.now(UTC)
         rows = store.credential_rows()
         active = {r.credential: r for r in store.unfinished()}
-        self.metrics.set_ages({n: r.secret_created_at for n, r in rows.items()})
+        configured = [c.name for c in self.settings.credentials]
         self.metrics.unfinished.set(len(active))
-        self.metrics.attention.set(
-            sum(1 for r in active.values() if r.state is State.NEEDS_ATTENTION)
+        self.metrics.observe_credentials(
+            {n: rows[n].secret_created_at if n in rows else None for n in configured},
+            {n for n, r in active.items() if r.state is State.NEEDS_ATTENTION},
         )
         for cfg in self.settings.credentials:
             if self._stop.is_set():
-                return
+                break
             if cfg.name in active:
                 continue
             row = rows.get(cfg.name)
             policy = self.settings.policy(cfg)
+            if (
+                row is None
+                or row.surveyed_at is None
+                or now - row.surveyed_at >= policy.poll_interval
+            ):
+                self._survey(cfg.name)
             if row is None or row.secret_created_at is None:
-                if (
-                    row is None
-                    or row.surveyed_at is None
-                    or (now - row.surveyed_at >= policy.poll_interval)
-                ):
-                    self._submit(lambda name=cfg.name: engine.survey(name))
-                continue
+                continue  # age unknown: the survey tells, and a later tick decides
             cron = self._crons.get(cfg.name)
             reference = row.last_rotated_at or row.secret_created_at
-            last_scheduled = _first_fire_after(cron, reference, now) if cron else None
             if rules.is_due(
                 secret_created_at=row.secret_created_at,
                 last_rotated_at=row.last_rotated_at,
-                last_scheduled_at=last_scheduled,
+                last_scheduled_at=_first_fire_after(cron, reference, now) if cron else None,
                 last_failed_at=row.last_failed_at,
                 policy=policy,
                 window=self.settings.window(cfg),
@@ -172,28 +217,55 @@ class Daemon:
                 rotation = engine.request(
                     cfg.name, Trigger.SCHEDULED, actor="scheduler", reason="due"
                 )
+                active[cfg.name] = rotation
                 log.info("rotation started", credential=cfg.name, rotation_id=rotation.id)
+        return sum(1 for r in active.values() if _has_work(r, now))
 
-    def _dispatch(self) -> None:
-        """Keep every idle worker busy with claimable rotations."""
-        with self._busy_lock:
+    def _survey(self, name: str) -> None:
+        assert self.app is not None
+        engine = self.app.engine
+        with self._lock:
+            if name in self._surveying:
+                return
+            self._surveying.add(name)
+
+        def job() -> None:
+            try:
+                engine.survey(name)
+            finally:
+                with self._lock:
+                    self._surveying.discard(name)
+
+        self._submit(job)
+
+    def _dispatch(self, due: int) -> None:
+        """Give each rotation with work now an idle worker (claims decide who gets which)."""
+        with self._lock:
             idle = self.settings.daemon.workers - self._busy
-        for _ in range(max(0, idle)):
+        for _ in range(min(idle, due)):
             self._submit(self._work)
 
     def _work(self) -> None:
-        while not self._stop.is_set() and self.engine.run_due(limit=1):
+        assert self.app is not None
+        while not self._stop.is_set() and self.app.engine.run_due(limit=1):
             pass
 
-    def _submit(self, job: Any) -> None:
-        with self._busy_lock:
+    def _submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
             self._busy += 1
-        future: Future[Any] = self.pool.submit(job)
+        try:
+            future: Future[None] = self.pool.submit(job)
+        except RuntimeError:  # the pool is shutting down
+            with self._lock:
+                self._busy -= 1
+            return
         future.add_done_callback(self._done)
 
-    def _done(self, future: Future[Any]) -> None:
-        with self._busy_lock:
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
             self._busy -= 1
+        if future.cancelled():
+            return
         exc = future.exception()
         if exc is not None:
             log.error("worker failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
@@ -207,13 +279,10 @@ class Daemon:
             return JSONResponse({"status": "ok"})
 
         async def readyz(_: Request) -> Response:
-            fresh = (
-                self._last_tick_ok is not None and time.time() - self._last_tick_ok < 3 * tick + 10
-            )
+            last = self._last_tick_ok
+            fresh = last is not None and time.time() - last < 3 * tick + 10
             ok = self._ready and fresh
-            return JSONResponse(
-                {"ready": ok, "last_tick": self._last_tick_ok}, status_code=200 if ok else 503
-            )
+            return JSONResponse({"ready": ok, "last_tick": last}, status_code=200 if ok else 503)
 
         async def metrics(_: Request) -> Response:
             return PlainTextResponse(
@@ -228,20 +297,41 @@ class Daemon:
             ]
         )
 
-    def _serve_http(self) -> None:
-        host, _, port = self.settings.daemon.listen.rpartition(":")
-        config = uvicorn.Config(
-            self.http_app(),
-            host=host.strip("[]"),
-            port=int(port),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
+    def _serve_http(self, listener: socket.socket) -> None:
+        config = uvicorn.Config(self.http_app(), log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
-        # uvicorn leaves signal handling alone off the main thread; the daemon owns signals.
+        # Off the main thread uvicorn installs no signal handlers: the daemon owns signals.
         self._server = server
-        threading.Thread(target=server.run, daemon=True, name="http").start()
+        self._http_thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [listener]}, daemon=True, name="http"
+        )
+        self._http_thread.start()
+
+
+def _has_work(rotation: Rotation, now: datetime) -> bool:
+    return (
+        rotation.next_attempt_at is None
+        or rotation.next_attempt_at <= now
+        or rotation.emergency_requested
+        or rotation.cancel_requested
+    )
+
+
+def _bind(listen: str) -> socket.socket:
+    """Bind [daemon] listen now, so a taken port fails the start with one clear line."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"daemon.listen: cannot listen on {listen}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
 
 
 def _first_fire_after(cron: CronTrigger, reference: datetime, now: datetime) -> datetime | None:

@@ -1,19 +1,27 @@
-"""`rotator check`: a read-only pre-flight of every configured credential.
+"""`rotator check`: a read-only pre-flight of the state database and every credential.
 
 It reads AWSCURRENT, mints a management token and lists Adobe's secrets, and writes
 nothing anywhere (the token's use does move the current secret's last_used_at at Adobe).
+A SQLite file that does not exist yet is reported, not created.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
+from rotator.adapters.db import migrate
 from rotator.adapters.db.store import CredentialRow, Store, make_engine
 from rotator.config import CredentialConfig, Settings
 from rotator.domain.errors import RotatorError
 from rotator.ports import CredentialRef
+
+DATABASE = "(database)"
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,8 @@ class CheckResult:
 
 
 def run_checks(settings: Settings) -> list[CheckResult]:
+    """The database's result first, then one per configured credential."""
+    database, rows = _database(settings)
     adobe = AdobeClient(
         settings.adobe.ims_url,
         settings.adobe.api_url,
@@ -36,25 +46,43 @@ def run_checks(settings: Settings) -> list[CheckResult]:
         max_attempts=2,
         public_keys=frozenset(settings.uuid_key(c) for c in settings.credentials),
     )
-    rows, db_note = _rows(settings)
     try:
-        return [
-            _check(settings, cfg, adobe, aws, rows.get(cfg.name), db_note)
-            for cfg in settings.credentials
+        return [database] + [
+            _check(settings, cfg, adobe, aws, rows.get(cfg.name)) for cfg in settings.credentials
         ]
     finally:
         adobe.close()
 
 
-def _rows(settings: Settings) -> tuple[dict[str, CredentialRow], str]:
+def _database(settings: Settings) -> tuple[CheckResult, dict[str, CredentialRow]]:
+    url = settings.database.url
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:" and not Path(path).exists():
+            return CheckResult(
+                DATABASE, True, f"{path} does not exist yet; `rotator run` creates it"
+            ), {}
     try:
-        engine = make_engine(settings.database.url)
+        engine = make_engine(url)
         try:
-            return Store(engine).credential_rows(), ""
+            current, head = migrate.current(engine), migrate.head()
+            if current != head:
+                return CheckResult(
+                    DATABASE,
+                    True,
+                    f"schema at {current or 'empty'}, current is {head}; "
+                    f"`rotator run` (or `rotator db upgrade`) migrates it",
+                ), {}
+            return CheckResult(DATABASE, True, f"schema current ({head})"), Store(
+                engine
+            ).credential_rows()
         finally:
             engine.dispose()
-    except Exception as exc:  # no database yet is fine for a pre-flight; say so
-        return {}, f" (state database not readable: {type(exc).__name__})"
+    except RotatorError as exc:
+        return CheckResult(DATABASE, False, str(exc)), {}
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return CheckResult(DATABASE, False, f"cannot read: {type(exc).__name__}: {first}"), {}
 
 
 def _check(
@@ -63,7 +91,6 @@ def _check(
     adobe: AdobeClient,
     aws: AwsSecrets,
     row: CredentialRow | None,
-    db_note: str,
 ) -> CheckResult:
     secret_key, uuid_key = settings.secret_key(cfg), settings.uuid_key(cfg)
     try:
@@ -79,21 +106,26 @@ def _check(
         listed = adobe.list_secrets(ref, secret)
     except RotatorError as exc:
         return CheckResult(cfg.name, False, str(exc))
-    uuids = [s.uuid for s in listed]
+    by_uuid = {s.uuid: s for s in listed}
     recorded = current.value.get(uuid_key)
     known = (
-        recorded or (row.current_uuid if row else None) or (uuids[0] if len(uuids) == 1 else None)
+        recorded
+        or (row.current_uuid if row else None)
+        or (listed[0].uuid if len(listed) == 1 else None)
     )
     if known is None:
         return CheckResult(
             cfg.name,
             False,
-            f"cannot tell which of {uuids} AWSCURRENT holds; run "
-            f"`rotator adopt {cfg.name} --uuid <uuid>`{db_note}",
+            f"cannot tell which of {sorted(by_uuid)} AWSCURRENT holds; run "
+            f"`rotator adopt {cfg.name} --uuid <uuid>`",
         )
-    if known not in uuids:
+    if known not in by_uuid:
         return CheckResult(cfg.name, False, f"current uuid {known} is not listed at Adobe")
     source = "AWS" if recorded else ("adopted" if row and row.current_uuid else "only secret")
+    age = (datetime.now(UTC) - by_uuid[known].created_at).total_seconds() / 86400
     return CheckResult(
-        cfg.name, True, f"current {known} ({source}); {len(uuids)} secret(s) at Adobe{db_note}"
+        cfg.name,
+        True,
+        f"current {known} ({source}), {age:.1f} days old; {len(listed)} secret(s) at Adobe",
     )
