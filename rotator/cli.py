@@ -1,19 +1,25 @@
 """The `rotator` command. Commands only parse, call the app, and print.
 
-Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error,
-3 needs attention (a person must look).
+Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error (nothing
+was changed), 3 needs attention (a person must look).
+
+Every line printed passes the redactor. An error is one line on stderr: a RotatorError's
+own text (written to be safe to show), or for anything unexpected only its type and first
+line, redacted; `--log-level DEBUG` logs the traceback (without locals) as well.
 """
 
 from __future__ import annotations
 
 import getpass
+import importlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
 
@@ -21,6 +27,11 @@ from rotator import config as config_mod
 from rotator import redaction
 from rotator.domain.errors import ConfigError, RotatorError
 from rotator.domain.model import Rotation, State, Trigger
+
+if TYPE_CHECKING:
+    from rotator.adapters.db.store import Store
+    from rotator.app import App
+    from rotator.notify import Notifier
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 
@@ -36,14 +47,18 @@ def die(message: str, code: int) -> NoReturn:
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(interrupted: str = "interrupted") -> Iterator[None]:
     """One clear line and a documented exit code, never a traceback with values in it."""
     try:
         yield
     except RotatorError as exc:
         die(str(exc).replace("\n", "; "), exc.exit_code)
     except KeyboardInterrupt:
-        die("interrupted", EXIT_FAILED)
+        die(interrupted, EXIT_FAILED)
+    except Exception as exc:
+        logging.getLogger("rotator.cli").debug("unexpected error", exc_info=True)
+        first = (str(exc).splitlines() or [""])[0][:300]
+        die(f"unexpected {type(exc).__name__}: {first}", EXIT_FAILED)
 
 
 class Ctx:
@@ -59,10 +74,37 @@ class Ctx:
             self._settings = config_mod.load(self.config_path)
         return self._settings
 
-    def build(self, **kwargs: Any) -> Any:
-        from rotator import app
+    @contextmanager
+    def app(self, *, notify: bool = False) -> Iterator[App]:
+        """The composition root's App; with `notify`, webhooks fire on outcomes it drives
+        (delivered before the command exits)."""
+        from rotator import app as app_mod
+        from rotator.notify import Notifier, once_each
 
-        return app.build(self.settings, **kwargs)
+        notifier: Notifier | None = None
+        if notify and self.settings.notifications.webhooks:
+            notifier = Notifier(self.settings.notifications.webhooks)
+        listeners = [once_each([notifier])] if notifier else None
+        try:
+            built = app_mod.build(self.settings, listeners=listeners)
+            try:
+                yield built
+            finally:
+                built.close()
+        finally:
+            if notifier is not None:
+                notifier.close()
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """The state database alone, for commands that only read it."""
+        from rotator import app as app_mod
+
+        opened = app_mod.open_store(self.settings)
+        try:
+            yield opened
+        finally:
+            opened.engine.dispose()
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -75,7 +117,30 @@ def _actor() -> str:
         return "cli"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group; `sandbox` and `demo` load only when used (they import servers)."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "sandbox": "rotator.sandbox.cli:sandbox",
+        "demo": "rotator.demo:demo",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            try:
+                command = getattr(importlib.import_module(module), attr)
+            except ImportError:  # an optional part that is not installed: no such command
+                return None
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -85,10 +150,10 @@ def _actor() -> str:
 )
 @click.option(
     "--log-level",
-    default="WARNING",
-    show_default=True,
+    default=None,
     envvar="ROTATOR_LOG_LEVEL",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logs go to stderr. Default: INFO for `run`, WARNING for the other commands.",
 )
 @click.option(
     "--log-format",
@@ -99,27 +164,26 @@ def _actor() -> str:
 )
 @click.version_option(package_name="rotator")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
+def main(
+    ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str
+) -> None:
     """Rotate Adobe OAuth Server-to-Server client secrets through AWS Secrets Manager.
 
-    Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error,
-    3 needs attention.
+    \b
+    Exit codes:
+      0  success
+      1  the operation failed (or a check, or the audit chain)
+      2  usage or configuration error: nothing was changed
+      3  needs attention: a person must look (rotate, status)
     """
     from rotator import logs
 
-    logs.configure(log_level, json=None if log_format == "auto" else log_format == "json")
-    ctx.obj = Ctx(config_path, log_level, log_format)
+    level = log_level or ("INFO" if ctx.invoked_subcommand == "run" else "WARNING")
+    logs.configure(level, json=None if log_format == "auto" else log_format == "json")
+    ctx.obj = Ctx(config_path, level, log_format)
 
 
 # --- rotate ------------------------------------------------------------------------------
-
-DONE_WITHOUT_WAIT = {
-    State.DRAINING,
-    State.COMPLETED,
-    State.FAILED,
-    State.CANCELLED,
-    State.NEEDS_ATTENTION,
-}
 
 
 def _describe(rotation: Rotation) -> str:
@@ -136,8 +200,11 @@ def _describe(rotation: Rotation) -> str:
             f"new last used {_ts(ev.new_last_used_at)}, "
             f"next check {_ts(rotation.next_attempt_at)}"
         )
-    if rotation.state in {State.NEEDS_ATTENTION, State.FAILED} and rotation.last_error:
-        parts.append(rotation.last_error)
+    if rotation.last_error:
+        if rotation.state in {State.NEEDS_ATTENTION, State.FAILED, State.CANCELLED}:
+            parts.append(rotation.last_error)
+        elif not rotation.state.terminal:  # a step failed and is retried when due
+            parts.append(f"retry at {_ts(rotation.next_attempt_at)}: {rotation.last_error}")
     return " — ".join(parts)
 
 
@@ -154,7 +221,7 @@ def _exit_for(rotation: Rotation) -> int:
 
 
 def follow(
-    app: Any,
+    app: App,
     rotation: Rotation,
     *,
     wait: bool,
@@ -164,17 +231,20 @@ def follow(
 ) -> Rotation:
     """Work on (or watch) a credential's rotation until it drains or ends.
 
-    Whoever holds the lease does the work: if a daemon has it, this only watches. When an
-    emergency pre-empts a normal rotation, the emergency rotation that follows is followed.
+    Whoever holds the lease does the work: if a daemon has it, this says so once and
+    watches, taking over only if the lease is let go (the daemon waits between draining
+    polls, or it died and its lease ran out). When an emergency pre-empts a normal
+    rotation, the emergency rotation that follows is followed.
     """
     store, engine = app.store, app.engine
-    last_seen: tuple[int, State] | None = None
-    watching_note = False
+    last_seen: tuple[int, State, int, str | None] | None = None
+    watched_owner: str | None = None
 
     def report(current: Rotation) -> None:
         nonlocal last_seen
-        if (current.id, current.state) != last_seen:
-            last_seen = (current.id, current.state)
+        seen = (current.id, current.state, current.attempts, current.last_error)
+        if seen != last_seen:
+            last_seen = seen
             show(current)
 
     report(rotation)
@@ -183,15 +253,16 @@ def follow(
             return rotation
         claim = engine.claim(rotation.id)
         if claim is not None:
+            watched_owner = None
             rotation = engine.drive(
                 claim, on_step=report, stop=lambda r: r.state is State.DRAINING and not wait
             )
         else:
             lease = store.lease(rotation.id)
             rotation = store.get(rotation.id)
-            if not watching_note and lease.owner and lease.owner != engine.owner:
+            if lease.owner and lease.owner not in {engine.owner, watched_owner}:
+                watched_owner = lease.owner
                 say(f"rotation {rotation.id} is being worked on by {lease.owner}; watching")
-                watching_note = True
             report(rotation)
         if rotation.state.terminal:
             successor = store.active(rotation.credential)
@@ -229,23 +300,33 @@ def rotate(ctx: Ctx, name: str, emergency: bool, reason: str, wait: bool) -> Non
     """Start (or resume) a rotation of NAME now, showing each step.
 
     Returns when the rotation reaches draining or an end state (with --wait: when it
-    completes or needs attention). Works with or without a daemon running.
+    completes or needs attention). Works with or without a daemon running: whoever holds
+    the rotation's lease does the work, and the other watches. Exit 0 at draining or
+    completed, 1 failed or cancelled, 3 needs attention.
     """
-    with _errors():
-        ctx.settings.credential(name)
-        app = ctx.build()
-        try:
-            trigger = Trigger.EMERGENCY if emergency else Trigger.MANUAL
-            rotation = app.engine.request(name, trigger, actor=_actor(), reason=reason)
-            if emergency and not rotation.emergency:
-                say(
-                    f"rotation {rotation.id} of {name} is {rotation.state.value}: it ends "
-                    f"first (safely), then the emergency rotation starts"
-                )
-            final = follow(app, rotation, wait=wait, show=lambda r: say(_describe(r)))
-        finally:
-            app.close()
+    interrupted = (
+        f"interrupted; {name}'s rotation resumes from its last saved step "
+        f"(`rotator rotate {name}` or the daemon)"
+    )
+    with _errors(interrupted):
+        ctx.settings.credential(name)  # an unknown name: exit 2 before anything is opened
+        final = _rotate(ctx, name, emergency=emergency, reason=reason, wait=wait)
     sys.exit(_exit_for(final))
+
+
+def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) -> Rotation:
+    with ctx.app(notify=True) as app:
+        trigger = Trigger.EMERGENCY if emergency else Trigger.MANUAL
+        before = app.store.active(name)
+        rotation = app.engine.request(name, trigger, actor=_actor(), reason=reason)
+        if emergency and not rotation.emergency:
+            say(
+                f"rotation {rotation.id} of {name} is {rotation.state.value}: it ends "
+                f"first (safely), then the emergency rotation starts"
+            )
+        elif before is not None and before.id == rotation.id:
+            say(f"{name} already has rotation {rotation.id} ({rotation.state.value}); following it")
+        return follow(app, rotation, wait=wait, show=lambda r: say(_describe(r)))
 
 
 @main.command()
@@ -256,12 +337,11 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
     """Cancel NAME's unfinished rotation, safely at any state.
 
     Before promotion the new secret is deleted and AWSPENDING dropped; after promotion
-    draining stops and both secrets stay valid.
+    draining stops and both secrets stay valid. Exit 0 once cancelled.
     """
     with _errors():
         ctx.settings.credential(name)
-        app = ctx.build()
-        try:
+        with ctx.app(notify=True) as app:
             rotation = app.store.request_cancel(name, actor=_actor(), reason=reason)
             if rotation is None:
                 say(f"{name} has no unfinished rotation; nothing to cancel")
@@ -273,8 +353,6 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
                 show=lambda r: say(_describe(r)),
                 deadline=time.monotonic() + 120,
             )
-        finally:
-            app.close()
     sys.exit(EXIT_OK if final.state is State.CANCELLED else _exit_for(final))
 
 
@@ -285,10 +363,9 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
 def adopt(ctx: Ctx, name: str, uuid: str) -> None:
     """Tell rotator which Adobe secret uuid NAME's AWSCURRENT holds (when it cannot tell)."""
     with _errors():
-        cfg = ctx.settings.credential(name)
-        app = ctx.build()
-        try:
-            listed = [s.uuid for s in app.engine.adobe_secrets(cfg.name)]
+        ctx.settings.credential(name)
+        with ctx.app() as app:
+            listed = [s.uuid for s in app.engine.adobe_secrets(name)]
             if uuid not in listed:
                 raise ConfigError(
                     f"--uuid: Adobe lists no secret {uuid} for {name} "
@@ -296,15 +373,13 @@ def adopt(ctx: Ctx, name: str, uuid: str) -> None:
                 )
             app.engine.sync()
             app.store.adopt(name, uuid, actor=_actor())
-            say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")
-        finally:
-            app.close()
+    say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")
 
 
 # --- reading -----------------------------------------------------------------------------
 
 
-def _status_rows(app: Any) -> list[dict[str, Any]]:
+def _status_rows(app: App) -> list[dict[str, Any]]:
     settings = app.settings
     rows = app.store.credential_rows()
     now = datetime.now(UTC)
@@ -351,15 +426,12 @@ def _status_rows(app: Any) -> list[dict[str, Any]]:
 @pass_ctx
 def status(ctx: Ctx, as_json: bool) -> None:
     """Every credential: current uuid, secret age, due date, any unfinished rotation."""
-    with _errors():
-        app = ctx.build()
-        try:
-            rows = _status_rows(app)
-        finally:
-            app.close()
+    with _errors(), ctx.app() as app:
+        rows = _status_rows(app)
+    attention = any(r["rotation"] and r["rotation"]["state"] == "needs_attention" for r in rows)
     if as_json:
         say(json.dumps(rows, indent=2))
-        return
+        sys.exit(EXIT_ATTENTION if attention else EXIT_OK)
     for r in rows:
         age = f"{r['secret_age_days']}d" if r["secret_age_days"] is not None else "unknown"
         line = (
@@ -380,8 +452,9 @@ def status(ctx: Ctx, as_json: bool) -> None:
         elif r["last_error"]:
             line += f"; {r['last_error']}"
         say(line)
-    if any(r["rotation"] and r["rotation"]["state"] == "needs_attention" for r in rows):
-        sys.exit(EXIT_ATTENTION)
+    if not rows:
+        say("no credentials configured")
+    sys.exit(EXIT_ATTENTION if attention else EXIT_OK)
 
 
 @main.command()
@@ -394,13 +467,8 @@ def history(ctx: Ctx, name: str | None, as_json: bool, limit: int) -> None:
     with _errors():
         if name:
             ctx.settings.credential(name)
-        from rotator import app as app_mod
-
-        store = app_mod.open_store(ctx.settings)
-        try:
+        with ctx.store() as store:
             events = store.events(credential=name, limit=limit)
-        finally:
-            store.engine.dispose()
     if as_json:
         say(json.dumps([e.as_dict() for e in events], indent=2))
         return
@@ -423,14 +491,8 @@ def audit() -> None:
 @pass_ctx
 def audit_verify(ctx: Ctx) -> None:
     """Check the hash chain of the audit events; exit 1 naming the first changed row."""
-    with _errors():
-        from rotator import app as app_mod
-
-        store = app_mod.open_store(ctx.settings)
-        try:
-            checked, problem = store.verify_chain()
-        finally:
-            store.engine.dispose()
+    with _errors(), ctx.store() as store:
+        checked, problem = store.verify_chain()
     if problem:
         die(f"audit chain broken at {problem} ({checked} events verified before it)", EXIT_FAILED)
     say(f"audit chain intact: {checked} events verified")
@@ -467,16 +529,22 @@ def db_upgrade(ctx: Ctx) -> None:
 @main.command()
 @pass_ctx
 def check(ctx: Ctx) -> None:
-    """Read-only pre-flight of every credential; exit 1 if any fails."""
+    """Read-only pre-flight: the database, then every credential; exit 1 if any fails.
+
+    For each credential: AWSCURRENT is readable and has the secret key, it mints a
+    management token, Adobe lists its secrets, and rotator can tell which one AWSCURRENT
+    holds. Nothing is written anywhere (minting a token does move the current secret's
+    last-used time at Adobe).
+    """
     with _errors():
         from rotator.preflight import run_checks
 
         results = run_checks(ctx.settings)
-    width = max([len(r.name) for r in results] + [10])
-    say(f"{'credential':<{width}}  verdict  detail")
+    width = max(len(r.name) for r in results)
+    say(f"{'check':<{width}}  verdict  detail")
     for r in results:
         say(f"{r.name:<{width}}  {'ok' if r.ok else 'FAIL':<7}  {r.detail}")
-    if not results:
+    if len(results) == 1:
         say("no credentials configured")
     sys.exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
 
@@ -484,26 +552,16 @@ def check(ctx: Ctx) -> None:
 @main.command()
 @pass_ctx
 def run(ctx: Ctx) -> None:
-    """Run the daemon: migrate, then rotate on schedule and serve /healthz, /readyz, /metrics."""
+    """Run the daemon: migrate, then rotate on schedule and serve /healthz, /readyz, /metrics.
+
+    SIGTERM or SIGINT stops it at the next step boundary (exit 0); a second one exits at
+    once (exit 128+signal) and the next start resumes from the last saved step.
+    """
     with _errors():
         from rotator.daemon import Daemon
 
-        Daemon(ctx.settings).run()
-
-
-def _register_optional() -> None:
-    try:
-        from rotator.sandbox.cli import sandbox
-    except ImportError:  # pragma: no cover - the sandbox ships with rotator
-        return
-    main.add_command(sandbox)
-
-
-_register_optional()
-
-
-def _seconds(delta: timedelta) -> float:
-    return delta.total_seconds()
+        code = Daemon(ctx.settings).run()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
