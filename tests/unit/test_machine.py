@@ -1,0 +1,503 @@
+"""The rotation state machine and its decisions, as pure functions of values.
+
+Nothing here touches Adobe, AWS or a database: every decision the engine acts on is checked
+against the design (docs: /work/shared/design/rotation.md) with plain values and fixed clocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rotator.domain import machine
+from rotator.domain import policy as rules
+from rotator.domain.errors import (
+    AccessDenied,
+    ConfigError,
+    InvalidClient,
+    LeaseLost,
+    NeedsAttention,
+    NotFound,
+    PermanentError,
+    RotatorError,
+    SecretLimit,
+    StepError,
+    TransientError,
+)
+from rotator.domain.machine import (
+    TRANSITIONS,
+    IllegalTransition,
+    after_promotion,
+    check_transition,
+    find_orphans,
+    judge_drain,
+    judge_strays,
+    on_step_error,
+    verify_gives_up,
+)
+from rotator.domain.model import TERMINAL, AdobeSecret, Evidence, Policy, Rotation, State, Trigger
+
+S = State
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+H = timedelta(hours=1)
+POLICY = Policy()  # quiet 25h, max_drain 14d, poll 15m, verify 5m, prune_strays on
+
+# The design's machine, written out independently of the implementation: the happy path,
+# rolling back before promotion, cancellation, the emergency shortcut past draining, crash
+# recovery into promoted, and needs_attention returning to any step or ending.
+EXPECTED: dict[State, set[State]] = {
+    S.PLANNED: {S.CREATING, S.NEEDS_ATTENTION, S.FAILED, S.CANCELLED, S.ROLLING_BACK},
+    S.CREATING: {S.STAGED, S.ROLLING_BACK, S.NEEDS_ATTENTION, S.CANCELLED},
+    S.STAGED: {S.VERIFIED, S.ROLLING_BACK, S.NEEDS_ATTENTION},
+    S.VERIFIED: {S.PROMOTED, S.ROLLING_BACK, S.NEEDS_ATTENTION},
+    S.PROMOTED: {S.DRAINING, S.RETIRING, S.NEEDS_ATTENTION, S.CANCELLED},
+    S.DRAINING: {S.RETIRING, S.COMPLETED, S.NEEDS_ATTENTION, S.CANCELLED},
+    S.RETIRING: {S.COMPLETED, S.NEEDS_ATTENTION},
+    S.ROLLING_BACK: {S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION, S.PROMOTED},
+    S.NEEDS_ATTENTION: set(State) - {S.NEEDS_ATTENTION},
+    S.COMPLETED: set(),
+    S.FAILED: set(),
+    S.CANCELLED: set(),
+}
+
+
+def rotation(state: State = S.PLANNED, **changes: object) -> Rotation:
+    base = Rotation(
+        id=7,
+        credential="analytics",
+        trigger=Trigger.SCHEDULED,
+        state=state,
+        created_at=T0,
+        state_since=T0,
+        old_uuid="old-uuid",
+    )
+    return base.evolve(**changes)
+
+
+def secret(uuid: str, created: datetime, used: datetime | None = None) -> AdobeSecret:
+    return AdobeSecret(uuid=uuid, created_at=created, last_used_at=used)
+
+
+# --- transitions -----------------------------------------------------------------------------
+
+
+def test_every_state_has_a_transition_entry() -> None:
+    assert set(TRANSITIONS) == set(State)
+
+
+def test_transition_table_matches_the_design() -> None:
+    assert {k: set(v) for k, v in TRANSITIONS.items()} == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("current", "target"), list(itertools.product(State, State)), ids=lambda s: s.value
+)
+def test_check_transition_allows_exactly_the_designed_moves(current: State, target: State) -> None:
+    if target is current or target in EXPECTED[current]:
+        check_transition(current, target)
+    else:
+        with pytest.raises(IllegalTransition, match=f"{current} -> {target}"):
+            check_transition(current, target)
+
+
+def test_illegal_transition_is_a_value_error() -> None:
+    assert issubclass(IllegalTransition, ValueError)
+
+
+def test_the_happy_path_is_a_chain_of_allowed_moves() -> None:
+    path = [
+        S.PLANNED,
+        S.CREATING,
+        S.STAGED,
+        S.VERIFIED,
+        S.PROMOTED,
+        S.DRAINING,
+        S.RETIRING,
+        S.COMPLETED,
+    ]
+    for current, target in itertools.pairwise(path):
+        check_transition(current, target)
+    assert path[-1].terminal
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL))
+def test_terminal_states_have_no_way_out(state: State) -> None:
+    assert state.terminal
+    for target in set(State) - {state}:
+        with pytest.raises(IllegalTransition):
+            check_transition(state, target)
+
+
+@pytest.mark.parametrize("state", [S.PROMOTED, S.DRAINING, S.RETIRING])
+def test_nothing_rolls_back_or_fails_after_promotion(state: State) -> None:
+    # AWSCURRENT already holds the new secret: deleting it (rolling back) would break I1.
+    assert state.promoted
+    for target in (S.ROLLING_BACK, S.FAILED):
+        with pytest.raises(IllegalTransition):
+            check_transition(state, target)
+
+
+@pytest.mark.parametrize("state", [S.PLANNED, S.CREATING, S.STAGED])
+def test_only_a_verified_secret_can_be_promoted(state: State) -> None:
+    with pytest.raises(IllegalTransition):
+        check_transition(state, S.PROMOTED)
+
+
+@pytest.mark.parametrize("state", [S.STAGED, S.VERIFIED])
+def test_a_staged_secret_is_rolled_back_not_cancelled(state: State) -> None:
+    # A new secret exists at Adobe: cancelling here would leave it behind.
+    with pytest.raises(IllegalTransition):
+        check_transition(state, S.CANCELLED)
+    check_transition(state, S.ROLLING_BACK)
+
+
+def test_staying_put_is_always_allowed() -> None:
+    for state in State:
+        check_transition(state, state)
+
+
+def test_promoted_property_marks_states_after_awscurrent_moved() -> None:
+    assert {s for s in State if s.promoted} == {S.PROMOTED, S.DRAINING, S.RETIRING, S.COMPLETED}
+    assert {S.COMPLETED, S.FAILED, S.CANCELLED} == TERMINAL
+
+
+# --- planned: strays -------------------------------------------------------------------------
+
+
+def test_judge_strays_with_only_the_current_secret_does_nothing() -> None:
+    verdict = judge_strays([secret("cur", T0 - 100 * H)], "cur", POLICY, T0, emergency=False)
+    assert verdict == machine.StrayVerdict(delete=(), attention=None)
+
+
+def test_judge_strays_deletes_a_stray_quiet_for_the_quiet_period() -> None:
+    listed = [secret("cur", T0 - 100 * H), secret("stray", T0 - 90 * H, T0 - 25 * H)]
+    verdict = judge_strays(listed, "cur", POLICY, T0, emergency=False)
+    assert verdict.delete == ("stray",)
+    assert verdict.attention is None
+
+
+def test_judge_strays_deletes_a_never_used_stray_once_its_creation_is_quiet() -> None:
+    listed = [secret("cur", T0 - 100 * H), secret("stray", T0 - 26 * H)]
+    assert judge_strays(listed, "cur", POLICY, T0, emergency=False).delete == ("stray",)
+
+
+def test_judge_strays_keeps_a_recently_created_never_used_stray() -> None:
+    listed = [secret("cur", T0 - 100 * H), secret("fresh", T0 - 2 * H)]
+    verdict = judge_strays(listed, "cur", POLICY, T0, emergency=False)
+    assert verdict.delete == ()
+    assert verdict.attention is not None
+    assert "fresh" in verdict.attention
+    assert "last used never" in verdict.attention
+
+
+def test_judge_strays_asks_a_person_about_a_recently_used_stray() -> None:
+    last_use = T0 - 3 * H
+    listed = [secret("cur", T0 - 100 * H), secret("busy-stray", T0 - 90 * H, last_use)]
+    verdict = judge_strays(listed, "cur", POLICY, T0, emergency=False)
+    assert verdict.delete == ()
+    assert verdict.attention is not None
+    assert "busy-stray" in verdict.attention
+    assert last_use.isoformat() in verdict.attention
+    assert "used within the quiet period of 25h" in verdict.attention
+    assert "\n" not in verdict.attention
+
+
+def test_judge_strays_keeps_even_a_quiet_stray_when_pruning_is_off() -> None:
+    listed = [secret("cur", T0 - 100 * H), secret("stray", T0 - 90 * H, T0 - 80 * H)]
+    verdict = judge_strays(listed, "cur", Policy(prune_strays=False), T0, emergency=False)
+    assert verdict.delete == ()
+    assert verdict.attention is not None
+    assert "stray" in verdict.attention
+    assert "prune_strays is false" in verdict.attention
+
+
+def test_judge_strays_in_an_emergency_deletes_every_stray_at_once() -> None:
+    listed = [
+        secret("cur", T0 - 100 * H),
+        secret("busy", T0 - 90 * H, T0 - timedelta(seconds=1)),
+        secret("other", T0 - 1 * H),
+    ]
+    verdict = judge_strays(listed, "cur", Policy(prune_strays=False), T0, emergency=True)
+    assert set(verdict.delete) == {"busy", "other"}
+    assert verdict.attention is None
+
+
+def test_judge_strays_never_deletes_the_current_secret() -> None:
+    listed = [secret("cur", T0 - 1000 * H), secret("stray", T0 - 1000 * H)]
+    for emergency in (False, True):
+        verdict = judge_strays(listed, "cur", POLICY, T0, emergency=emergency)
+        assert "cur" not in verdict.delete
+
+
+def test_judge_strays_quiet_boundary_is_inclusive() -> None:
+    listed = [secret("cur", T0 - 100 * H), secret("stray", T0 - 90 * H, T0 - 25 * H)]
+    just_before = T0 - timedelta(microseconds=1)
+    assert judge_strays(listed, "cur", POLICY, just_before, emergency=False).attention
+    assert judge_strays(listed, "cur", POLICY, T0, emergency=False).delete == ("stray",)
+
+
+# --- creating: orphans -----------------------------------------------------------------------
+
+
+def test_find_orphans_reports_uuids_that_appeared_since_planning() -> None:
+    listed = [secret("cur", T0), secret("lost", T0 + H)]
+    assert find_orphans(listed, ["cur"], adopted=None) == ["lost"]
+
+
+def test_find_orphans_spares_known_and_adopted_secrets() -> None:
+    listed = [secret("cur", T0), secret("ours", T0 + H)]
+    assert find_orphans(listed, ["cur"], adopted="ours") == []
+    assert find_orphans(listed, ["cur", "ours"], adopted=None) == []
+
+
+def test_find_orphans_of_nothing_new_is_empty() -> None:
+    assert find_orphans([], ["cur"], adopted=None) == []
+
+
+# --- staged: verification --------------------------------------------------------------------
+
+
+def test_verify_gives_up_only_after_verify_timeout_in_the_state() -> None:
+    staged = rotation(S.STAGED, state_since=T0)
+    timeout = timedelta(minutes=5)
+    assert not verify_gives_up(staged, T0 + timeout - timedelta(seconds=1), timeout)
+    assert verify_gives_up(staged, T0 + timeout, timeout)
+    assert verify_gives_up(staged, T0 + 2 * timeout, timeout)
+
+
+def test_verify_gives_up_counts_from_creation_when_state_since_is_unknown() -> None:
+    staged = rotation(S.STAGED, state_since=None, created_at=T0 - H)
+    assert verify_gives_up(staged, T0, timedelta(minutes=5))
+
+
+# --- draining --------------------------------------------------------------------------------
+
+
+def draining(promoted_at: datetime = T0) -> Rotation:
+    return rotation(S.DRAINING, promoted_at=promoted_at, new_uuid="new-uuid")
+
+
+def evidence(now: datetime, old_used: datetime | None) -> Evidence:
+    return Evidence(polled_at=now, old_last_used_at=old_used, new_last_used_at=None)
+
+
+def test_judge_drain_retires_when_the_old_secret_is_already_gone() -> None:
+    verdict = judge_drain(draining(), evidence(T0, None), False, POLICY, T0)
+    assert verdict.retire
+
+
+def test_judge_drain_waits_for_the_quiet_period_after_promotion() -> None:
+    now = T0 + 24 * H
+    verdict = judge_drain(draining(), evidence(now, None), True, POLICY, now)
+    assert not verdict.retire
+    assert verdict.overdue is None
+    assert verdict.next_poll_at == now + POLICY.poll_interval
+
+
+def test_judge_drain_retires_once_quiet_since_promotion() -> None:
+    now = T0 + 25 * H
+    assert judge_drain(draining(), evidence(now, None), True, POLICY, now).retire
+
+
+def test_judge_drain_ignores_old_uses_from_before_promotion() -> None:
+    # A use before promotion is older than promotion itself, which counts as a sign of life.
+    now = T0 + 25 * H
+    verdict = judge_drain(draining(), evidence(now, T0 - 10 * H), True, POLICY, now)
+    assert verdict.retire
+
+
+def test_judge_drain_restarts_the_quiet_period_at_the_old_secrets_last_use() -> None:
+    last_use = T0 + 10 * H
+    now = T0 + 30 * H  # 30h after promotion, but only 20h after the last use
+    verdict = judge_drain(draining(), evidence(now, last_use), True, POLICY, now)
+    assert not verdict.retire
+    assert judge_drain(draining(), evidence(now, last_use), True, POLICY, last_use + 25 * H).retire
+
+
+def test_judge_drain_polls_no_later_than_the_quiet_deadline() -> None:
+    now = T0 + 25 * H - timedelta(minutes=2)
+    verdict = judge_drain(draining(), evidence(now, None), True, POLICY, now)
+    assert not verdict.retire
+    assert verdict.next_poll_at == T0 + 25 * H
+
+
+def test_judge_drain_past_max_drain_raises_an_overdue_alert_and_keeps_watching() -> None:
+    last_use = T0 + 14 * 24 * H
+    now = last_use + H
+    verdict = judge_drain(draining(), evidence(now, last_use), True, POLICY, now)
+    assert not verdict.retire
+    assert verdict.overdue is not None
+    assert "old secret old-uuid last used at" in verdict.overdue
+    assert last_use.isoformat() in verdict.overdue
+    assert "max_drain 14d" in verdict.overdue
+    assert "\n" not in verdict.overdue
+    assert verdict.next_poll_at is not None
+    assert now < verdict.next_poll_at <= last_use + POLICY.quiet_period
+
+
+def test_judge_drain_is_not_overdue_before_max_drain() -> None:
+    now = T0 + 14 * 24 * H - timedelta(seconds=1)
+    verdict = judge_drain(draining(), evidence(now, now - H), True, POLICY, now)
+    assert verdict.overdue is None
+    assert not verdict.retire
+
+
+def test_judge_drain_retires_rather_than_alerts_when_both_apply() -> None:
+    now = T0 + 20 * 24 * H
+    verdict = judge_drain(draining(), evidence(now, T0 + 2 * 24 * H), True, POLICY, now)
+    assert verdict.retire
+    assert verdict.overdue is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    since_promotion=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)),
+    last_use=st.one_of(
+        st.none(), st.timedeltas(min_value=timedelta(days=-5), max_value=timedelta(days=30))
+    ),
+    quiet=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=3)),
+    poll=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(hours=6)),
+)
+def test_judge_drain_never_retires_before_the_quiet_deadline(
+    since_promotion: timedelta,
+    last_use: timedelta | None,
+    quiet: timedelta,
+    poll: timedelta,
+) -> None:
+    now = T0 + since_promotion
+    old_used = T0 + last_use if last_use is not None else None
+    if old_used is not None and old_used > now:
+        old_used = now  # Adobe cannot report a use from the future
+    pol = Policy(quiet_period=quiet, poll_interval=poll)
+    verdict = judge_drain(draining(), evidence(now, old_used), True, pol, now)
+    deadline = max(T0, old_used or T0) + quiet
+    assert verdict.retire == (now >= deadline)
+    if not verdict.retire:
+        assert verdict.next_poll_at is not None
+        assert now < verdict.next_poll_at <= deadline
+        assert verdict.next_poll_at <= now + poll
+
+
+def test_after_promotion_drains_normal_rotations_and_retires_emergencies_at_once() -> None:
+    assert after_promotion(rotation(S.PROMOTED)) is S.DRAINING
+    assert after_promotion(rotation(S.PROMOTED, trigger=Trigger.EMERGENCY)) is S.RETIRING
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+def test_transient_error_keeps_the_state_and_backs_off() -> None:
+    rot = rotation(S.STAGED, attempts=3, new_uuid="n", resume_state=None)
+    failure = on_step_error(rot, TransientError("Adobe answered 503"), T0)
+    assert failure.state is S.STAGED
+    assert failure.next_attempt_at == T0 + rules.backoff(4)
+    assert failure.resume_state is None
+    assert failure.message == "Adobe answered 503"
+
+
+def test_transient_error_backoff_respects_the_retry_cap() -> None:
+    rot = rotation(S.CREATING, attempts=30)
+    failure = on_step_error(rot, TransientError("throttled"), T0, retry_cap=timedelta(seconds=7))
+    assert failure.next_attempt_at == T0 + timedelta(seconds=7)
+
+
+def test_transient_error_in_needs_attention_keeps_the_resume_state() -> None:
+    rot = rotation(S.NEEDS_ATTENTION, resume_state=S.DRAINING)
+    failure = on_step_error(rot, TransientError("timeout"), T0)
+    assert failure.state is S.NEEDS_ATTENTION
+    assert failure.resume_state is S.DRAINING
+
+
+@pytest.mark.parametrize("state", [S.CREATING, S.STAGED, S.VERIFIED])
+def test_permanent_error_before_promotion_with_a_new_secret_rolls_back(state: State) -> None:
+    rot = rotation(state, new_uuid="new-uuid", attempts=2)
+    failure = on_step_error(rot, InvalidClient("new secret refused"), T0)
+    assert failure.state is S.ROLLING_BACK
+    assert failure.next_attempt_at == T0
+    assert failure.resume_state is None
+    check_transition(state, failure.state)
+
+
+@pytest.mark.parametrize("state", [S.PLANNED, S.CREATING])
+def test_permanent_error_without_a_new_secret_asks_a_person(state: State) -> None:
+    rot = rotation(state, new_uuid=None)
+    failure = on_step_error(rot, AccessDenied("scope missing"), T0)
+    assert failure.state is S.NEEDS_ATTENTION
+    assert failure.resume_state is state
+    assert failure.next_attempt_at is not None
+    assert failure.next_attempt_at >= T0 + timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("state", [S.PROMOTED, S.DRAINING, S.RETIRING, S.ROLLING_BACK])
+def test_permanent_error_after_promotion_or_in_rollback_asks_a_person(state: State) -> None:
+    rot = rotation(state, new_uuid="new-uuid", promoted_at=T0)
+    failure = on_step_error(rot, NotFound("credential gone", credential="analytics"), T0)
+    assert failure.state is S.NEEDS_ATTENTION
+    assert failure.resume_state is state
+    assert "credential 'analytics'" in failure.message
+
+
+def test_permanent_error_in_needs_attention_keeps_the_original_resume_state() -> None:
+    rot = rotation(S.NEEDS_ATTENTION, resume_state=S.VERIFIED, new_uuid="n")
+    failure = on_step_error(rot, SecretLimit("third secret"), T0)
+    assert failure.state is S.NEEDS_ATTENTION
+    assert failure.resume_state is S.VERIFIED
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    state=st.sampled_from(sorted(set(State) - TERMINAL)),
+    transient=st.booleans(),
+    attempts=st.integers(min_value=0, max_value=100),
+    new_uuid=st.one_of(st.none(), st.just("new-uuid")),
+)
+def test_on_step_error_only_ever_asks_for_a_legal_move(
+    state: State, transient: bool, attempts: int, new_uuid: str | None
+) -> None:
+    error: StepError = TransientError("x") if transient else PermanentError("x")
+    rot = rotation(state, attempts=attempts, new_uuid=new_uuid)
+    failure = on_step_error(rot, error, T0)
+    check_transition(state, failure.state)
+    assert failure.next_attempt_at is not None
+    assert T0 <= failure.next_attempt_at <= T0 + timedelta(minutes=5)
+    if state.promoted:
+        assert failure.state is not S.ROLLING_BACK
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_step_error_names_the_credential_and_step() -> None:
+    err = TransientError("503 from Adobe", credential="analytics", step="creating")
+    assert str(err) == "credential 'analytics' creating: 503 from Adobe"
+    assert err.transient
+    assert not PermanentError("x").transient
+
+
+def test_located_fills_in_where_and_keeps_the_kind_and_extras() -> None:
+    err = InvalidClient("refused")
+    err.status = 400  # type: ignore[attr-defined]
+    located = err.located(credential="analytics", step="staged")
+    assert type(located) is InvalidClient
+    assert str(located) == "credential 'analytics' staged: refused"
+    assert located.status == 400  # type: ignore[attr-defined]
+    assert located.detail == "refused"
+    assert str(err) == "refused"  # the original is untouched
+
+
+def test_located_keeps_an_error_that_already_knows_where_it_happened() -> None:
+    err = NotFound("gone", credential="a", step="retiring")
+    assert err.located(credential="b", step="planned") is err
+
+
+def test_error_exit_codes() -> None:
+    assert RotatorError().exit_code == 1
+    assert ConfigError().exit_code == 2
+    assert NeedsAttention().exit_code == 3
+    assert issubclass(LeaseLost, RotatorError)
+    for kind in (InvalidClient, AccessDenied, NotFound, SecretLimit):
+        assert issubclass(kind, PermanentError)
