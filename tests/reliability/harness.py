@@ -1,0 +1,571 @@
+"""The reliability rig: the sandbox, moto behind the AWS proxy, databases, rotator processes,
+and the invariants of docs/design (I1-I7) as functions that return what is wrong.
+
+A `Case` is one credential with its own Adobe client id, its own AWS secret and its own
+database, so many cases run side by side without seeing each other: sandbox holds and
+faults are aimed by client id, proxy holds by secret id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
+
+from rotator.adapters.db import migrate
+from rotator.adapters.db.store import Store, make_engine
+from rotator.sandbox.client import CreatedCredential
+from rotator.sandbox.faults import Hold as SandboxHold
+from rotator.sandbox.server import SandboxServer
+from rotator.sandbox.state import SandboxState
+from tests.reliability.awsproxy import AwsProxy
+from tests.reliability.awsproxy import Hold as ProxyHold
+from tests.reliability.launcher import Launcher, Proc, base_env
+
+CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
+FAST_DEFAULTS = {
+    "quiet_period": "1s",
+    "poll_interval": "1s",
+    "verify_timeout": "5s",
+    "max_drain": "1h",
+}
+
+
+# --- config files ----------------------------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def toml(sections: dict[str, Any]) -> str:
+    """A small TOML writer: tables of scalars, and arrays of tables (lists of dicts)."""
+    out: list[str] = []
+    for name, body in sections.items():
+        if isinstance(body, list):
+            for item in body:
+                out.append(f"[[{name}]]")
+                out.extend(f"{k} = {toml_value(v)}" for k, v in item.items())
+                out.append("")
+        else:
+            out.append(f"[{name}]")
+            out.extend(f"{k} = {toml_value(v)}" for k, v in body.items())
+            out.append("")
+    return "\n".join(out)
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+class Databases:
+    """Fresh, migrated databases in milliseconds: copies of a template migrated once."""
+
+    def __init__(self, root: Path, pg_admin: str | None) -> None:
+        self.root = root
+        self.pg_admin = pg_admin
+        self._lock = threading.Lock()
+        self._sqlite_template: Path | None = None
+        self._pg_template: str | None = None
+        self._pg_made: list[str] = []
+        self._admin: Engine | None = None
+
+    def new(self, kind: str) -> str:
+        return self.sqlite() if kind == "sqlite" else self.postgres()
+
+    def sqlite(self) -> str:
+        with self._lock:
+            if self._sqlite_template is None:
+                path = self.root / "template.db"
+                engine = make_engine(f"sqlite:///{path}")
+                migrate.upgrade(engine)
+                engine.dispose()  # the last connection to close folds the WAL back in
+                assert not Path(f"{path}-wal").exists()
+                self._sqlite_template = path
+        target = self.root / f"db-{uuid.uuid4().hex[:10]}.db"
+        shutil.copyfile(self._sqlite_template, target)
+        return f"sqlite:///{target}"
+
+    def postgres(self) -> str:
+        assert self.pg_admin, "PostgreSQL is required"
+        with self._lock:
+            if self._admin is None:
+                self._admin = create_engine(
+                    self.pg_admin, isolation_level="AUTOCOMMIT", poolclass=NullPool
+                )
+            if self._pg_template is None:
+                name = f"rotator_rel_tmpl_{uuid.uuid4().hex[:8]}"
+                with self._admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                self._pg_made.append(name)
+                engine = make_engine(self._url(name))
+                migrate.upgrade(engine)
+                engine.dispose()
+                self._pg_template = name
+            name = f"rotator_rel_{uuid.uuid4().hex[:10]}"
+            with self._admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'))
+            self._pg_made.append(name)
+        return self._url(name)
+
+    def _url(self, name: str) -> str:
+        assert self.pg_admin
+        return self.pg_admin.rsplit("/", 1)[0] + f"/{name}"
+
+    def close(self) -> None:
+        if self._admin is None:
+            return
+        with self._admin.connect() as conn:
+            for name in reversed(self._pg_made):
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :n"
+                    ),
+                    {"n": name},
+                )
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        self._admin.dispose()
+
+
+# --- holds, one interface for both sides -----------------------------------------------
+
+
+class AdobeHold:
+    """A sandbox hold on one endpoint of one client id (the in-process FaultPlan)."""
+
+    def __init__(self, state: SandboxState, endpoint: str, phase: str, client_id: str) -> None:
+        self._faults = state.faults
+        self.hold: SandboxHold = state.faults.arm_hold(
+            endpoint,
+            phase,  # type: ignore[arg-type]
+            client_id=client_id,
+            timeout_s=60,
+        )
+        self.name = f"adobe {endpoint} ({phase})"
+
+    def wait(self, timeout: float = 20.0) -> None:
+        if not self.hold.held_event.wait(timeout) or self.hold.status != "held":
+            raise TimeoutError(f"no request reached the hold on {self.name}")
+
+    def release(self, drop: bool = False) -> None:
+        with suppress(LookupError):
+            self._faults.release(self.hold.id, drop=drop)
+
+
+class AwsHold:
+    def __init__(self, proxy: AwsProxy, target: str, phase: str, secret_id: str, **match: Any):
+        self._proxy = proxy
+        self.hold: ProxyHold = proxy.arm_hold(
+            target,
+            phase,  # type: ignore[arg-type]
+            secret_id=secret_id,
+            timeout_s=60,
+            **match,
+        )
+        self.name = f"aws {target} {match or ''} ({phase})".replace(" {}", "")
+
+    def wait(self, timeout: float = 20.0) -> None:
+        self._proxy.wait_held(self.hold, timeout)
+
+    def release(self, drop: bool = False) -> None:
+        self._proxy.release(self.hold, drop=drop)
+
+
+Hold = AdobeHold | AwsHold
+
+
+# --- one credential under test -----------------------------------------------------------
+
+
+@dataclass
+class Case:
+    rig: Rig
+    name: str
+    cred: CreatedCredential
+    secret_id: str
+    db_url: str
+    config: Path
+    initial_value: str
+    violations: list[str] = field(default_factory=list)
+    _engine: Engine | None = None
+
+    # --- what the world looks like --------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            if self.db_url.startswith("sqlite"):
+                self._engine = make_engine(self.db_url)
+            else:
+                self._engine = create_engine(
+                    self.db_url.replace("postgresql://", "postgresql+psycopg://"),
+                    poolclass=NullPool,
+                )
+        return self._engine
+
+    def store(self) -> Store:
+        return Store(make_engine(self.db_url))
+
+    def aws_value(self, stage: str = CURRENT) -> dict[str, Any]:
+        answer = self.rig.sm.get_secret_value(SecretId=self.secret_id, VersionStage=stage)
+        return dict(json.loads(answer["SecretString"]))
+
+    def labels(self) -> dict[str, list[str]]:
+        stages = self.rig.sm.describe_secret(SecretId=self.secret_id)["VersionIdsToStages"]
+        return {v: sorted(ls) for v, ls in stages.items() if ls}
+
+    def adobe(self) -> dict[str, str]:
+        """uuid -> value of the credential's live secrets at Adobe."""
+        return self.rig.state.reveal_secrets(self.cred.credential_id)
+
+    def issued(self) -> int:
+        """Secrets Adobe ever created for this credential (the first one included)."""
+        return sum(
+            1
+            for row in self.rig.state.all_secret_values()
+            if row["credential_id"] == self.cred.credential_id
+        )
+
+    def adds(self) -> int:
+        return self.issued() - 1
+
+    def mint(self, value: str) -> tuple[int, str]:
+        """A consumer's token request with `value`: (status, error code or '')."""
+        reply = self.rig.state.mint_client_credentials(
+            {
+                "grant_type": "client_credentials",
+                "client_id": self.cred.client_id,
+                "client_secret": value,
+            }
+        )
+        error = (reply.body or {}).get("error", "") if reply.status != 200 else ""
+        return reply.status, str(error)
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params).mappings().all())
+
+    def rotations(self) -> list[Any]:
+        return self.rows(
+            "SELECT * FROM rotations WHERE credential = :n ORDER BY id", n=self.name
+        )
+
+    def latest(self) -> Any | None:
+        rows = self.rotations()
+        return rows[-1] if rows else None
+
+    def db_state(self) -> str | None:
+        row = self.latest()
+        return None if row is None else str(row["state"])
+
+    def wait_lease_expired(self, timeout: float = 10.0) -> None:
+        """What a restarted worker needs: the dead owner's lease ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.rows(
+                "SELECT lease_expires_at FROM rotations WHERE credential = :n "
+                "AND finished_at IS NULL",
+                n=self.name,
+            )
+            expiry = rows[0]["lease_expires_at"] if rows else None
+            if expiry is None:
+                return
+            if isinstance(expiry, str):
+                expiry = datetime.fromisoformat(expiry)
+            if expiry.tzinfo is None:
+                expiry = expiry.replace(tzinfo=UTC)
+            left = (expiry - datetime.now(UTC)).total_seconds()
+            if left < -0.05:
+                return
+            time.sleep(min(max(left + 0.06, 0.01), 0.5))
+        raise TimeoutError("the lease did not expire")
+
+    # --- holds ------------------------------------------------------------------------
+
+    def adobe_hold(self, endpoint: str, phase: str = "before") -> AdobeHold:
+        return AdobeHold(self.rig.state, endpoint, phase, self.cred.client_id)
+
+    def aws_hold(self, target: str, phase: str = "before", **match: Any) -> AwsHold:
+        return AwsHold(self.rig.proxy, target, phase, self.secret_id, **match)
+
+    def hold_until_state(
+        self, first: Hold, make: Callable[[], Hold], state: str, timeout: float = 25.0
+    ) -> list[Hold]:
+        """Hold successive matching requests until one is made while the DB shows `state`.
+
+        `first` is armed before the process starts; the last hold returned is still held,
+        and every hold in the list is released (dropped) by the caller after the kill.
+        """
+        deadline = time.monotonic() + timeout
+        armed = [first]
+        while True:
+            current = armed[-1]
+            current.wait(max(0.5, deadline - time.monotonic()))
+            if self.db_state() == state:
+                return armed
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"never held a request in state {state}")
+            armed.append(make())  # armed before the release: the next request is caught
+            current.release()
+
+    # --- running rotator --------------------------------------------------------------
+
+    def argv(self, *command: str) -> list[str]:
+        return ["--config", str(self.config), *command]
+
+    def start(self, *command: str, env: dict[str, str] | None = None) -> Proc:
+        return self.rig.launcher.start(
+            self.argv(*command), env=env or base_env(), cwd=self.rig.root
+        )
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+# --- the rig -----------------------------------------------------------------------------
+
+
+class Rig:
+    def __init__(
+        self,
+        sandbox: SandboxServer,
+        moto_url: str,
+        proxy: AwsProxy,
+        dbs: Databases,
+        launcher: Launcher,
+        root: Path,
+    ) -> None:
+        self.sandbox = sandbox
+        self.state = sandbox.state
+        self.moto_url = moto_url
+        self.proxy = proxy
+        self.dbs = dbs
+        self.launcher = launcher
+        self.root = root
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        # Straight to moto, not through the proxy: what the world really looks like.
+        self.sm = boto3.client(
+            "secretsmanager",
+            region_name="us-east-1",
+            endpoint_url=moto_url,
+            config=Config(retries={"mode": "standard", "total_max_attempts": 5}),
+        )
+        self.watcher = Watcher()
+
+    def new_case(
+        self,
+        db: str,
+        *,
+        name: str | None = None,
+        defaults: dict[str, Any] | None = None,
+        daemon: dict[str, Any] | None = None,
+        credential: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        adobe: dict[str, Any] | None = None,
+        aws_endpoint: str | None = None,
+    ) -> Case:
+        name = name or f"cred-{uuid.uuid4().hex[:8]}"
+        cred = self.sandbox.admin.create_credential()
+        assert cred.secret is not None
+        secret_id = f"adobe/{name}-{uuid.uuid4().hex[:6]}"
+        self.sm.create_secret(
+            Name=secret_id,
+            SecretString=json.dumps(
+                {
+                    "client_secret": cred.secret.client_secret,
+                    "secret_uuid": cred.secret.uuid,
+                    "consumer_setting": "kept",
+                }
+            ),
+        )
+        db_url = self.dbs.new(db)
+        config = self.root / f"{name}.toml"
+        sections: dict[str, Any] = {
+            "database": {"url": db_url},
+            "adobe": {"ims_url": self.sandbox.url, "api_url": self.sandbox.url, **(adobe or {})},
+            "aws": {"endpoint_url": aws_endpoint or self.proxy.url, "region": "us-east-1"},
+            "defaults": {**FAST_DEFAULTS, **(defaults or {})},
+            "daemon": {"lease": "1s", **(daemon or {})},
+            **(extra or {}),
+            "credentials": [
+                {
+                    "name": name,
+                    "org_id": cred.org_id,
+                    "credential_id": cred.credential_id,
+                    "client_id": cred.client_id,
+                    "secret_id": secret_id,
+                    **(credential or {}),
+                }
+            ],
+        }
+        config.write_text(toml(sections))
+        return Case(self, name, cred, secret_id, db_url, config, cred.secret.client_secret)
+
+    @contextmanager
+    def watching(self, case: Case) -> Iterator[None]:
+        self.watcher.add(case)
+        try:
+            yield
+        finally:
+            self.watcher.remove(case)
+
+
+# --- invariants: each returns what is wrong (an empty list when all is well) -----------
+
+
+def i1_current_works(case: Case) -> list[str]:
+    """I1: the value under AWSCURRENT mints a token at Adobe (as a consumer would)."""
+    value = case.aws_value()
+    secret = value.get("client_secret")
+    if not isinstance(secret, str):
+        return ["I1: AWSCURRENT has no client_secret"]
+    status, error = case.mint(secret)
+    return [] if status == 200 else [f"I1: AWSCURRENT does not mint a token ({status} {error})"]
+
+
+def i2_sample(case: Case) -> list[str]:
+    """I2: AWSCURRENT's secret is live at Adobe (sampled so a promotion cannot fool it)."""
+    first = case.aws_value().get("client_secret")
+    live = set(case.adobe().values())
+    second = case.aws_value().get("client_secret")
+    if first == second and first not in live:
+        return ["I2: the secret AWSCURRENT holds was deleted at Adobe"]
+    return []
+
+
+def i3_one_unfinished(case: Case) -> list[str]:
+    rows = case.rows(
+        "SELECT count(*) AS n FROM rotations WHERE credential = :n AND finished_at IS NULL",
+        n=case.name,
+    )
+    n = rows[0]["n"]
+    return [] if n <= 1 else [f"I3: {n} unfinished rotations"]
+
+
+def i4_completed_normal(case: Case, old_value: str) -> list[str]:
+    """I4: one secret at Adobe, AWSCURRENT holds it, the old value is AWSPREVIOUS, no PENDING."""
+    problems = []
+    live = case.adobe()
+    current = case.aws_value()
+    if len(live) != 1:
+        problems.append(f"I4: Adobe lists {len(live)} secrets, not 1")
+    elif current.get("client_secret") not in live.values():
+        problems.append("I4: AWSCURRENT does not hold Adobe's only secret")
+    elif current.get("secret_uuid") not in live:
+        problems.append("I4: AWSCURRENT records a uuid Adobe does not list")
+    labels = case.labels()
+    if any(PENDING in ls for ls in labels.values()):
+        problems.append(f"I4: AWSPENDING is still on a version ({labels})")
+    try:
+        previous = case.aws_value(PREVIOUS).get("client_secret")
+    except case.rig.sm.exceptions.ResourceNotFoundException:
+        previous = None
+    if previous != old_value:
+        problems.append("I4: AWSPREVIOUS does not hold the old value")
+    if current.get("consumer_setting") != "kept":
+        problems.append("I4: the consumer's other keys were not kept")
+    return problems
+
+
+def i6_events(case: Case) -> list[str]:
+    """I6: each rotation's events form one unbroken chain of its state changes."""
+    problems = []
+    for rotation in case.rotations():
+        events = case.rows(
+            "SELECT id, kind, from_state, to_state FROM events WHERE rotation_id = :r ORDER BY id",
+            r=rotation["id"],
+        )
+        state = None
+        for event in events:
+            if event["from_state"] != state:
+                problems.append(
+                    f"I6: rotation {rotation['id']}: event {event['id']} ({event['kind']}) "
+                    f"starts at {event['from_state']} but the state was {state}"
+                )
+            state = event["to_state"]
+        if state != rotation["state"]:
+            problems.append(
+                f"I6: rotation {rotation['id']} is {rotation['state']} but its last event "
+                f"says {state}"
+            )
+    store = case.store()
+    try:
+        _checked, broken = store.verify_chain()
+    finally:
+        store.engine.dispose()
+    if broken:
+        problems.append(f"I6: audit chain broken: {broken}")
+    return problems
+
+
+def i7_no_orphan(case: Case, *, adds: int) -> list[str]:
+    """I7: Adobe holds exactly AWSCURRENT's secret, and made exactly `adds` new ones."""
+    problems = []
+    live = case.adobe()
+    current = case.aws_value().get("client_secret")
+    if list(live.values()) != [current]:
+        problems.append(f"I7: Adobe holds {len(live)} secrets; expected only AWSCURRENT's")
+    if case.adds() != adds:
+        problems.append(f"I7: Adobe created {case.adds()} secrets; expected {adds}")
+    return problems
+
+
+class Watcher:
+    """One thread sampling I2 and I3 of every running case, continuously."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._cases: list[Case] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.samples = 0
+
+    def add(self, case: Case) -> None:
+        with self._lock:
+            self._cases.append(case)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="watcher")
+                self._thread.start()
+
+    def remove(self, case: Case) -> None:
+        with self._lock:
+            if case in self._cases:
+                self._cases.remove(case)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                cases = list(self._cases)
+            for case in cases:
+                try:
+                    found = i2_sample(case) + i3_one_unfinished(case)
+                except Exception as exc:  # a sample may race a case's teardown
+                    found = [] if case not in self._cases else [f"watcher: {exc!r}"[:200]]
+                self.samples += 1
+                for problem in found:
+                    if problem not in case.violations:
+                        case.violations.append(problem)
+            time.sleep(self.interval)

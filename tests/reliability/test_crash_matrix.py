@@ -1,0 +1,293 @@
+"""Crash at every step boundary and inside every external write, then restart: I1-I7 hold.
+
+Each run starts `rotator --config X rotate NAME --wait [--emergency]` as a real process,
+stops it at one point, kills it with SIGKILL there, checks the invariants at the kill,
+waits for its lease (1 s) to run out, starts the same command again and checks that the
+rotation completed with every invariant intact:
+
+- step boundaries: the state is committed and the next step has not started. The first
+  request of the next step is held (AWSCURRENT read, Adobe token mint, DescribeSecret);
+  where the next step makes no request (promoted -> draining / retiring), the process is
+  stopped on the line it prints right after the commit (its stdout pipe is full);
+- inside each write, before the remote side takes effect and after it took effect but
+  before the answer arrived: Adobe add and delete (sandbox holds), AWS put and both label
+  moves (holds in the AWS proxy).
+
+A watcher thread samples I2 (AWSCURRENT's secret is live at Adobe) and I3 throughout.
+The cases run side by side (each has its own credential, AWS secret and database);
+every parametrized test reports its own cell, and the session summary prints the matrix.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from tests.reliability import figures
+from tests.reliability.awsproxy import wait_until
+from tests.reliability.harness import (
+    Case,
+    Hold,
+    Rig,
+    i1_current_works,
+    i2_sample,
+    i3_one_unfinished,
+    i4_completed_normal,
+    i6_events,
+    i7_no_orphan,
+)
+from tests.reliability.launcher import Proc
+
+Start = Callable[[], Proc]
+Reach = Callable[[Case, Start], tuple[Proc, list[Hold]]]
+WORKERS = int(os.environ.get("ROTATOR_MATRIX_WORKERS", "6"))
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    state: str  # what the database shows at the kill
+    reach: Reach
+    orphan: bool = False  # the crash lost a plaintext Adobe had made: two adds, one deleted
+    scenarios: tuple[str, ...] = ("normal", "emergency")
+
+
+# --- how each point is reached -------------------------------------------------------------
+
+
+def _read_boundary(state: str) -> Reach:
+    """The next step's first request is its AWSCURRENT read (plan, create, drain, retire)."""
+
+    def reach(case: Case, start: Start) -> tuple[Proc, list[Hold]]:
+        def make() -> Hold:
+            return case.aws_hold("GetSecretValue", VersionStage="AWSCURRENT")
+
+        first = make()
+        proc = start()
+        return proc, case.hold_until_state(first, make, state)
+
+    return reach
+
+
+def _staged(case: Case, start: Start) -> tuple[Proc, list[Hold]]:
+    """verify starts with a token mint with the new secret (its value is still in memory)."""
+
+    def make() -> Hold:
+        return case.adobe_hold("token")
+
+    first = make()
+    proc = start()
+    return proc, case.hold_until_state(first, make, "staged")
+
+
+def _verified(case: Case, start: Start) -> tuple[Proc, list[Hold]]:
+    """promote starts by reading the labels."""
+
+    def make() -> Hold:
+        return case.aws_hold("DescribeSecret")
+
+    first = make()
+    proc = start()
+    return proc, case.hold_until_state(first, make, "verified")
+
+
+def _promoted(case: Case, start: Start) -> tuple[Proc, list[Hold]]:
+    """After promotion the next step makes no request: stop the process on its next line."""
+    hold = case.aws_hold("UpdateSecretVersionStage", "after", VersionStage="AWSPENDING")
+    proc = start()
+    hold.wait()
+    proc.block_stdout()
+    hold.release()
+    wait_until(lambda: case.db_state() == "promoted", timeout=15)
+    time.sleep(0.3)  # it stays there: the process is blocked printing "promoted"
+    return proc, [hold]
+
+
+def _write(kind: str, endpoint: str, phase: str, **match: str) -> Reach:
+    def reach(case: Case, start: Start) -> tuple[Proc, list[Hold]]:
+        if kind == "adobe":
+            hold: Hold = case.adobe_hold(endpoint, phase)
+        else:
+            hold = case.aws_hold(endpoint, phase, **match)
+        proc = start()
+        hold.wait()
+        return proc, [hold]
+
+    return reach
+
+
+POINTS = [
+    Point("boundary: planned", "planned", _read_boundary("planned")),
+    Point("boundary: creating", "creating", _read_boundary("creating")),
+    Point("adobe add, before", "creating", _write("adobe", "add_secret", "before")),
+    Point("adobe add, after", "creating", _write("adobe", "add_secret", "after"), orphan=True),
+    Point("aws put, before", "creating", _write("aws", "PutSecretValue", "before"), orphan=True),
+    Point("aws put, after", "creating", _write("aws", "PutSecretValue", "after")),
+    Point("boundary: staged", "staged", _staged),
+    Point("boundary: verified", "verified", _verified),
+    Point(
+        "aws AWSCURRENT move, before",
+        "verified",
+        _write("aws", "UpdateSecretVersionStage", "before", VersionStage="AWSCURRENT"),
+    ),
+    Point(
+        "aws AWSCURRENT move, after",
+        "verified",
+        _write("aws", "UpdateSecretVersionStage", "after", VersionStage="AWSCURRENT"),
+    ),
+    Point(
+        "aws AWSPENDING removal, before",
+        "verified",
+        _write("aws", "UpdateSecretVersionStage", "before", VersionStage="AWSPENDING"),
+    ),
+    Point(
+        "aws AWSPENDING removal, after",
+        "verified",
+        _write("aws", "UpdateSecretVersionStage", "after", VersionStage="AWSPENDING"),
+    ),
+    Point("boundary: promoted", "promoted", _promoted),
+    Point("boundary: draining", "draining", _read_boundary("draining"), scenarios=("normal",)),
+    Point("boundary: retiring", "retiring", _read_boundary("retiring")),
+    Point("adobe delete, before", "retiring", _write("adobe", "delete_secret", "before")),
+    Point("adobe delete, after", "retiring", _write("adobe", "delete_secret", "after")),
+]
+SCENARIOS = ("normal", "emergency")
+DATABASES = ("sqlite", "postgres")
+
+# (point, scenario, database) -> the production bug that makes it fail (xfail, strict).
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
+
+
+@dataclass
+class Outcome:
+    problems: list[str]
+    seconds: float
+    log: str
+
+
+def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
+    started = time.monotonic()
+    problems: list[str] = []
+    log: list[str] = []
+    case = rig.new_case(db)
+    command = ["rotate", case.name, "--wait"] + (["--emergency"] if scenario == "emergency" else [])
+    first: Proc | None = None
+    holds: list[Hold] = []
+    try:
+        with rig.watching(case):
+            first, holds = point.reach(case, lambda: case.start(*command))
+            at_kill = case.db_state()
+            if at_kill != point.state:
+                problems.append(f"killed in state {at_kill}, expected {point.state}")
+            problems += [f"at the kill: {p}" for p in i1_current_works(case) + i2_sample(case)]
+            first.kill()
+            for hold in holds:
+                hold.release(drop=True)
+            after_kill = case.db_state()
+            if after_kill != at_kill:
+                problems.append(f"state moved from {at_kill} to {after_kill} across the kill")
+            problems += [f"after the kill: {p}" for p in i1_current_works(case)]
+            log.append(f"first run (killed): {first.stdout.strip()!r}")
+            case.wait_lease_expired()
+            second = case.start(*command)
+            code = second.wait(60)
+            log.append(f"second run: exit {code}: {second.stdout.strip()!r}")
+            if code != 0:
+                problems.append(f"the restarted rotator exited {code}: {second.stderr[-800:]}")
+            if "Traceback" in second.stderr:
+                problems.append(f"a traceback on stderr: {second.stderr[-800:]}")
+            rotations = case.rotations()
+            if len(rotations) != 1 or rotations[0]["state"] != "completed":
+                problems.append(
+                    f"rotations: {[(r['id'], r['state'], r['last_error']) for r in rotations]}"
+                )
+            problems += i1_current_works(case)
+            problems += i3_one_unfinished(case)
+            problems += i4_completed_normal(case, case.initial_value)
+            problems += i6_events(case)
+            problems += i7_no_orphan(case, adds=2 if point.orphan else 1)
+        problems += [f"watcher: {v}" for v in case.violations]
+    except Exception as exc:
+        problems.append(f"harness: {type(exc).__name__}: {exc}")
+        log.append(traceback.format_exc())
+        if first is not None:
+            first.kill()
+            log.append(f"first run stderr: {first.stderr[-1500:]}")
+        for hold in holds:
+            hold.release(drop=True)
+    finally:
+        case.close()
+    return Outcome(problems, time.monotonic() - started, "\n".join(log))
+
+
+def _cases() -> list[tuple[Point, str, str]]:
+    return [(p, s, d) for p in POINTS for s in SCENARIOS if s in p.scenarios for d in DATABASES]
+
+
+def _id(point: Point, scenario: str, db: str) -> str:
+    return f"{point.name.replace(': ', '-').replace(', ', '-').replace(' ', '_')}-{scenario}-{db}"
+
+
+def _params() -> list[object]:
+    params = []
+    for point, scenario, db in _cases():
+        bug = KNOWN_BUGS.get((point.name, scenario, db))
+        marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+        params.append(pytest.param(point, scenario, db, id=_id(point, scenario, db), marks=marks))
+    return params
+
+
+class Matrix:
+    """Runs every selected cell side by side on first use; each test then reads its cell."""
+
+    def __init__(self, rig: Rig, selected: list[tuple[Point, str, str]]) -> None:
+        self.rig = rig
+        self.selected = selected
+        self.outcomes: dict[tuple[str, str, str], Outcome] = {}
+
+    def outcome(self, point: Point, scenario: str, db: str) -> Outcome:
+        if not self.outcomes:
+            self._run_all()
+        return self.outcomes[(point.name, scenario, db)]
+
+    def _run_all(self) -> None:
+        # PostgreSQL cells first: they are slower, so the pool ends evenly.
+        ordered = sorted(self.selected, key=lambda c: c[2] != "postgres")
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="crash") as pool:
+            futures = {
+                (p.name, s, d): pool.submit(run_case, self.rig, p, s, d) for p, s, d in ordered
+            }
+            for key, future in futures.items():
+                self.outcomes[key] = future.result()
+        for (point, scenario, db), outcome in self.outcomes.items():
+            figures.record(
+                figures.MatrixCell(
+                    point, scenario, db, not outcome.problems, outcome.seconds, outcome.problems
+                )
+            )
+        figures.add("crash points killed (SIGKILL, then restart)", len(self.outcomes))
+
+
+@pytest.fixture(scope="module")
+def matrix(rig: Rig, request: pytest.FixtureRequest) -> Matrix:
+    selected = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and item.module is request.module:
+            params = callspec.params
+            selected.append((params["point"], params["scenario"], params["db"]))
+    return Matrix(rig, selected)
+
+
+@pytest.mark.parametrize(("point", "scenario", "db"), _params())
+def test_crash_then_restart_keeps_every_invariant(
+    matrix: Matrix, point: Point, scenario: str, db: str
+) -> None:
+    outcome = matrix.outcome(point, scenario, db)
+    assert not outcome.problems, "\n".join(outcome.problems) + "\n" + outcome.log
