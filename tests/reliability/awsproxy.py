@@ -16,6 +16,7 @@ Everything is a thread on 127.0.0.1; the proxy never reaches anything but the up
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -323,10 +324,8 @@ def _reply(
 def _drop(handler: BaseHTTPRequestHandler) -> None:
     """Close the connection without an answer: a lost response, to the caller."""
     handler.close_connection = True
-    try:
+    with contextlib.suppress(OSError):
         handler.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01) -> Any:

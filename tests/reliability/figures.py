@@ -47,7 +47,9 @@ def record(cell: MatrixCell) -> None:
 def matrix_table() -> list[str]:
     if not MATRIX:
         return []
-    columns = sorted({(c.scenario, c.db) for c in MATRIX.values()}, key=lambda k: (k[0] != "normal", k))
+    columns = sorted(
+        {(c.scenario, c.db) for c in MATRIX.values()}, key=lambda k: (k[0] != "normal", k)
+    )
     points: list[str] = []
     for cell in MATRIX.values():
         if cell.point not in points:

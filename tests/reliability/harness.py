@@ -138,8 +138,7 @@ class Databases:
             for name in reversed(self._pg_made):
                 conn.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :n"
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
                     ),
                     {"n": name},
                 )
@@ -266,9 +265,7 @@ class Case:
             return list(conn.execute(text(sql), params).mappings().all())
 
     def rotations(self) -> list[Any]:
-        return self.rows(
-            "SELECT * FROM rotations WHERE credential = :n ORDER BY id", n=self.name
-        )
+        return self.rows("SELECT * FROM rotations WHERE credential = :n ORDER BY id", n=self.name)
 
     def latest(self) -> Any | None:
         rows = self.rotations()

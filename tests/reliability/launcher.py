@@ -14,6 +14,7 @@ exactly at a step boundary with no request in flight.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -136,10 +137,8 @@ class Proc:
     def kill(self) -> None:
         """SIGKILL: no cleanup, no flush, no lease release; exactly a crash."""
         self.killed = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._waiter(self.pid, 10)
         self.drain()
         self.close()

@@ -14,6 +14,7 @@ stderr) attached; the server answers ``{"pid": N}`` and later ``{"exit": N, "cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -26,15 +27,15 @@ def _preload() -> None:
     import boto3  # noqa: F401
     import botocore.session  # noqa: F401
     import psycopg  # noqa: F401
-    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg
     import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 
-    import rotator.adapters.adobe  # noqa: F401
-    import rotator.adapters.aws_secrets  # noqa: F401
-    import rotator.adapters.db.migrate  # noqa: F401
-    import rotator.app  # noqa: F401
-    import rotator.cli  # noqa: F401
-    import rotator.daemon  # noqa: F401
+    import rotator.adapters.adobe
+    import rotator.adapters.aws_secrets
+    import rotator.adapters.db.migrate
+    import rotator.app
+    import rotator.cli
+    import rotator.daemon
     import rotator.engine  # noqa: F401
 
 
@@ -67,10 +68,8 @@ def _child(fds: list[int], request: dict[str, object], sock: socket.socket) -> N
         traceback.print_exc()
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):  # a closed pipe at exit changes nothing
             stream.flush()
-        except Exception:  # noqa: S110 - a closed pipe at exit changes nothing
-            pass
     os._exit(code)
 
 
