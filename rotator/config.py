@@ -25,6 +25,8 @@ from rotator.domain.policy import WEEKDAYS, Window
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CRED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -222,24 +224,31 @@ def parse_window(text: str) -> Window:
     if len(parts) not in (1, 2):
         raise ValueError(f"invalid window {text!r}: use like 'Mon-Fri 09:00-17:00' (UTC)")
     days = frozenset(range(7)) if len(parts) == 1 else _days(parts[0], text)
-    hours = parts[-1].split("-")
-    if len(hours) != 2:
-        raise ValueError(f"invalid window {text!r}: hours must be HH:MM-HH:MM")
-    try:
-        start, end = (time.fromisoformat(h) for h in hours)
-    except ValueError:
-        raise ValueError(f"invalid window {text!r}: hours must be HH:MM-HH:MM") from None
+    match = _HOURS.match(parts[-1])
+    if not match:
+        raise ValueError(f"invalid window {text!r}: hours must be HH:MM-HH:MM (UTC)")
+    start, end = (time(int(h), int(m)) for h, m in (match.group(1, 2), match.group(3, 4)))
+    if start == end:
+        raise ValueError(f"invalid window {text!r}: it opens and closes at the same minute")
     return Window(start=start, end=end, days=days)
+
+
+def _day(name: str, text: str) -> int:
+    """'mon' or 'monday' (any case); nothing looser."""
+    for index, (short, full) in enumerate(zip(WEEKDAYS, _FULL_DAYS, strict=True)):
+        if name in (short, full):
+            return index
+    raise ValueError(f"invalid window {text!r}: {name!r} is not a day (mon..sun)")
 
 
 def _days(spec: str, text: str) -> frozenset[int]:
     days: set[int] = set()
     for item in spec.lower().split(","):
-        first, _, last = item.partition("-")
-        if first[:3] not in WEEKDAYS or (last and last[:3] not in WEEKDAYS):
-            raise ValueError(f"invalid window {text!r}: days are mon..sun")
-        a = WEEKDAYS.index(first[:3])
-        b = WEEKDAYS.index(last[:3]) if last else a
+        first, dash, last = item.partition("-")
+        if dash and not last:
+            raise ValueError(f"invalid window {text!r}: a day range needs an end")
+        a = _day(first, text)
+        b = _day(last, text) if last else a
         days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
     return frozenset(days)
 

@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
 
-    op.create_table(
+    chain_head = op.create_table(
         "chain_head",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column(
@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chain_head")),
     )
+    # The chain starts here: one row that every audit append locks and moves forward.
+    op.bulk_insert(chain_head, [{"id": 1, "last_event_id": None, "hash": "0" * 64}])
     op.create_table(
         "credentials",
         sa.Column("name", sa.String(length=128), nullable=False),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from rotator.domain.model import Policy
 
@@ -19,12 +19,15 @@ class Window:
     days: frozenset[int] = frozenset(range(7))
 
     def contains(self, moment: datetime) -> bool:
-        if moment.weekday() not in self.days:
-            return False
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
         now = moment.time().replace(tzinfo=None)
+        day = moment.weekday()
         if self.start <= self.end:
-            return self.start <= now < self.end
-        return now >= self.start or now < self.end  # a window across midnight
+            return day in self.days and self.start <= now < self.end
+        if now >= self.start:  # a window across midnight belongs to the day it opens
+            return day in self.days
+        return now < self.end and (day - 1) % 7 in self.days
 
 
 def is_due(

@@ -246,6 +246,7 @@ def test_cancel_before_promotion_rolls_back(world: World) -> None:
         assert claim is not None
         claim = app.engine.step(claim)
     assert claim is not None and claim.rotation.state is State.STAGED
+    app.store.release(claim)
     app.store.request_cancel("analytics", actor="test", reason="changed my mind")
 
     final = world.rotate()

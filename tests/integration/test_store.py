@@ -78,7 +78,7 @@ def test_migrations_are_idempotent(db_url: str) -> None:
 def test_replicas_migrating_at_once_all_succeed(db_url: str) -> None:
     engines = [make_engine(db_url) for _ in range(3)]
     with engines[0].connect():
-        pass  # SQLite: switch the new file to WAL first (see the xfail below on that race)
+        pass  # SQLite: switch the new file to WAL first
     barrier = threading.Barrier(len(engines))
     results: list[tuple[str | None, str | None]] = []
     errors: list[BaseException] = []
@@ -102,12 +102,6 @@ def test_replicas_migrating_at_once_all_succeed(db_url: str) -> None:
     assert sorted(results, key=str) == sorted([(None, head), (head, head), (head, head)], key=str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: make_engine's SQLite connect hook runs PRAGMA journal_mode=WAL once; SQLite "
-    "answers SQLITE_BUSY at once (no busy handler) while another connection writes, so the "
-    "connection fails with 'database is locked' instead of waiting",
-)
 def test_connecting_to_a_new_sqlite_file_waits_for_a_concurrent_writer(tmp_path: Path) -> None:
     path = tmp_path / "fresh.db"
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -569,11 +563,6 @@ def test_verify_chain_finds_deleted_newest_events(store: Store) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: verify_chain skips the head check when the chain_head row is missing, so "
-    "deleting the newest events together with chain_head goes unnoticed",
-)
 def test_verify_chain_finds_deleted_newest_events_even_without_the_chain_head(
     store: Store,
 ) -> None:
@@ -662,11 +651,6 @@ def test_concurrent_starts_for_one_credential_leave_exactly_one(engine: Engine) 
     assert st.verify_chain() == (1, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: chain_head has no row until the first event; two first events in parallel "
-    "both INSERT id=1 and the loser's start() fails with IntegrityError (PostgreSQL)",
-)
 def test_two_first_events_in_parallel_both_commit(pg_url: str) -> None:
     # PostgreSQL only: SQLite serialises writers with BEGIN IMMEDIATE, so it cannot race here.
     engine = make_engine(pg_url)

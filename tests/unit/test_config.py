@@ -336,20 +336,10 @@ def test_window_comes_from_the_credential_before_the_defaults() -> None:
     assert b.contains(datetime(2026, 3, 7, 3, tzinfo=UTC))  # Saturday 03:00
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_window accepts hours with a UTC offset ('09:00+02:00'), making an aware "
-    "time that Window.contains later cannot compare (TypeError in the daemon)",
-)
 def test_a_window_with_a_utc_offset_is_refused_at_load_time() -> None:
     config_error({"defaults": {"window": "09:00+02:00-17:00"}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config._days compares only the first three letters, so 'monkey-frisbee' "
-    "passes as mon-fri",
-)
 def test_a_misspelt_weekday_is_refused() -> None:
     config_error({"defaults": {"window": "monkey-frisbee 09:00-17:00"}})
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, timezone
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -138,12 +137,6 @@ def test_window_weekday_set_is_honoured() -> None:
         assert weekend.contains(at(day, 3)) == (day.weekday() in (5, 6)), WEEKDAYS[offset]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Window.contains checks the weekday of the moment, not of the day the "
-    "midnight-crossing window opened: 'Fri 22:00-02:00' excludes Sat 01:00 and includes "
-    "Fri 01:00",
-)
 def test_a_window_across_midnight_belongs_to_the_day_it_opens() -> None:
     friday_night = Window(start=time(22), end=time(2), days=frozenset({4}))
     friday = MONDAY + 4 * D
@@ -153,11 +146,6 @@ def test_a_window_across_midnight_belongs_to_the_day_it_opens() -> None:
     assert not friday_night.contains(at(friday, 1))  # that is Thursday night
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Window.contains reads weekday and hour of an aware moment in its own zone, "
-    "not in UTC as the window promises",
-)
 def test_a_window_judges_an_aware_moment_in_utc() -> None:
     office = Window(start=time(9), end=time(17))
     tokyo = timezone(timedelta(hours=9))

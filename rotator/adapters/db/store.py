@@ -172,14 +172,33 @@ def _sqlite_setup(engine: Engine) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        _enable_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrades
+
+
+def _enable_wal(cursor: Any, attempts: int = 50) -> None:
+    """Switch a SQLite file to WAL once. The switch needs a moment with no writer, and
+    SQLite answers "database is locked" at once instead of honouring busy_timeout, so
+    several processes opening a new file together retry briefly."""
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 class Store:
@@ -222,12 +241,10 @@ class Store:
         detail: dict[str, Any],
         at: datetime,
     ) -> None:
+        # The migration seeds this row; locking it serialises every append.
         head = conn.execute(
             select(chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
-        ).scalar_one_or_none()
-        if head is None:
-            conn.execute(insert(chain_head).values(id=1, last_event_id=None, hash=GENESIS))
-            head = GENESIS
+        ).scalar_one()
         row = {
             "rotation_id": rotation_id,
             "credential": credential,
@@ -667,7 +684,9 @@ class Store:
                 if len(rows) < batch:
                     break
             head = conn.execute(select(chain_head.c.hash, chain_head.c.last_event_id)).first()
-        if head is not None and (head[0] != prev or head[1] != (last_id or None)):
+        if head is None:
+            return checked, "the chain head row was removed (the newest events cannot be proven)"
+        if head[0] != prev or head[1] != (last_id or None):
             return checked, (
                 f"the newest event(s) after event {last_id} were removed "
                 f"(the chain head records event {head[1]})"
