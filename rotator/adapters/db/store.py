@@ -397,46 +397,32 @@ class Store:
                 )
             if active.emergency or active.emergency_requested:
                 return active
-            now = self._db_now(conn)
-            conn.execute(
-                update(rotations)
-                .where(rotations.c.id == active.id)
-                .values(emergency_requested=True)
-            )
-            self._append(
-                conn,
-                rotation_id=active.id,
-                credential=credential,
-                actor=actor,
-                kind="emergency_requested",
-                from_state=active.state.value,
-                to_state=active.state.value,
-                detail={"reason": reason},
-                at=now,
-            )
-            return self._load(conn, active.id)
+            return self._flag(conn, active, "emergency_requested", actor=actor, reason=reason)
 
     def request_cancel(self, credential: str, *, actor: str, reason: str) -> Rotation | None:
         with self._tx() as conn:
             active = self._active(conn, credential)
             if active is None:
                 return None
-            now = self._db_now(conn)
-            conn.execute(
-                update(rotations).where(rotations.c.id == active.id).values(cancel_requested=True)
-            )
-            self._append(
-                conn,
-                rotation_id=active.id,
-                credential=credential,
-                actor=actor,
-                kind="cancel_requested",
-                from_state=active.state.value,
-                to_state=active.state.value,
-                detail={"reason": reason},
-                at=now,
-            )
-            return self._load(conn, active.id)
+            return self._flag(conn, active, "cancel_requested", actor=actor, reason=reason)
+
+    def _flag(
+        self, conn: Connection, active: Rotation, flag: str, *, actor: str, reason: str
+    ) -> Rotation:
+        """Raise a request flag (a column the lease owner never writes) and audit it."""
+        conn.execute(update(rotations).where(rotations.c.id == active.id).values({flag: True}))
+        self._append(
+            conn,
+            rotation_id=active.id,
+            credential=active.credential,
+            actor=actor,
+            kind=flag,
+            from_state=active.state.value,
+            to_state=active.state.value,
+            detail={"reason": reason},
+            at=self._db_now(conn),
+        )
+        return self._load(conn, active.id)
 
     def last_request(self, rotation_id: int, kind: str) -> tuple[str, str]:
         """(actor, reason) of the newest request of `kind` on a rotation."""
