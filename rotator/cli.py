@@ -220,6 +220,13 @@ def _exit_for(rotation: Rotation) -> int:
     return EXIT_OK
 
 
+def _drains(rotation: Rotation) -> bool:
+    """Draining with nothing asked of it: a rotate without --wait may leave it here."""
+    return rotation.state is State.DRAINING and not (
+        rotation.emergency_requested or rotation.cancel_requested
+    )
+
+
 def follow(
     app: App,
     rotation: Rotation,
@@ -254,9 +261,8 @@ def follow(
         claim = engine.claim(rotation.id)
         if claim is not None:
             watched_owner = None
-            rotation = engine.drive(
-                claim, on_step=report, stop=lambda r: r.state is State.DRAINING and not wait
-            )
+            rotation = engine.drive(claim, on_step=report, stop=lambda r: not wait and _drains(r))
+            report(rotation)
         else:
             lease = store.lease(rotation.id)
             rotation = store.get(rotation.id)
@@ -273,7 +279,7 @@ def follow(
             return rotation
         if rotation.state is State.NEEDS_ATTENTION:
             return rotation
-        if rotation.state is State.DRAINING and not wait:
+        if not wait and _drains(rotation):
             return rotation
         pause = poll
         if claim is not None and rotation.next_attempt_at is not None:
