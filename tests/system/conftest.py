@@ -30,7 +30,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
-from rotator.adapters.db.tables import rotations
+from rotator.adapters.db.tables import events, rotations
 from rotator.localaws import LocalAws, free_port
 from rotator.sandbox.client import CreatedCredential, SandboxAdmin
 from rotator.sandbox.server import SandboxServer
@@ -315,12 +315,18 @@ class System:
 
     def rotation_rows(self, name: str = "analytics") -> list[dict[str, Any]]:
         """The rotations table (oldest first), read directly: quicker than `status`."""
+        return self._rows(
+            select(rotations).where(rotations.c.credential == name).order_by(rotations.c.id)
+        )
+
+    def events(self, name: str = "analytics") -> list[dict[str, Any]]:
+        """The audit events (oldest first), read directly: quicker than `history`."""
+        return self._rows(select(events).where(events.c.credential == name).order_by(events.c.id))
+
+    def _rows(self, query: Any) -> list[dict[str, Any]]:
         engine = create_engine(self.world.db_url)
         try:
             with engine.connect() as conn:
-                query = (
-                    select(rotations).where(rotations.c.credential == name).order_by(rotations.c.id)
-                )
                 return [dict(r) for r in conn.execute(query).mappings()]
         except Exception:  # no database (or no schema) yet
             return []

@@ -50,6 +50,7 @@ def test_daemon_rotates_a_due_credential_and_a_consumer_never_notices(
     system = any_db_system
     cred = system.credential()  # its secret is 60 days old: due under max_age 30d
     old_uuid = cred.secret.uuid  # type: ignore[union-attr]
+    system.admin.fail_next("add_secret", status=503)  # a failed step, retried when due
     system.webhooks.append({"url": receiver.url})
     consumer = Consumer(system)
     consumer.start()
@@ -78,10 +79,15 @@ def test_daemon_rotates_a_due_credential_and_a_consumer_never_notices(
         old_uuid,
         new_uuid,
     )
-    # Every log line about the rotation names the credential and the rotation.
-    steps = [line for line in daemon.logs() if line.get("event") == "rotation step"]
-    assert {s["to_state"] for s in steps} >= {"creating", "staged", "promoted", "completed"}
-    assert all(s["credential"] == "analytics" and s["rotation_id"] == row["id"] for s in steps)
+    kinds = [e["kind"] for e in system.events()]
+    assert kinds.count("retry") == 1 and system.admin.count("add_secret") == 2, kinds
+    # Every engine log line names the credential and the rotation.
+    lines = [line for line in daemon.logs() if line["logger"] == "rotator.engine"]
+    assert {line.get("to_state") for line in lines} >= {"staged", "promoted", "completed"}
+    assert any(line["event"] == "step failed" for line in lines)
+    assert all(
+        (line["credential"], line["rotation_id"]) == ("analytics", row["id"]) for line in lines
+    ), lines
 
     wait_for(lambda: "completed" in receiver.kinds(), 10, "the completed webhook")
     (completed,) = [e for e in receiver.events() if e["event"] == "completed"]
