@@ -219,7 +219,8 @@ class Daemon:
                 )
                 active[cfg.name] = rotation
                 log.info("rotation started", credential=cfg.name, rotation_id=rotation.id)
-        return sum(1 for r in active.values() if _has_work(r, now))
+        names = set(configured)  # a rotation of a credential no longer configured stays put
+        return sum(1 for r in active.values() if r.credential in names and _has_work(r, now))
 
     def _survey(self, name: str) -> None:
         assert self.app is not None
@@ -239,16 +240,22 @@ class Daemon:
         self._submit(job)
 
     def _dispatch(self, due: int) -> None:
-        """Give each rotation with work now an idle worker (claims decide who gets which)."""
+        """Give each rotation with work now an idle worker (claims decide who gets which).
+
+        A worker goes on claiming while there is work, so a backlog larger than the pool
+        drains within one tick; `due` also bounds its loop, so a rotation the engine
+        releases without moving on (its credential left the config) cannot spin it.
+        """
         with self._lock:
             idle = self.settings.daemon.workers - self._busy
         for _ in range(min(idle, due)):
-            self._submit(self._work)
+            self._submit(lambda: self._work(budget=due))
 
-    def _work(self) -> None:
+    def _work(self, budget: int) -> None:
         assert self.app is not None
-        while not self._stop.is_set() and self.app.engine.run_due(limit=1):
-            pass
+        for _ in range(budget):
+            if self._stop.is_set() or not self.app.engine.run_due(limit=1):
+                return
 
     def _submit(self, job: Callable[[], None]) -> None:
         with self._lock:

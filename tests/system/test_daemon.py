@@ -136,6 +136,7 @@ def test_metrics_and_health_while_the_daemon_runs(
     last_tick = m("rotator_last_successful_tick_timestamp_seconds")
     assert last_tick is not None and time.time() - last_tick < 5
     assert m("rotator_rotations_unfinished") == 1
+    system.transcript.append(daemon.get("/metrics").text)  # scanned for secrets at the end
     assert daemon.stop() == 0, daemon.output()
 
     kinds = receiver.kinds()
@@ -199,6 +200,8 @@ def test_a_second_signal_exits_at_once_and_the_restart_deletes_the_orphan(
 ) -> None:
     system.daemon_settings["lease"] = "2s"  # the killed daemon's lease runs out quickly
     cred = system.credential()
+    consumer = Consumer(system)  # I8 holds across the crash too
+    consumer.start()
     hold = system.admin.arm_hold("add_secret", "after")
     daemon = system.start_daemon()
     daemon.wait_held(hold)
@@ -214,11 +217,16 @@ def test_a_second_signal_exits_at_once_and_the_restart_deletes_the_orphan(
     orphan = next(u for u in system.world.adobe_uuids() if u != cred.secret.uuid)  # type: ignore[union-attr]
 
     restarted = system.start_daemon()
-    system.wait_state("completed")
+    try:
+        system.wait_state("completed")
+    finally:
+        consumer.stop()
     assert restarted.stop() == 0, restarted.output()
 
+    assert {verdict for _, verdict in consumer.outcomes} == {"ok"}, consumer.outcomes
     new_uuid = system.rotation_rows()[-1]["new_uuid"]
     assert system.world.adobe_uuids() == [new_uuid] and new_uuid != orphan
+    assert {uuid for uuid, _ in consumer.outcomes} == {cred.secret.uuid, new_uuid}  # type: ignore[union-attr]
     assert system.admin.count("add_secret") == 2  # the lost one, and the one that survived
     system.world.assert_i4()
     history = system.rotator("history", "analytics", "--json")
