@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -32,6 +34,27 @@ def _pg_available() -> None:
             "with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """A test that calls rotator.logs.configure must not change the next test's logging."""
+    manager = logging.root.manager
+    saved = {
+        name: (lg.level, lg.propagate, list(lg.handlers))
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    root = (logging.root.level, list(logging.root.handlers))
+    yield
+    for name, (level, propagate, handlers) in saved.items():
+        lg = logging.getLogger(name)
+        lg.setLevel(level)
+        lg.propagate = propagate
+        lg.handlers[:] = handlers
+    logging.root.setLevel(root[0])
+    logging.root.handlers[:] = root[1]
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
