@@ -616,3 +616,93 @@ class Watcher:
                     if problem not in case.violations:
                         case.violations.append(problem)
             time.sleep(self.interval)
+
+
+# --- the engine in this process (fault tests) --------------------------------------------
+
+
+@dataclass
+class InProcess:
+    """One in-process rotation's result, with the adapters' counters."""
+
+    rotation: Any
+    adobe_stats: dict[str, int]
+    aws_stats: dict[str, int]
+    seconds: float
+
+
+def rotate_in_process(
+    case: Case, *, emergency: bool = False, timeout: float = 40.0, settings: Any = None
+) -> InProcess:
+    """`rotator rotate NAME --wait`, but in this process: the engine, its real adapters
+    (httpx to the sandbox, boto3 through the AWS proxy), and the case's database."""
+    from rotator import app as app_mod
+    from rotator import config
+    from rotator.cli import follow
+    from rotator.domain.model import Trigger
+
+    started = time.monotonic()
+    app = app_mod.build(settings or config.load(case.config))
+    try:
+        trigger = Trigger.EMERGENCY if emergency else Trigger.MANUAL
+        rotation = app.engine.request(case.name, trigger, actor="test")
+        final = follow(
+            app,
+            rotation,
+            wait=True,
+            show=lambda r: None,
+            poll=0.05,
+            deadline=time.monotonic() + timeout,
+        )
+        return InProcess(
+            final, dict(app.adobe.stats), dict(app.aws.stats), time.monotonic() - started
+        )
+    finally:
+        app.close()
+
+
+# --- running many scenarios side by side --------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """A named check that may run beside others (`exclusive`: alone, it turns a global knob)."""
+
+    id: str
+    run: Callable[[], None]
+    exclusive: bool = False
+
+
+class Batch:
+    """Runs the scenarios a session selected, side by side, on first use; each test then
+    re-raises its own scenario's failure. Keeps a 2-core CI inside its time budget."""
+
+    def __init__(self, scenarios: list[Scenario], workers: int = 6) -> None:
+        self.scenarios = scenarios
+        self.workers = workers
+        self.errors: dict[str, BaseException | None] = {}
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _one(self, scenario: Scenario) -> None:
+        started = time.monotonic()
+        try:
+            scenario.run()
+            error: BaseException | None = None
+        except BaseException as exc:
+            error = exc
+        with self._lock:
+            self.errors[scenario.id] = error
+            self.seconds[scenario.id] = time.monotonic() - started
+
+    def result(self, scenario_id: str) -> BaseException | None:
+        if not self.errors:
+            from concurrent.futures import ThreadPoolExecutor
+
+            shared = [s for s in self.scenarios if not s.exclusive]
+            alone = [s for s in self.scenarios if s.exclusive]
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="scenario") as pool:
+                list(pool.map(self._one, shared))
+            for scenario in alone:
+                self._one(scenario)
+        return self.errors[scenario_id]

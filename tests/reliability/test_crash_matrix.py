@@ -292,6 +292,14 @@ def matrix(rig: Rig, request: pytest.FixtureRequest) -> Matrix:
     return Matrix(rig, selected)
 
 
+@pytest.mark.parametrize(("point", "scenario", "db"), _params())
+def test_crash_then_restart_keeps_every_invariant(
+    matrix: Matrix, point: Point, scenario: str, db: str
+) -> None:
+    outcome = matrix.outcome(point, scenario, db)
+    assert not outcome.problems, "\n".join(outcome.problems) + "\n" + outcome.log
+
+
 def test_every_audit_chain_is_intact_after_the_matrix(matrix: Matrix) -> None:
     """I6: with every process gone, each database's hash chain verifies end to end."""
     if not matrix.outcomes:
@@ -300,11 +308,3 @@ def test_every_audit_chain_is_intact_after_the_matrix(matrix: Matrix) -> None:
     for url in sorted({o.db_url for o in matrix.outcomes.values() if o.db_url}):
         problems += verify_chain(url)
     assert not problems, problems
-
-
-@pytest.mark.parametrize(("point", "scenario", "db"), _params())
-def test_crash_then_restart_keeps_every_invariant(
-    matrix: Matrix, point: Point, scenario: str, db: str
-) -> None:
-    outcome = matrix.outcome(point, scenario, db)
-    assert not outcome.problems, "\n".join(outcome.problems) + "\n" + outcome.log

@@ -1,0 +1,429 @@
+"""Injected faults without crashes: every rotation completes, or ends in needs_attention or
+failed with a reason a person understands; I1 and I2 hold throughout (a watcher samples
+them while the engine works).
+
+The engine runs in this process with its real adapters: httpx to the Adobe sandbox (faults
+aimed at the case's client id), boto3 through the AWS proxy (faults aimed at the case's
+secret), and a SQLite database of its own. `[adobe] timeout = "1s"` so that sandbox
+latency above a second is a client timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import pytest
+
+from rotator import app as app_mod
+from rotator import config
+from rotator.domain.model import State, Trigger
+from tests.reliability import figures
+from tests.reliability.awsproxy import wait_until
+from tests.reliability.harness import (
+    Batch,
+    Case,
+    InProcess,
+    Rig,
+    Scenario,
+    i1_current_works,
+    i2_sample,
+    i4_completed_normal,
+    i6_events,
+    i7_no_orphan,
+    rotate_in_process,
+)
+
+ADOBE = {"timeout": "1s"}
+QUICK = {"quiet_period": "200ms", "poll_interval": "200ms"}  # drains are not the point here
+
+
+def _sandbox_faults(rig: Rig) -> int:
+    endpoints = rig.state.faults.counters()["endpoints"]
+    return sum(int(e["faults"]) for e in endpoints.values())
+
+
+def _case(rig: Rig, **kw: object) -> Case:
+    kw.setdefault("adobe", ADOBE)
+    kw["defaults"] = {**QUICK, **dict(kw.get("defaults") or {})}  # type: ignore[arg-type]
+    return rig.new_case("sqlite", **kw)  # type: ignore[arg-type]
+
+
+def _rotate(rig: Rig, case: Case, **kw: object) -> InProcess:
+    with rig.watching(case):
+        result = rotate_in_process(case, **kw)  # type: ignore[arg-type]
+    figures.add("rotations under injected faults")
+    assert not case.violations, case.violations
+    return result
+
+
+def _completed(case: Case, result: InProcess, *, adds: int = 1) -> None:
+    rotation = result.rotation
+    assert rotation.state is State.COMPLETED, (rotation.state, rotation.last_error)
+    problems = (
+        i1_current_works(case)
+        + i4_completed_normal(case, case.initial_value)
+        + i6_events(case)
+        + i7_no_orphan(case, adds=adds)
+    )
+    assert not problems, problems
+
+
+def _ended_safely(case: Case, result: InProcess, *words: str) -> None:
+    """Failed or needs attention, with a reason naming the cause; nothing lost or left over."""
+    rotation = result.rotation
+    assert rotation.state in {State.FAILED, State.NEEDS_ATTENTION}, rotation.state
+    reason = rotation.last_error or ""
+    assert reason and "\n" not in reason
+    for word in words:
+        assert word in reason, reason
+    assert case.aws_value()["client_secret"] == case.initial_value  # AWSCURRENT untouched
+    assert not any("AWSPENDING" in ls for ls in case.labels().values()), case.labels()
+    assert list(case.adobe().values()) == [case.initial_value]  # the new secret given back
+    assert not i1_current_works(case) + i2_sample(case) + i6_events(case)
+
+
+def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
+    """Run `action` once `predicate` holds (e.g. lift a fault after it was hit)."""
+
+    def run() -> None:
+        wait_until(predicate, timeout=30, interval=0.02)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _requests(rig: Rig, endpoint: str) -> int:
+    return int(rig.state.faults.counters()["endpoints"][endpoint]["requests"])
+
+
+# --- Adobe ---------------------------------------------------------------------------------
+
+
+def adobe_429_with_retry_after_is_waited_out(rig: Rig) -> None:
+    case = _case(rig)
+    rig.state.faults.add(
+        "list_secrets", status=429, count=2, retry_after_s=0.4, client_id=case.cred.client_id
+    )
+    result = _rotate(rig, case)
+    _completed(case, result)
+    assert result.adobe_stats["throttled"] == 2
+
+
+def adobe_5xx_on_an_idempotent_call_is_retried(rig: Rig, endpoint: str) -> None:
+    case = _case(rig)
+    rig.state.faults.add(endpoint, status=503, count=2, client_id=case.cred.client_id)
+    result = _rotate(rig, case)
+    _completed(case, result)
+    assert result.adobe_stats["retries"] >= 2
+
+
+def adobe_5xx_before_an_add_takes_effect_is_tried_again_later(rig: Rig) -> None:
+    case = _case(rig)
+    rig.state.faults.add("add_secret", status=502, count=1, client_id=case.cred.client_id)
+    _completed(case, _rotate(rig, case), adds=1)
+
+
+def adobe_5xx_after_an_add_took_effect_leaves_an_orphan_that_is_deleted(
+    rig: Rig,
+) -> None:
+    case = _case(rig)
+    rig.state.faults.add(
+        "add_secret", status=500, count=1, phase="after", client_id=case.cred.client_id
+    )
+    result = _rotate(rig, case)
+    _completed(case, result, adds=2)  # the lost one was found and deleted
+
+
+def adobe_dropped_connection(rig: Rig, endpoint: str, phase: str, adds: int) -> None:
+    case = _case(rig)
+    rig.state.faults.add(
+        endpoint, action="drop", count=1, phase=phase, client_id=case.cred.client_id
+    )
+    _completed(case, _rotate(rig, case), adds=adds)
+
+
+def adobe_timeouts_on_list_are_retried(rig: Rig) -> None:
+    case = _case(rig)
+    start = _requests(rig, "list_secrets")
+    rig.state.faults.set_latency("list_secrets", 1500)  # above the 1 s client timeout
+    lift = _when(
+        lambda: _requests(rig, "list_secrets") >= start + 2,
+        lambda: rig.state.faults.set_latency("list_secrets", 0),
+    )
+    try:
+        result = _rotate(rig, case)
+    finally:
+        lift.join()
+        rig.state.faults.set_latency("list_secrets", 0)
+    _completed(case, result)
+    assert result.adobe_stats["retries"] >= 2
+
+
+def adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up(rig: Rig) -> None:
+    """The add times out, and Adobe creates the secret after the client gave up."""
+    case = _case(rig)
+    start = _requests(rig, "add_secret")
+    rig.state.faults.set_latency("add_secret", 1500)
+    lift = _when(
+        lambda: _requests(rig, "add_secret") >= start + 1,
+        lambda: rig.state.faults.set_latency("add_secret", 0),
+    )
+    try:
+        result = _rotate(rig, case)
+    finally:
+        lift.join()
+        rig.state.faults.set_latency("add_secret", 0)
+    assert result.rotation.state is State.COMPLETED, result.rotation.last_error
+    assert not i1_current_works(case) + i4_completed_normal(case, case.initial_value)
+    assert case.adds() in (1, 2)  # 2 if the late secret landed: then it was deleted
+    assert not i7_no_orphan(case, adds=case.adds())
+
+
+def a_new_secret_accepted_late_is_verified_by_retrying(rig: Rig) -> None:
+    case = _case(rig, defaults={"verify_timeout": "10s"})
+    rig.state.faults.set_timing(accept_delay_ms=1500)
+    try:
+        result = _rotate(rig, case)
+    finally:
+        rig.state.faults.set_timing(accept_delay_ms=0)
+    _completed(case, result)
+    kinds = [r["kind"] for r in case.rows("SELECT kind FROM events ORDER BY id")]
+    assert "verify_pending" in kinds
+
+
+def a_new_secret_never_accepted_rolls_back_and_says_why(rig: Rig) -> None:
+    case = _case(rig, defaults={"verify_timeout": "1s"})
+    rig.state.faults.set_timing(accept_delay_ms=600_000)
+    try:
+        result = _rotate(rig, case)
+    finally:
+        rig.state.faults.set_timing(accept_delay_ms=0)
+    _ended_safely(case, result, "verify_timeout")
+    assert result.rotation.state is State.FAILED
+
+
+def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: Rig) -> None:
+    """Uses show at Adobe 0.8 s late; a use of the old secret after promotion must still
+    keep it alive for a full quiet period after that use."""
+    quiet = 2.0
+    case = _case(rig, defaults={"quiet_period": "2s", "poll_interval": "300ms"})
+    rig.state.faults.set_timing(usage_lag_ms=800)
+    used_at: list[datetime] = []
+
+    def consumer_uses_the_old_secret() -> None:
+        time.sleep(0.3)
+        status, _ = case.mint(case.initial_value)  # a consumer that has not re-read AWS yet
+        assert status == 200
+        used_at.append(datetime.now(UTC))
+
+    user = _when(lambda: case.db_state() == "draining", consumer_uses_the_old_secret)
+    try:
+        result = _rotate(rig, case)
+    finally:
+        rig.state.faults.set_timing(usage_lag_ms=0)
+    user.join()
+    _completed(case, result)
+    quiet_event = case.rows("SELECT at FROM events WHERE kind = 'quiet'")[0]["at"]
+    if isinstance(quiet_event, str):
+        quiet_event = datetime.fromisoformat(quiet_event)
+    quiet_event = quiet_event if quiet_event.tzinfo else quiet_event.replace(tzinfo=UTC)
+    assert quiet_event >= used_at[0] + timedelta(seconds=quiet) - timedelta(milliseconds=50)
+
+
+def a_long_retry_after_is_honoured_by_the_engine(rig: Rig) -> None:
+    """Adobe asks for 120 s: the engine schedules the next attempt no earlier than that."""
+    case = _case(rig)
+    rig.state.faults.add(
+        "add_secret", status=429, count=1, retry_after_s=120, client_id=case.cred.client_id
+    )
+    app = app_mod.build(config.load(case.config))
+    try:
+        rotation = app.engine.request(case.name, Trigger.MANUAL, actor="test")
+        claim = app.engine.claim(rotation.id)
+        assert claim is not None
+        claim = app.engine.step(claim)  # planned -> creating
+        assert claim is not None
+        asked = datetime.now(UTC)
+        assert app.engine.step(claim) is None  # the add is throttled: wait
+        after = app.store.get(rotation.id)
+    finally:
+        app.close()
+    assert after.state is State.CREATING and "retry after 120" in (after.last_error or "")
+    assert after.next_attempt_at is not None
+    assert after.next_attempt_at >= asked + timedelta(seconds=115), after.next_attempt_at
+
+
+# --- AWS -----------------------------------------------------------------------------------
+
+
+def aws_throttling_and_5xx_are_retried(rig: Rig, target: str, status: int, code: str) -> None:
+    case = _case(rig)
+    rig.proxy.add_fault(target, secret_id=case.secret_id, status=status, code=code, count=2)
+    _completed(case, _rotate(rig, case))
+
+
+def aws_label_move_answer_lost_after_it_took_effect(rig: Rig) -> None:
+    """AWSCURRENT moved, the answer was a 500: the retry finds the move already done."""
+    case = _case(rig)
+    rig.proxy.add_fault(
+        "UpdateSecretVersionStage",
+        secret_id=case.secret_id,
+        status=500,
+        code="InternalServiceError",
+        count=1,
+        phase="after",
+    )
+    _completed(case, _rotate(rig, case))
+
+
+def aws_put_answer_lost_after_it_took_effect(rig: Rig) -> None:
+    case = _case(rig)
+    rig.proxy.add_fault(
+        "PutSecretValue",
+        secret_id=case.secret_id,
+        status=500,
+        code="InternalServiceError",
+        count=1,
+        phase="after",
+    )
+    _completed(case, _rotate(rig, case))
+
+
+def aws_refusing_the_put_gives_the_new_secret_back_and_says_why(rig: Rig) -> None:
+    case = _case(rig)
+    rig.proxy.add_fault(
+        "PutSecretValue", secret_id=case.secret_id, status=400, code="AccessDeniedException"
+    )
+    result = _rotate(rig, case, timeout=15)
+    _ended_safely(case, result, "AccessDeniedException")
+    assert case.adds() == 1
+
+
+def aws_dropped_connections_are_retried(rig: Rig) -> None:
+    case = _case(rig)
+    for target in ("GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"):
+        rig.proxy.add_fault(target, secret_id=case.secret_id, action="drop", count=1)
+    _completed(case, _rotate(rig, case))
+
+
+# --- everything at once --------------------------------------------------------------------
+
+
+def random_faults_everywhere_at_once(rig: Rig, emergency: bool) -> None:
+    seed = 20_260_601
+    case = _case(rig)
+    rig.state.faults.add("*", status=503, rate=0.2, seed=seed, client_id=case.cred.client_id)
+    rig.state.faults.add(
+        "*", action="drop", rate=0.05, seed=seed + 1, client_id=case.cred.client_id
+    )
+    rig.proxy.add_fault("*", secret_id=case.secret_id, rate=0.15, seed=seed + 2)
+    result = _rotate(rig, case, emergency=emergency, timeout=60)
+    assert result.rotation.state is State.COMPLETED, result.rotation.last_error
+    assert not i1_current_works(case) + i4_completed_normal(case, case.initial_value)
+    assert not i6_events(case)
+    assert not i7_no_orphan(case, adds=case.adds())  # a lost add may have made an orphan
+
+
+# --- the registry: every scenario, run side by side (those that turn a global knob alone) --
+
+SCENARIOS: list[tuple[str, Callable[[Rig], None], bool]] = [
+    ("adobe 429 Retry-After", adobe_429_with_retry_after_is_waited_out, False),
+    *[
+        (
+            f"adobe 503 on {e}",
+            partial(adobe_5xx_on_an_idempotent_call_is_retried, endpoint=e),
+            False,
+        )
+        for e in ("token", "list_secrets", "delete_secret")
+    ],
+    ("adobe 502 before add", adobe_5xx_before_an_add_takes_effect_is_tried_again_later, False),
+    (
+        "adobe 500 after add",
+        adobe_5xx_after_an_add_took_effect_leaves_an_orphan_that_is_deleted,
+        False,
+    ),
+    *[
+        (
+            f"adobe drop {e} {ph}",
+            partial(adobe_dropped_connection, endpoint=e, phase=ph, adds=n),
+            False,
+        )
+        for e, ph, n in [
+            ("add_secret", "before", 1),
+            ("add_secret", "after", 2),
+            ("list_secrets", "before", 1),
+            ("token", "before", 1),
+            ("delete_secret", "before", 1),
+            ("delete_secret", "after", 1),
+        ]
+    ],
+    ("adobe Retry-After 120s", a_long_retry_after_is_honoured_by_the_engine, False),
+    *[
+        (
+            f"aws {code} on {t}",
+            partial(aws_throttling_and_5xx_are_retried, target=t, status=st, code=code),
+            False,
+        )
+        for t, st, code in [
+            ("PutSecretValue", 400, "ThrottlingException"),
+            ("UpdateSecretVersionStage", 400, "ThrottlingException"),
+            ("GetSecretValue", 500, "InternalServiceError"),
+            ("DescribeSecret", 400, "ThrottlingException"),
+            ("UpdateSecretVersionStage", 500, "InternalServiceError"),
+        ]
+    ],
+    ("aws label move answer lost", aws_label_move_answer_lost_after_it_took_effect, False),
+    ("aws put answer lost", aws_put_answer_lost_after_it_took_effect, False),
+    ("aws put refused", aws_refusing_the_put_gives_the_new_secret_back_and_says_why, False),
+    ("aws dropped connections", aws_dropped_connections_are_retried, False),
+    ("random faults, normal", partial(random_faults_everywhere_at_once, emergency=False), False),
+    ("random faults, emergency", partial(random_faults_everywhere_at_once, emergency=True), False),
+    # These turn a knob the sandbox has for every client at once: one at a time.
+    ("adobe timeouts on list", adobe_timeouts_on_list_are_retried, True),
+    ("adobe timeout on add", adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up, True),
+    (
+        "accept_delay within verify_timeout",
+        a_new_secret_accepted_late_is_verified_by_retrying,
+        True,
+    ),
+    (
+        "accept_delay beyond verify_timeout",
+        a_new_secret_never_accepted_rolls_back_and_says_why,
+        True,
+    ),
+    ("usage_lag", a_late_last_used_at_still_delays_deletion_by_the_quiet_period, True),
+]
+
+
+@pytest.fixture(scope="module")
+def batch(rig: Rig, request: pytest.FixtureRequest) -> Iterator[Batch]:
+    wanted = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
+    scenarios = [
+        Scenario(name, partial(run, rig), exclusive)
+        for name, run, exclusive in SCENARIOS
+        if name in wanted
+    ]
+    before = _sandbox_faults(rig) + rig.proxy.faults_fired
+    yield Batch(scenarios)
+    figures.add(
+        "faults injected (no crash)", _sandbox_faults(rig) + rig.proxy.faults_fired - before
+    )
+    rig.state.faults.clear_faults()
+    rig.proxy.clear_faults()
+
+
+@pytest.mark.parametrize("name", [name for name, _run, _exclusive in SCENARIOS])
+def test_fault(batch: Batch, name: str) -> None:
+    error = batch.result(name)
+    if error is not None:
+        raise error
