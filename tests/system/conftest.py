@@ -126,6 +126,18 @@ class DaemonProcess:
                         f"no request reached the hold in {timeout}s:\n{self.output()}"
                     ) from None
 
+    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        """`wait_for`, failing with the daemon's output when it does."""
+
+        def checked() -> bool:
+            assert self.alive(), f"the daemon exited:\n{self.output()}"
+            return check()
+
+        try:
+            wait_for(checked, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.output()[-3000:]}") from None
+
     def wait_ready(self, timeout: float = 20) -> None:
         def ready() -> bool:
             assert self.alive(), f"the daemon exited:\n{self.output()}"
@@ -337,13 +349,19 @@ class System:
         rows = self.rotation_rows(name)
         return rows[-1]["state"] if rows else None
 
-    def wait_state(self, *states: str, name: str = "analytics", timeout: float = 20) -> str:
+    def wait_state(self, *states: str, name: str = "analytics", timeout: float = 40) -> str:
+        daemon = self.daemons[-1] if self.daemons else None
+
         def reached() -> bool:
-            if self.daemons and not self.daemons[-1].alive():
-                raise AssertionError(f"the daemon exited:\n{self.daemons[-1].output()}")
+            if daemon is not None and not daemon.alive():
+                raise AssertionError(f"the daemon exited:\n{daemon.output()}")
             return self.state(name) in states
 
-        wait_for(reached, timeout, f"{name} to reach {states} (now {self.state(name)})")
+        try:
+            wait_for(reached, timeout, f"{name} to reach {states}")
+        except AssertionError as exc:
+            tail = daemon.output()[-3000:] if daemon else ""
+            raise AssertionError(f"{exc} (it is {self.state(name)})\n{tail}") from None
         return str(self.state(name))
 
     def leaks(self) -> list[str]:

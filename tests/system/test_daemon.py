@@ -57,7 +57,7 @@ def test_daemon_rotates_a_due_credential_and_a_consumer_never_notices(
     try:
         wait_for(lambda: sum(consumer.outcomes.values()) > 5, 10, "the consumer to start")
         daemon = system.start_daemon()
-        system.wait_state("completed", timeout=25)
+        system.wait_state("completed")
         time.sleep(0.5)  # the consumer keeps going on the new secret
     finally:
         consumer.stop()
@@ -109,12 +109,12 @@ def test_metrics_and_health_while_the_daemon_runs(
     daemon.wait_ready()
     assert daemon.get("/healthz").status_code == 200
 
-    wait_for(
+    daemon.wait_until(
         lambda: (
             daemon.metric("rotator_rotations_total", outcome="completed", trigger="scheduled") == 1
             and daemon.metric("rotator_credentials_needing_attention") == 1
         ),
-        25,
+        40,
         "one completed rotation and one credential needing attention",
     )
     time.sleep(1.5)  # a few more polls of the blocked rotation: it must be reported once
