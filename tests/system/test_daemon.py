@@ -235,6 +235,7 @@ def test_a_second_signal_exits_at_once_and_the_restart_deletes_the_orphan(
 
 
 def test_rotate_while_the_daemon_holds_the_lease_says_so_and_watches(system: System) -> None:
+    system.world.defaults["quiet_period"] = "1h"  # the rotation stays in draining
     system.credential()
     hold = system.admin.arm_hold("add_secret", "before")
     daemon = system.start_daemon()
