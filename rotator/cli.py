@@ -343,7 +343,9 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
     """Cancel NAME's unfinished rotation, safely at any state.
 
     Before promotion the new secret is deleted and AWSPENDING dropped; after promotion
-    draining stops and both secrets stay valid. Exit 0 once cancelled.
+    draining stops and both secrets stay valid. Exit 0 once cancelled, 3 if it needs a
+    person, else 1: it ended otherwise, or was still on its way after two minutes (the
+    request stands, and whoever holds the rotation carries it out).
     """
     with _errors():
         ctx.settings.credential(name)
@@ -359,7 +361,11 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
                 show=lambda r: say(_describe(r)),
                 deadline=time.monotonic() + 120,
             )
-    sys.exit(EXIT_OK if final.state is State.CANCELLED else _exit_for(final))
+    if final.state is State.CANCELLED:
+        sys.exit(EXIT_OK)
+    if not final.state.terminal:
+        say(f"cancel requested; rotation {final.id} is still {final.state.value}", err=True)
+    sys.exit(EXIT_ATTENTION if final.state is State.NEEDS_ATTENTION else EXIT_FAILED)
 
 
 @main.command()
@@ -478,6 +484,8 @@ def history(ctx: Ctx, name: str | None, as_json: bool, limit: int) -> None:
     if as_json:
         say(json.dumps([e.as_dict() for e in events], indent=2))
         return
+    if not events:
+        say("no audit events yet")
     for e in events:
         move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
         detail = json.dumps(e.detail, sort_keys=True) if e.detail else ""
