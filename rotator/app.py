@@ -62,6 +62,8 @@ def build(
         settings.adobe.ims_url,
         settings.adobe.api_url,
         timeout=settings.adobe.timeout.total_seconds(),
+        retry_attempts=4,
+        retry_max_wait=10.0,  # a longer Retry-After ends the step; the engine reschedules it
         max_connections=max(32, settings.daemon.workers * 2),
         token_rate=settings.adobe.token_rate or None,
     )

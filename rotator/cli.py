@@ -377,14 +377,7 @@ def adopt(ctx: Ctx, name: str, uuid: str) -> None:
     with _errors():
         ctx.settings.credential(name)
         with ctx.app() as app:
-            listed = [s.uuid for s in app.engine.adobe_secrets(name)]
-            if uuid not in listed:
-                raise ConfigError(
-                    f"--uuid: Adobe lists no secret {uuid} for {name} "
-                    f"(it has: {', '.join(listed) or 'none'})"
-                )
-            app.engine.sync()
-            app.store.adopt(name, uuid, actor=_actor())
+            app.engine.adopt(name, uuid, actor=_actor())
     say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")
 
 

@@ -53,7 +53,7 @@ class DatabaseConfig(_Section):
 class AdobeConfig(_Section):
     ims_url: str = "https://ims-na1.adobelogin.com"
     api_url: str = "https://api.adobe.io"
-    timeout: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=15)
     # Tokens minted per second across all credentials (Adobe throttles integrations that mint
     # too many). 0 means unlimited.
     token_rate: float = Field(default=0, ge=0)
@@ -134,7 +134,9 @@ class DaemonConfig(_Section):
     tick: Duration = timedelta(seconds=30)
     jitter: Duration = timedelta(seconds=3)
     workers: int = Field(default=16, ge=1, le=256)
-    lease: Duration = timedelta(seconds=60)
+    # How long a silent worker keeps a rotation. Longer than the slowest single call with
+    # its retries (about 90 s), so a worker never acts on a lease it has lost.
+    lease: Duration = timedelta(minutes=2)
     listen: str = "127.0.0.1:9477"
 
     @field_validator("listen")

@@ -39,6 +39,12 @@ log = structlog.get_logger("rotator.engine")
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 Listener = Callable[[str, Rotation], None]
 MAX_STEPS_PER_DRIVE = 50  # a whole rotation is about ten; more means a loop
+UNCONFIGURED_RECHECK = timedelta(hours=1)
+
+
+def _holder(stages: dict[str, tuple[str, ...]], label: str) -> str | None:
+    """The version that carries `label`, if any (AWS keeps each label on one version)."""
+    return next((v for v, labels in stages.items() if label in labels), None)
 
 
 def default_owner() -> str:
@@ -55,15 +61,15 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
     wait_until: datetime | None = None  # set: release the lease and come back then
     credential_update: dict[str, Any] | None = None
-    follow_up: tuple[Trigger, str, str] | None = None
 
 
 class _Step:
     """Per-step view of one credential: its config and a memo of AWSCURRENT."""
 
-    def __init__(self, engine: Engine, rotation: Rotation) -> None:
+    def __init__(self, engine: Engine, rotation: Rotation, claim: Claim | None = None) -> None:
         self.engine = engine
         self.rotation = rotation
+        self.claim = claim
         self.cfg: CredentialConfig = engine.settings.credential(rotation.credential)
         self.ref = CredentialRef(
             self.cfg.name, self.cfg.org_id, self.cfg.credential_id, self.cfg.client_id
@@ -103,6 +109,15 @@ class _Step:
 
     def forget_current(self) -> None:
         self._current = None
+
+    def guard(self) -> None:
+        """Prove the lease is still ours right before a write that cannot be taken back.
+
+        The fence protects the database, but not Adobe or AWS: a worker that stalled past
+        its lease must not move a label or delete a secret after another took over.
+        """
+        if self.claim is not None:
+            self.engine.store.renew(self.claim, self.engine.lease)
 
 
 class Engine:
@@ -210,13 +225,18 @@ class Engine:
             credential=rotation.credential, rotation_id=rotation.id
         )
         try:
-            try:
-                step = _Step(self, rotation)
-            except ConfigError as exc:  # the credential left the config: leave it be
-                log.error("rotation of an unconfigured credential", error=str(exc))
-                self.store.release(claim)
-                return None
             now = self.clock()
+            try:
+                step = _Step(self, rotation, claim)
+            except ConfigError as exc:  # the credential left the config: park it, loudly
+                log.error("rotation of an unconfigured credential", error=str(exc))
+                parked = Outcome(
+                    rotation.state,
+                    kind="unconfigured",
+                    changes={"last_error": f"credential not in the configuration: {exc}"},
+                    wait_until=now + UNCONFIGURED_RECHECK,
+                )
+                return self._save(claim, parked, now)
             started = time.monotonic()
             try:
                 outcome = self._decide(step, rotation, now)
@@ -250,11 +270,13 @@ class Engine:
 
     def _decide(self, step: _Step, rotation: Rotation, now: datetime) -> Outcome:
         # A request is acted on once; the rollback or retirement it starts then runs as usual.
+        # An emergency outranks a cancel. Whatever ends a rotation with an emergency waiting,
+        # the store starts the emergency rotation in the same transaction.
         handling = rotation.state is State.ROLLING_BACK or rotation.detail.get("preempted")
-        if rotation.cancel_requested and not handling:
-            return self._cancel(step, rotation, now)
         if rotation.emergency_requested and not rotation.emergency and not handling:
             return self._preempt(rotation, now)
+        if rotation.cancel_requested and not handling:
+            return self._cancel(step, rotation, now)
         state = rotation.state
         if state is State.NEEDS_ATTENTION:
             return self._retry_attention(step, rotation, now)
@@ -337,7 +359,6 @@ class Engine:
             detail=outcome.detail,
             keep_lease=keep,
             credential_update=credential_update,
-            follow_up=outcome.follow_up,
         )
         log.info(
             "rotation step",
@@ -396,8 +417,8 @@ class Engine:
     def _known_uuid(self, step: _Step, listed: list[AdobeSecret], secret: str) -> str:
         """Bootstrap: which Adobe uuid is AWSCURRENT's value, when AWS does not say."""
         row = self.store.credential_rows().get(step.cfg.name)
-        if row and row.current_uuid:
-            return row.current_uuid
+        if row and row.current_uuid and row.current_version == step.current().version_id:
+            return row.current_uuid  # adopted (or promoted) for this very AWSCURRENT version
         if len(listed) == 1:
             return listed[0].uuid
         before = {s.uuid: s.last_used_at for s in listed}
@@ -442,6 +463,7 @@ class Engine:
         orphans = machine.find_orphans(listed, rotation.known_uuids, adopted=None)
         for orphan in orphans:
             self._delete(step, secret, orphan)
+        step.guard()
         created = self.adobe.add_secret(step.ref, secret)
         value = {
             **step.current().value,
@@ -449,6 +471,7 @@ class Engine:
             step.uuid_key: created.uuid,
         }
         try:
+            step.guard()
             self.aws.put_pending(step.cfg.secret_id, token, value)
         except StepError:
             # The plaintext exists only in this memory: if AWS did not take it, nobody can
@@ -515,8 +538,9 @@ class Engine:
 
     def _promote(self, step: _Step, rotation: Rotation, now: datetime) -> Outcome:
         secret_id, token = step.cfg.secret_id, rotation.request_token
+        assert token is not None, "planned persists the request token"
         stages = self.aws.stages(secret_id)
-        holder = next((v for v, labels in stages.items() if CURRENT in labels), None)
+        holder = _holder(stages, CURRENT)
         if holder != token:
             if holder != rotation.previous_version:
                 raise NeedsAttention(
@@ -524,9 +548,11 @@ class Engine:
                     f"(expected {rotation.previous_version}); someone else wrote the secret: "
                     f"check it, then `rotator cancel {step.cfg.name}`"
                 )
-            self.aws.move_stage(secret_id, CURRENT, to_version=token, from_version=holder)
-        if PENDING in stages.get(token or "", ()):
-            self.aws.move_stage(secret_id, PENDING, to_version=None, from_version=token)
+            step.guard()
+            self._move(secret_id, CURRENT, to_version=token, from_version=holder)
+        if PENDING in stages.get(token, ()):
+            step.guard()
+            self._move(secret_id, PENDING, to_version=None, from_version=token)
         step.forget_current()
         self._fresh.pop(rotation.id, None)
         created = rotation.detail.get("new_created_at")
@@ -537,16 +563,31 @@ class Engine:
             detail={"new_uuid": rotation.new_uuid, "old_uuid": rotation.old_uuid},
             credential_update={
                 "current_uuid": rotation.new_uuid,
+                "current_version": token,
                 "last_rotated_at": now,
                 "secret_created_at": datetime.fromisoformat(created) if created else now,
                 "last_error": None,
             },
         )
 
+    def _move(
+        self, secret_id: str, stage: str, *, to_version: str | None, from_version: str | None
+    ) -> None:
+        """Move a label, treating "it is already where it should be" as success.
+
+        botocore retries a label move after a timeout or a 5xx; if the first try took
+        effect, the retry is refused (its RemoveFromVersionId no longer holds the label).
+        """
+        try:
+            self.aws.move_stage(secret_id, stage, to_version=to_version, from_version=from_version)
+        except StepError:
+            if _holder(self.aws.stages(secret_id), stage) != to_version:
+                raise
+
     def _after_promotion(self, step: _Step, rotation: Rotation, now: datetime) -> Outcome:
         target = machine.after_promotion(rotation)
         if target is State.RETIRING:
-            return Outcome(target, kind="retiring", detail={"emergency": True})
+            return Outcome(target, kind="retiring", detail={"retire_all_others": True})
         first_poll = min(
             now + step.policy.poll_interval,
             (rotation.promoted_at or now) + step.policy.quiet_period,
@@ -598,7 +639,7 @@ class Engine:
                 f"{rotation.new_uuid}; refusing to delete anything"
             )
         listed = [s.uuid for s in self.adobe.list_secrets(step.ref, secret)]
-        emergency = rotation.emergency or bool(rotation.detail.get("preempted"))
+        emergency = machine.retires_everything_else(rotation)
         doomed = (
             [u for u in listed if u != rotation.new_uuid]
             if emergency
@@ -609,16 +650,11 @@ class Engine:
             invalidated = self._invalidate_old_tokens(step, rotation)
         for uuid in doomed:
             self._delete(step, secret, uuid)
-        follow_up = None
-        if rotation.detail.get("preempted"):
-            actor, reason = self.store.last_request(rotation.id, "emergency_requested")
-            follow_up = (Trigger.EMERGENCY, actor, reason)
         return Outcome(
             State.COMPLETED,
             kind="completed",
             changes={"last_error": None, "detail": {**rotation.detail, "deleted": doomed}},
             detail={"deleted": doomed, "tokens_invalidated": invalidated},
-            follow_up=follow_up,
         )
 
     def _invalidate_old_tokens(self, step: _Step, rotation: Rotation) -> int:
@@ -637,14 +673,10 @@ class Engine:
         secret_id, token = step.cfg.secret_id, rotation.request_token
         stages = self.aws.stages(secret_id) if token else {}
         if CURRENT in stages.get(token or "", ()):
-            # AWSCURRENT already holds the new secret (a crash after the move): it works,
-            # deleting it would break I2, so carry on from promotion instead.
-            return Outcome(
-                State.PROMOTED,
-                kind="promoted",
-                changes={"promoted_at": now},
-                detail={"resumed": "AWSCURRENT already held the new version"},
-            )
+            # AWSCURRENT already holds the new secret (a move that took effect before a crash
+            # or a refused retry): it works, and deleting it would break I2. Finish the
+            # promotion instead, as if nothing had gone wrong.
+            return self._promote(step, rotation, now)
         secret = step.current_secret()
         keep = {rotation.old_uuid, step.current_uuid(), *rotation.known_uuids}
         listed = [s.uuid for s in self.adobe.list_secrets(step.ref, secret)]
@@ -652,18 +684,14 @@ class Engine:
         for uuid in doomed:
             self._delete(step, secret, uuid)
         if PENDING in stages.get(token or "", ()):
-            self.aws.move_stage(secret_id, PENDING, to_version=None, from_version=token)
+            step.guard()
+            self._move(secret_id, PENDING, to_version=None, from_version=token)
         self._fresh.pop(rotation.id, None)
         cancelled = rotation.cancel_requested or bool(rotation.detail.get("preempted"))
-        follow_up = None
-        if rotation.detail.get("preempted"):
-            actor, reason = self.store.last_request(rotation.id, "emergency_requested")
-            follow_up = (Trigger.EMERGENCY, actor, reason)
         return Outcome(
             State.CANCELLED if cancelled else State.FAILED,
             kind="rolled_back",
             detail={"deleted": doomed, "reason": rotation.last_error or ""},
-            follow_up=follow_up,
         )
 
     # --- operator requests ---------------------------------------------------------------
@@ -688,37 +716,41 @@ class Engine:
         )
 
     def _preempt(self, rotation: Rotation, now: datetime) -> Outcome:
-        """An emergency arrived for a credential mid-rotation: end this one fast and safely."""
+        """An emergency arrived for a credential mid-rotation: end this one fast and safely.
+
+        Before promotion it rolls back; after, it retires the old secret at once. The save
+        that ends it starts the emergency rotation (see Store.save).
+        """
         effective = (
-            rotation.resume_state if rotation.state is State.NEEDS_ATTENTION else (rotation.state)
+            rotation.resume_state if rotation.state is State.NEEDS_ATTENTION else rotation.state
         )
         detail = {**rotation.detail, "preempted": True}
-        actor, reason = self.store.last_request(rotation.id, "emergency_requested")
         if effective is not None and effective.promoted:
-            return Outcome(
-                State.RETIRING, kind="preempted", changes={"detail": detail}, detail={"by": actor}
-            )
+            return Outcome(State.RETIRING, kind="preempted", changes={"detail": detail})
         if effective in {None, State.PLANNED}:
-            return Outcome(
-                State.CANCELLED,
-                kind="preempted",
-                changes={"detail": detail},
-                detail={"by": actor},
-                follow_up=(Trigger.EMERGENCY, actor, reason),
-            )
+            return Outcome(State.CANCELLED, kind="preempted", changes={"detail": detail})
         return Outcome(
             State.ROLLING_BACK,
             kind="preempted",
             changes={"detail": detail, "last_error": "superseded by an emergency"},
-            detail={"by": actor},
         )
 
     # --- helpers -------------------------------------------------------------------------
 
     def _delete(self, step: _Step, secret: str, uuid: str, *, quiet: bool = False) -> None:
-        """Delete at Adobe, never the uuid AWSCURRENT records (I2)."""
+        """Delete at Adobe; never what AWSCURRENT holds (I2), never on a stale lease."""
+        rotation, current = step.rotation, step.current()
         if uuid == step.current_uuid():
             raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT holds it")
+        allowed = {rotation.previous_version, rotation.request_token} - {None}
+        if allowed and current.version_id not in allowed:
+            raise NeedsAttention(
+                f"AWSCURRENT of {step.cfg.secret_id!r} is version {current.version_id}, "
+                f"which this rotation did not plan for; refusing to delete {uuid}"
+            )
+        if uuid == rotation.old_uuid and current.version_id != rotation.request_token:
+            raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT was not moved off it")
+        step.guard()
         try:
             self.adobe.delete_secret(step.ref, secret, uuid)
         except StepError as exc:
@@ -739,36 +771,44 @@ class Engine:
 
     # --- due-ness ------------------------------------------------------------------------
 
+    def adopt(self, name: str, uuid: str, *, actor: str) -> None:
+        """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put."""
+        step = _Step(self, Rotation(0, name, Trigger.MANUAL, State.PLANNED, self.clock()))
+        listed = [s.uuid for s in self.adobe.list_secrets(step.ref, step.current_secret())]
+        if uuid not in listed:
+            raise ConfigError(
+                f"--uuid: Adobe lists no secret {uuid} for {name} "
+                f"(it has: {', '.join(listed) or 'none'})"
+            )
+        self.sync()
+        self.store.adopt(name, uuid, step.current().version_id, actor=actor)
+
     def survey(self, name: str) -> None:
         """Learn the current uuid and its age, so due-ness can be judged without a rotation."""
-        rotation = Rotation(
-            id=0,
-            credential=name,
-            trigger=Trigger.SCHEDULED,
-            state=State.PLANNED,
-            created_at=self.clock(),
-        )
-        step = _Step(self, rotation)
+        step = _Step(self, Rotation(0, name, Trigger.SCHEDULED, State.PLANNED, self.clock()))
         now = self.clock()
+        row = self.store.credential_rows().get(name)
+        seen = row.last_rotated_at if row else None
         try:
             secret = step.current_secret()
             listed = self.adobe.list_secrets(step.ref, secret)
-            row = self.store.credential_rows().get(name)
-            uuid = (
-                step.current_uuid()
-                or (row.current_uuid if row else None)
-                or (listed[0].uuid if len(listed) == 1 else None)
-            )
+            version = step.current().version_id
+            adopted = row.current_uuid if row and row.current_version == version else None
+            uuid = step.current_uuid() or adopted or (listed[0].uuid if len(listed) == 1 else None)
             found = next((s for s in listed if s.uuid == uuid), None)
-            self.store.update_credential(
+            self.store.record_survey(
                 name,
+                seen_rotated_at=seen,
                 surveyed_at=now,
                 current_uuid=uuid,
+                current_version=version if found else None,
                 secret_created_at=found.created_at if found else None,
                 last_error=None if found else "current uuid unknown: run `rotator adopt`",
             )
         except StepError as exc:
-            self.store.update_credential(name, surveyed_at=now, last_error=str(exc))
+            self.store.record_survey(
+                name, seen_rotated_at=seen, surveyed_at=now, last_error=str(exc)
+            )
             log.warning("survey failed", credential=name, error=str(exc))
 
 

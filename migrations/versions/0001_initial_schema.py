@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("config_hash", sa.String(length=64), nullable=False),
         sa.Column("current_uuid", sa.String(length=64), nullable=True),
+        sa.Column("current_version", sa.String(length=64), nullable=True),
         sa.Column("secret_created_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_rotated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=True),

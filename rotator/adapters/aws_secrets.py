@@ -70,7 +70,7 @@ class AwsSecrets:
         region: str,
         endpoint_url: str = "",
         write_rate: float = 50,
-        max_attempts: int = 6,
+        max_attempts: int = 4,
         client: SecretsManagerClient | None = None,
         public_keys: frozenset[str] = frozenset({"secret_uuid"}),
     ) -> None:
@@ -81,8 +81,8 @@ class AwsSecrets:
             config=Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
                 max_pool_connections=64,
-                connect_timeout=10,
-                read_timeout=30,
+                connect_timeout=5,
+                read_timeout=15,
             ),
         )
         self._writes = RateLimiter(write_rate)
@@ -192,7 +192,7 @@ def _code(exc: ClientError) -> str:
 
 def _error(exc: ClientError, secret_id: str, step: str) -> StepError:
     code = _code(exc)
-    message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
+    message = redaction.redact(str(exc.response.get("Error", {}).get("Message", ""))[:200])
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     text = f"AWS {code or status}: {message}" if message else f"AWS {code or status}"
     where = f"{step} of {secret_id}"

@@ -46,6 +46,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
+TRANSIENT_ALERT_AFTER = 8  # about 10 minutes of backoff: then a person is told, retries go on
+
+
 class IllegalTransition(ValueError):
     pass
 
@@ -170,9 +173,14 @@ def judge_drain(
     return DrainVerdict(retire=False, next_poll_at=next_poll)
 
 
+def retires_everything_else(rotation: Rotation) -> bool:
+    """An emergency, or a rotation an emergency pre-empted, deletes every other secret."""
+    return rotation.emergency or bool(rotation.detail.get("preempted"))
+
+
 def after_promotion(rotation: Rotation) -> State:
     """An emergency retires every other secret at once; a normal rotation drains first."""
-    return State.RETIRING if rotation.emergency else State.DRAINING
+    return State.RETIRING if retires_everything_else(rotation) else State.DRAINING
 
 
 # --- failures ------------------------------------------------------------------------------
@@ -206,6 +214,18 @@ def on_step_error(
         asked = getattr(error, "retry_after", None)
         if asked:  # never come back sooner than the provider asked
             delay = max(delay, timedelta(seconds=asked))
+        if (
+            rotation.attempts + 1 >= TRANSIENT_ALERT_AFTER
+            and rotation.state is not S.NEEDS_ATTENTION
+        ):
+            # Keep retrying, but a person should know: AWSPENDING and a second secret may
+            # be sitting there while Adobe or AWS keeps failing.
+            return Failure(
+                S.NEEDS_ATTENTION,
+                now + delay,
+                rotation.resume_state or rotation.state,
+                f"still failing after {rotation.attempts + 1} attempts: {message}",
+            )
         return Failure(rotation.state, now + delay, rotation.resume_state, message)
     if rotation.state in {S.CREATING, S.STAGED, S.VERIFIED} and rotation.new_uuid:
         return Failure(S.ROLLING_BACK, now, None, message)

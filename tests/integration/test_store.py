@@ -396,23 +396,27 @@ def test_a_failing_event_append_rolls_the_state_change_back(
     assert store.lease(rot.id).owner == "w"
 
 
-def test_save_with_a_follow_up_starts_the_next_rotation_in_the_same_transaction(
+def test_ending_a_rotation_with_an_emergency_waiting_starts_it_in_the_same_transaction(
     store: Store,
 ) -> None:
     rot = store.start("alpha", Trigger.SCHEDULED, actor="rotator")
     claim = claim_one(store, "w")
-    store.save(
-        claim,
-        rot.evolve(state=State.CANCELLED),
-        kind="pre-empted",
-        actor="w",
-        follow_up=(Trigger.EMERGENCY, "ops", "leaked in a log"),
-    )
+    store.request_emergency("alpha", actor="ops", reason="leaked in a log")
+    store.save(claim, rot.evolve(state=State.CANCELLED), kind="pre-empted", actor="w")
     nxt = store.active("alpha")
     assert nxt is not None and nxt.id != rot.id
     assert nxt.trigger is Trigger.EMERGENCY
+    assert (nxt.actor, nxt.reason) == ("ops", "leaked in a log")
     assert nxt.detail == {"follows": rot.id}
     assert store.get(rot.id).finished_at is not None
+
+
+def test_an_emergency_requested_after_a_rotation_ended_starts_at_once(store: Store) -> None:
+    rot = store.start("alpha", Trigger.SCHEDULED, actor="rotator")
+    claim = claim_one(store, "w")
+    store.save(claim, rot.evolve(state=State.COMPLETED), kind="completed", actor="w")
+    started = store.request_emergency("alpha", actor="ops", reason="leaked")
+    assert started.id != rot.id and started.emergency and started.state is State.PLANNED
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -426,7 +430,6 @@ def test_request_emergency_marks_an_active_normal_rotation(store: Store) -> None
     assert marked.trigger is Trigger.SCHEDULED
     [ev] = store.events(rotation_id=rot.id, limit=1)
     assert (ev.kind, ev.actor, ev.detail) == ("emergency_requested", "ops", {"reason": "leaked"})
-    assert store.last_request(rot.id, "emergency_requested") == ("ops", "leaked")
     # asking again changes nothing and writes nothing
     assert store.request_emergency("alpha", actor="ops", reason="again").id == rot.id
     assert count(store.engine, events, events.c.rotation_id == rot.id) == 2
@@ -463,7 +466,6 @@ def test_request_cancel_marks_the_active_rotation_and_ignores_idle_credentials(
     claim = claim_one(store, "w")
     marked = store.request_cancel("alpha", actor="ops", reason="change freeze")
     assert marked is not None and marked.id == rot.id and marked.cancel_requested
-    assert store.last_request(rot.id, "cancel_requested") == ("ops", "change freeze")
     saved = store.save(claim, rot.evolve(state=State.CREATING), kind="planned", actor="w")
     assert saved.rotation.cancel_requested
 
@@ -483,7 +485,7 @@ def audited(store: Store) -> list[int]:
         detail={"old_uuid": "u1"},
         keep_lease=MINUTE,
     )
-    store.adopt("beta", "u-beta", actor="ops")
+    store.adopt("beta", "u-beta", "v-beta", actor="ops")
     store.save(claim, claim.rotation.evolve(state=State.STAGED), kind="staged", actor="w")
     return [e.id for e in store.events(ascending=True, limit=None)]
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from rotator import redaction
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
 from rotator.domain.errors import ConfigError, LeaseLost
 from rotator.domain.model import Evidence, Rotation, State, Trigger
@@ -53,6 +54,7 @@ class CredentialRow:
     name: str
     config_hash: str
     current_uuid: str | None
+    current_version: str | None
     secret_created_at: datetime | None
     last_rotated_at: datetime | None
     last_failed_at: datetime | None
@@ -253,7 +255,7 @@ class Store:
             "kind": kind,
             "from_state": from_state,
             "to_state": to_state,
-            "detail": json.loads(json.dumps(detail, default=str)),
+            "detail": json.loads(redaction.redact(json.dumps(detail, default=str))),
         }
         digest = event_hash(head, row)
         event_id = conn.execute(
@@ -299,14 +301,14 @@ class Store:
             values["updated_at"] = self._db_now(conn)
             conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
 
-    def adopt(self, name: str, uuid: str, actor: str) -> None:
-        """An operator tells rotator which Adobe uuid AWSCURRENT holds."""
+    def adopt(self, name: str, uuid: str, version: str, actor: str) -> None:
+        """An operator tells rotator which Adobe uuid AWSCURRENT (at `version`) holds."""
         with self._tx() as conn:
             now = self._db_now(conn)
             conn.execute(
                 update(credentials)
                 .where(credentials.c.name == name)
-                .values(current_uuid=uuid, updated_at=now)
+                .values(current_uuid=uuid, current_version=version, updated_at=now)
             )
             self._append(
                 conn,
@@ -316,9 +318,29 @@ class Store:
                 kind="adopted",
                 from_state=None,
                 to_state=None,
-                detail={"uuid": uuid},
+                detail={"uuid": uuid, "aws_version": version},
                 at=now,
             )
+
+    def record_survey(self, name: str, *, seen_rotated_at: datetime | None, **values: Any) -> bool:
+        """Write what a survey learnt, unless a rotation started or finished meanwhile
+        (its promotion wrote fresher facts than the survey read)."""
+        with self._tx() as conn:
+            busy = (
+                select(rotations.c.id)
+                .where(rotations.c.credential == name, rotations.c.finished_at.is_(None))
+                .exists()
+            )
+            result = conn.execute(
+                update(credentials)
+                .where(
+                    credentials.c.name == name,
+                    credentials.c.last_rotated_at.is_not_distinct_from(seen_rotated_at),
+                    ~busy,
+                )
+                .values(**values, updated_at=self._db_now(conn))
+            )
+            return bool(result.rowcount)
 
     # --- rotations -----------------------------------------------------------------------
 
@@ -387,17 +409,29 @@ class Store:
         """Start an emergency rotation, or mark the unfinished normal one to be pre-empted.
 
         The mark is a request, not a takeover: whoever holds the lease sees it at its next
-        step boundary, ends the normal rotation safely and starts the emergency one.
+        step boundary and ends the normal rotation safely; the save that ends it starts the
+        emergency rotation in the same transaction (see `save`). A rotation that ends while
+        the mark is being set cannot swallow it: the mark only lands on an unfinished row,
+        and otherwise the emergency rotation starts here.
         """
-        with self._tx() as conn:
-            active = self._active(conn, credential)
-            if active is None:
-                return self._insert(
-                    conn, credential, Trigger.EMERGENCY, actor=actor, reason=reason, detail={}
-                )
-            if active.emergency or active.emergency_requested:
-                return active
-            return self._flag(conn, active, "emergency_requested", actor=actor, reason=reason)
+        for _ in range(3):
+            try:
+                with self._tx() as conn:
+                    active = self._active(conn, credential)
+                    if active is not None and (active.emergency or active.emergency_requested):
+                        return active
+                    if active is not None:
+                        flagged = self._flag(
+                            conn, active, "emergency_requested", actor=actor, reason=reason
+                        )
+                        if flagged is not None:
+                            return flagged
+                    return self._insert(
+                        conn, credential, Trigger.EMERGENCY, actor=actor, reason=reason, detail={}
+                    )
+            except IntegrityError:
+                continue  # a follow-up emergency was inserted meanwhile: look again
+        raise RuntimeError(f"could not request an emergency rotation of {credential!r}")
 
     def request_cancel(self, credential: str, *, actor: str, reason: str) -> Rotation | None:
         with self._tx() as conn:
@@ -408,9 +442,18 @@ class Store:
 
     def _flag(
         self, conn: Connection, active: Rotation, flag: str, *, actor: str, reason: str
-    ) -> Rotation:
-        """Raise a request flag (a column the lease owner never writes) and audit it."""
-        conn.execute(update(rotations).where(rotations.c.id == active.id).values({flag: True}))
+    ) -> Rotation | None:
+        """Raise a request flag (a column the lease owner never writes) and audit it.
+
+        None if the rotation finished in the meantime (the flag would land on a dead row).
+        """
+        result = conn.execute(
+            update(rotations)
+            .where(rotations.c.id == active.id, rotations.c.finished_at.is_(None))
+            .values({flag: True})
+        )
+        if result.rowcount != 1:
+            return None
         self._append(
             conn,
             rotation_id=active.id,
@@ -424,15 +467,14 @@ class Store:
         )
         return self._load(conn, active.id)
 
-    def last_request(self, rotation_id: int, kind: str) -> tuple[str, str]:
+    def _last_request(self, conn: Connection, rotation_id: int, kind: str) -> tuple[str, str]:
         """(actor, reason) of the newest request of `kind` on a rotation."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(events.c.actor, events.c.detail)
-                .where(events.c.rotation_id == rotation_id, events.c.kind == kind)
-                .order_by(events.c.id.desc())
-                .limit(1)
-            ).first()
+        row = conn.execute(
+            select(events.c.actor, events.c.detail)
+            .where(events.c.rotation_id == rotation_id, events.c.kind == kind)
+            .order_by(events.c.id.desc())
+            .limit(1)
+        ).first()
         return (row[0], str(row[1].get("reason", ""))) if row else ("rotator", "")
 
     def active(self, credential: str) -> Rotation | None:
@@ -568,12 +610,11 @@ class Store:
         detail: dict[str, Any] | None = None,
         keep_lease: timedelta | None = None,
         credential_update: dict[str, Any] | None = None,
-        follow_up: tuple[Trigger, str, str] | None = None,
     ) -> Claim:
         """Write `new` under the lease and append its audit event, in one transaction.
 
-        `follow_up` (trigger, actor, reason) starts the next rotation in the same
-        transaction, so an emergency that pre-empts a normal rotation is never lost between.
+        When `new` ends a rotation that an emergency was requested for, the emergency
+        rotation starts in the same transaction, so the request is never lost in between.
         """
         old = claim.rotation
         values = {c: _column_value(getattr(new, c)) for c in _OWNED}
@@ -587,8 +628,14 @@ class Store:
                 values["finished_at"] = now
             if new.state is not old.state:
                 values["state_since"] = now
-            result = conn.execute(update(rotations).where(*_guard(claim)).values(**values))
-            if result.rowcount != 1:
+            values["last_error"] = redaction.redact(values["last_error"] or "") or None
+            result = conn.execute(
+                update(rotations)
+                .where(*_guard(claim))
+                .values(**values)
+                .returning(rotations.c.emergency_requested, rotations.c.trigger)
+            ).first()
+            if result is None:
                 raise LeaseLost(
                     f"rotation {old.id} of {old.credential!r}: lease lost to another worker "
                     f"(fence {claim.fence} is stale); stopping without writing"
@@ -610,12 +657,13 @@ class Store:
                     .where(credentials.c.name == old.credential)
                     .values(**credential_update, updated_at=now)
                 )
-            if follow_up is not None:
-                trigger, by, reason = follow_up
+            emergency_waiting = result[0] and result[1] != Trigger.EMERGENCY.value
+            if new.state.terminal and emergency_waiting:
+                by, reason = self._last_request(conn, old.id, "emergency_requested")
                 self._insert(
                     conn,
                     old.credential,
-                    trigger,
+                    Trigger.EMERGENCY,
                     actor=by,
                     reason=reason,
                     detail={"follows": old.id},

@@ -69,6 +69,9 @@ credentials = Table(
     Column("name", String(128), primary_key=True),
     Column("config_hash", String(64), nullable=False),
     Column("current_uuid", String(64)),
+    # The AWSCURRENT version the uuid above was established for: an adopted uuid is
+    # trusted only while AWSCURRENT is still that version.
+    Column("current_version", String(64)),
     Column("secret_created_at", UTC),
     Column("last_rotated_at", UTC),
     Column("last_failed_at", UTC),
