@@ -1,0 +1,209 @@
+"""Emergency latency and start-up: `rotator rotate NAME --emergency`, and `rotator --help`.
+
+1. `rotator --help`: wall time of the installed console script, median of --help-runs
+   (>= 10), beside `python -c pass` (the interpreter's own floor); then the modules that
+   `-X importtime` says cost most on that path.
+2. Emergency: `rotator --config X rotate NAME --emergency` as a subprocess against the
+   sandbox (no added latency) and moto, on a migrated SQLite database, one fresh
+   credential per run. Timed from spawn until the "completed" line (printed right after
+   the old secret's deletion is saved) and until exit; the sandbox is then asked whether
+   the old secret is gone. The same command also runs under bench/_timed_cli.py, which
+   adds up the wall time spent inside HTTP calls (httpx for Adobe, botocore for AWS):
+   rotator's own overhead = total - time inside HTTP calls.
+
+    .venv/bin/python bench/emergency.py            # 10 emergency runs, 15 --help runs
+    .venv/bin/python bench/emergency.py --quick    # 3 and 10
+    .venv/bin/python bench/emergency.py --profile /tmp/emergency.prof   # cProfile one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as h
+
+ROTATOR = str(Path(h.PY).parent / "rotator")
+
+
+def wall(argv: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    return time.perf_counter() - started
+
+
+def startup(runs: int) -> None:
+    wall([ROTATOR, "--help"])  # warm the page cache
+    helps = [wall([ROTATOR, "--help"]) for _ in range(runs)]
+    floors = [wall([h.PY, "-c", "pass"]) for _ in range(runs)]
+    print(
+        f"  `rotator --help`: median {1000 * h.median(helps):.0f} ms over {runs} runs "
+        f"(min {1000 * min(helps):.0f}, max {1000 * max(helps):.0f}); "
+        f"`python -c pass`: {1000 * h.median(floors):.0f} ms"
+    )
+    proc = subprocess.run(
+        [h.PY, "-X", "importtime", ROTATOR, "--help"], capture_output=True, text=True, check=True
+    )
+    top: list[tuple[int, str]] = []  # imports at nesting level 0 partition the total
+    selfs: list[tuple[int, str]] = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            selfs.append((int(m[1]), m[4]))
+            if len(m[3]) == 1:
+                top.append((int(m[2]), m[4]))
+    total = sum(t for t, _ in top)
+    print(
+        f"    -X importtime: {total / 1000:.0f} ms importing in all; largest top-level imports "
+        "(cumulative): "
+        + ", ".join(f"{n} {t / 1000:.0f} ms" for t, n in sorted(top, reverse=True)[:8])
+    )
+    print(
+        "    largest self times: "
+        + ", ".join(f"{n} {t / 1000:.0f} ms" for t, n in sorted(selfs, reverse=True)[:8])
+    )
+
+
+def emergency_run(
+    config: Path, name: str, sandbox: h.Sandbox, cred: Any, env: dict[str, str], timed: bool
+) -> dict[str, Any]:
+    timing_file = Path(tempfile.mkstemp(prefix="rotator-timing-", suffix=".json")[1])
+    argv = [ROTATOR, "--config", str(config), "rotate", name, "--emergency"]
+    if timed:
+        argv = [h.PY, str(h.BENCH / "_timed_cli.py"), *argv[1:]]
+    env = {**env, "ROTATOR_BENCH_TIMING": str(timing_file)}
+    spawned = time.time()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd="/"
+    )
+    assert proc.stdout is not None
+    completed_at = None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if completed_at is None and ": completed" in line:
+            completed_at = time.time()
+    code = proc.wait()
+    exited = time.time()
+    remaining = [s["uuid"] for s in sandbox.admin.secrets(cred.credential_id)]
+    timing = json.loads(timing_file.read_text()) if timed and timing_file.stat().st_size else {}
+    timing_file.unlink()
+    return {
+        "code": code,
+        "to_completed_s": (completed_at or exited) - spawned,
+        "to_exit_s": exited - spawned,
+        "old_deleted": cred.secret.uuid not in remaining and len(remaining) == 1,
+        "timing": timing,
+        "spawned": spawned,
+        "output": lines[-3:],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--help-runs", type=int, default=15)
+    parser.add_argument("--profile", type=Path, help="cProfile one timed emergency run here")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.help_runs = 3, 10
+    h.print_machine()
+    print("start-up:")
+    startup(max(10, args.help_runs))
+    with h.stand_ins() as (sandbox, moto), h.database("sqlite") as url:
+        n = 2 * args.runs + 2
+        creds, created = h.make_fleet(sandbox, moto, n)
+        mapping = h.settings_mapping(url, sandbox.url, moto.url, creds)
+        with tempfile.TemporaryDirectory(prefix="rotator-emergency-") as tmp:
+            config = Path(tmp) / "rotator.toml"
+            h.write_toml(config, mapping)
+            env = {**os.environ, "ROTATOR_LOG_LEVEL": "WARNING"}
+            subprocess.run(
+                [ROTATOR, "--config", str(config), "db", "upgrade"],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
+            # Warm-up: the page cache and moto's first Secrets Manager call (~150 ms).
+            emergency_run(config, creds[-1]["name"], sandbox, created[-1], env, False)
+            plain = [
+                emergency_run(config, creds[i]["name"], sandbox, created[i], env, False)
+                for i in range(args.runs)
+            ]
+            timed = [
+                emergency_run(config, creds[i]["name"], sandbox, created[i], env, True)
+                for i in range(args.runs, 2 * args.runs)
+            ]
+            if args.profile:
+                profiled_env = {**env, "ROTATOR_BENCH_PROFILE": str(args.profile)}
+                emergency_run(config, creds[-2]["name"], sandbox, created[-2], profiled_env, True)
+    bad = [r for r in plain + timed if r["code"] != 0 or not r["old_deleted"]]
+    print(
+        f"emergency (`rotator rotate NAME --emergency`, no added latency), {args.runs} runs each:"
+    )
+    if bad:
+        print(f"  {len(bad)} run(s) did not delete the old secret: {bad[0]['output']}")
+    print(
+        f"  spawn -> old secret deleted ('completed' printed): median "
+        f"{1000 * h.median([r['to_completed_s'] for r in plain]):.0f} ms; spawn -> exit "
+        f"{1000 * h.median([r['to_exit_s'] for r in plain]):.0f} ms "
+        f"(min {1000 * min(r['to_exit_s'] for r in plain):.0f}, "
+        f"max {1000 * max(r['to_exit_s'] for r in plain):.0f})"
+    )
+    overhead, parts = [], []
+    for r in timed:
+        t = r["timing"]
+        total = r["to_exit_s"]
+        http = t["adobe_s"] + t["aws_s"]
+        overhead.append(total - http)
+        parts.append(
+            {
+                "total": total,
+                "interpreter": t["started"] - r["spawned"],
+                "import rotator.cli": t["import_cli_s"],
+                "inside Adobe HTTP": t["adobe_s"],
+                "inside AWS HTTP": t["aws_s"],
+                "adobe_n": t["adobe_n"],
+                "aws_n": t["aws_n"],
+            }
+        )
+    med = {k: h.median([p[k] for p in parts]) for k in parts[0]}
+    rest = (
+        med["total"]
+        - med["interpreter"]
+        - med["import rotator.cli"]
+        - med["inside Adobe HTTP"]
+        - med["inside AWS HTTP"]
+    )
+    print(
+        f"  timed runs: total {1000 * med['total']:.0f} ms = interpreter start "
+        f"{1000 * med['interpreter']:.0f} + import rotator.cli "
+        f"{1000 * med['import rotator.cli']:.0f} + inside Adobe HTTP "
+        f"{1000 * med['inside Adobe HTTP']:.0f} ({med['adobe_n']:g} calls) + inside AWS HTTP "
+        f"{1000 * med['inside AWS HTTP']:.0f} ({med['aws_n']:g} calls) + the rest "
+        f"{1000 * rest:.0f} ms"
+    )
+    print(
+        f"  rotator's own overhead (total - inside HTTP calls): median "
+        f"{1000 * h.median(overhead):.0f} ms"
+    )
+    if args.profile:
+        print(f"  cProfile of one run written to {args.profile}; top cumulative:")
+        stats = pstats.Stats(str(args.profile))
+        stats.sort_stats("cumulative").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
