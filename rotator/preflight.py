@@ -108,11 +108,9 @@ def _check(
         return CheckResult(cfg.name, False, str(exc))
     by_uuid = {s.uuid: s for s in listed}
     recorded = current.value.get(uuid_key)
-    known = (
-        recorded
-        or (row.current_uuid if row else None)
-        or (listed[0].uuid if len(listed) == 1 else None)
-    )
+    # An adopted uuid holds only while AWSCURRENT is the version it was adopted for.
+    adopted = row.current_uuid if row and row.current_version == current.version_id else None
+    known = recorded or adopted or (listed[0].uuid if len(listed) == 1 else None)
     if known is None:
         return CheckResult(
             cfg.name,
@@ -122,7 +120,7 @@ def _check(
         )
     if known not in by_uuid:
         return CheckResult(cfg.name, False, f"current uuid {known} is not listed at Adobe")
-    source = "AWS" if recorded else ("adopted" if row and row.current_uuid else "only secret")
+    source = "AWS" if recorded else ("adopted" if adopted else "only secret")
     age = (datetime.now(UTC) - by_uuid[known].created_at).total_seconds() / 86400
     return CheckResult(
         cfg.name,
