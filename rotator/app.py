@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
@@ -29,7 +32,24 @@ class App:
 
 
 def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
-    """The state database; refuses to run on an old schema unless asked to upgrade it."""
+    """The state database; refuses to run on an old schema unless asked to upgrade it.
+
+    Without `upgrade` nothing is created: a missing SQLite file is an error, not a new file.
+    """
+    try:
+        url = make_url(settings.database.url)
+    except Exception:
+        raise ConfigError(
+            f"{settings.source}: database.url: not a database URL "
+            f"(like sqlite:///rotator.db or postgresql://user@host/db)"
+        ) from None
+    if not upgrade and url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path not in ("", ":memory:") and not Path(path).exists():
+            raise ConfigError(
+                f"{settings.source}: database.url: {path} does not exist; "
+                f"run `rotator db upgrade` (or `rotator run`, which migrates) first"
+            )
     engine = make_engine(settings.database.url)
     try:
         if upgrade:

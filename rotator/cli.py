@@ -255,10 +255,12 @@ def follow(
             show(current)
 
     report(rotation)
+    asked_now = True  # the operator asked for this step now; later ones wait until due
     while True:
         if deadline is not None and time.monotonic() > deadline:
             return rotation
-        claim = engine.claim(rotation.id)
+        claim = engine.claim(rotation.id, due_only=not asked_now)
+        asked_now = False
         if claim is not None:
             watched_owner = None
             rotation = engine.drive(claim, on_step=report, stop=lambda r: not wait and _drains(r))
@@ -275,16 +277,17 @@ def follow(
             if successor is not None and successor.detail.get("follows") == rotation.id:
                 rotation = successor
                 report(rotation)
+                asked_now = True
                 continue
             return rotation
         if rotation.state is State.NEEDS_ATTENTION:
             return rotation
         if not wait and _drains(rotation):
             return rotation
-        pause = poll
-        if claim is not None and rotation.next_attempt_at is not None:
+        pause = poll  # watching another worker: look again soon
+        if watched_owner is None and rotation.next_attempt_at is not None:
             pause = (rotation.next_attempt_at - datetime.now(UTC)).total_seconds()
-            pause = min(max(pause, 0.05), 30.0)
+            pause = min(max(pause, 0.05), 30.0)  # our own: come back when it is due
         time.sleep(pause)
 
 

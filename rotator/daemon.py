@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import structlog
@@ -51,6 +51,7 @@ from rotator.metrics import Metrics
 from rotator.notify import Notifier, once_each
 
 log = structlog.get_logger("rotator.daemon")
+SURVEY_EVERY = timedelta(hours=24)
 
 
 class Daemon:
@@ -180,8 +181,10 @@ class Daemon:
         """Survey, start due rotations; return how many rotations have work now."""
         assert self.app is not None
         store, engine, now = self.app.store, self.app.engine, datetime.now(UTC)
-        rows = store.credential_rows()
+        # Unfinished first, then the rows: a rotation that finishes between the two reads
+        # has already written its fresh facts (at promotion), so it cannot look due again.
         active = {r.credential: r for r in store.unfinished()}
+        rows = store.credential_rows()
         configured = [c.name for c in self.settings.credentials]
         self.metrics.unfinished.set(len(active))
         self.metrics.observe_credentials(
@@ -195,11 +198,10 @@ class Daemon:
                 continue
             row = rows.get(cfg.name)
             policy = self.settings.policy(cfg)
-            if (
-                row is None
-                or row.surveyed_at is None
-                or now - row.surveyed_at >= policy.poll_interval
-            ):
+            # Re-survey daily (a secret may be replaced outside rotator); a credential whose
+            # age is still unknown is tried again every poll interval.
+            resurvey = SURVEY_EVERY if row and row.secret_created_at else policy.poll_interval
+            if row is None or row.surveyed_at is None or now - row.surveyed_at >= resurvey:
                 self._survey(cfg.name)
             if row is None or row.secret_created_at is None:
                 continue  # age unknown: the survey tells, and a later tick decides

@@ -154,6 +154,8 @@ class Engine:
         self.store.sync_credentials({name: self._config_hash(name)})
         if trigger is Trigger.EMERGENCY:
             rotation = self.store.request_emergency(name, actor=actor, reason=reason)
+            if not rotation.emergency:
+                return rotation  # only a request on a running rotation: nothing started yet
         else:
             try:
                 rotation = self.store.start(name, trigger, actor=actor, reason=reason)
@@ -173,8 +175,11 @@ class Engine:
 
     # --- driving -------------------------------------------------------------------------
 
-    def claim(self, rotation_id: int) -> Claim | None:
-        claims = self.store.claim(self.owner, self.lease, rotation_id=rotation_id, due_only=False)
+    def claim(self, rotation_id: int, *, due_only: bool = False) -> Claim | None:
+        """Take one rotation's lease; `due_only` leaves it be until its next attempt is due."""
+        claims = self.store.claim(
+            self.owner, self.lease, rotation_id=rotation_id, due_only=due_only
+        )
         return claims[0] if claims else None
 
     def run_due(self, limit: int = 1) -> int:
@@ -209,7 +214,12 @@ class Engine:
                         on_step(last)
             else:  # a rotation that never waits is a bug; do not spin on it
                 if current is not None:
-                    log.error("rotation did not settle; releasing it", steps=MAX_STEPS_PER_DRIVE)
+                    log.error(
+                        "rotation did not settle; releasing it",
+                        credential=current.rotation.credential,
+                        rotation_id=current.rotation.id,
+                        steps=MAX_STEPS_PER_DRIVE,
+                    )
                     self.store.release(current)
                     current = None
         if current is None:
@@ -367,7 +377,10 @@ class Engine:
             to_state=outcome.state.value,
             **{k: v for k, v in outcome.detail.items() if isinstance(v, str | int | bool | None)},
         )
-        if outcome.state is not old.state or outcome.kind == "needs_attention":
+        entered_attention = outcome.kind == "needs_attention" and (
+            old.state is not State.NEEDS_ATTENTION or old.last_error != saved.rotation.last_error
+        )
+        if outcome.state is not old.state or entered_attention:
             if outcome.state.terminal or outcome.state is State.NEEDS_ATTENTION:
                 self._emit(outcome.state.value, saved.rotation)
             else:
@@ -828,7 +841,12 @@ class _Heartbeat:
             except LeaseLost:
                 return
             except Exception as exc:  # the database may be briefly away; the save will tell
-                log.warning("lease renewal failed", error=str(exc))
+                log.warning(
+                    "lease renewal failed",
+                    credential=self.claim.rotation.credential,
+                    rotation_id=self.claim.rotation.id,
+                    error=str(exc),
+                )
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()

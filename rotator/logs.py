@@ -46,6 +46,22 @@ def _redact_rendered(_logger: WrappedLogger, _name: str, rendered: Any) -> Any:
     return rendered
 
 
+def _redact_values(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """Mask secrets in the values themselves, before JSON escaping could hide them from
+    the final pass (a value with a quote or a non-ASCII character is escaped when rendered)."""
+    return {key: _redact_any(value) for key, value in event.items()}
+
+
+def _redact_any(value: Any) -> Any:
+    if isinstance(value, str):
+        return redaction.redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_any(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_any(v) for v in value)
+    return value
+
+
 def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)  # uvicorn duplicates its message with ANSI codes
     return event
@@ -65,6 +81,7 @@ def configure(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_color_message,
+        _redact_values,
     ]
     renderer: Processor
     if json:
