@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -98,17 +99,18 @@ class AwsSecrets:
             args["VersionId"] = version_id
         else:
             args["VersionStage"] = stage  # explicit: moto may answer an older version otherwise
-        self.stats["get"] += 1
         try:
-            answer = self._client.get_secret_value(**args)
-        except ClientError as exc:
-            if _code(exc) == "ResourceNotFoundException" and _secret_exists(self, secret_id):
+            answer = self._call(
+                "get",
+                secret_id,
+                f"read {version_id or stage}",
+                self._client.get_secret_value,
+                **args,
+            )
+        except NotFound:
+            if _secret_exists(self, secret_id):
                 return None  # the secret is there, the version or label is not
-            raise _error(exc, secret_id, "read " + (version_id or stage)) from None
-        except BotoCoreError as exc:
-            raise TransientError(
-                f"AWS unreachable: {type(exc).__name__}", step=f"read {secret_id}"
-            ) from None
+            raise
         text = answer.get("SecretString")
         if text is None:
             raise PermanentError(
@@ -130,33 +132,23 @@ class AwsSecrets:
         return SecretVersion(answer["VersionId"], tuple(answer.get("VersionStages", ())), value)
 
     def stages(self, secret_id: str) -> dict[str, tuple[str, ...]]:
-        self.stats["describe"] += 1
-        try:
-            answer = self._client.describe_secret(SecretId=secret_id)
-        except ClientError as exc:
-            raise _error(exc, secret_id, "describe") from None
-        except BotoCoreError as exc:
-            raise TransientError(
-                f"AWS unreachable: {type(exc).__name__}", step=f"describe {secret_id}"
-            ) from None
+        answer = self._call(
+            "describe", secret_id, "describe", self._client.describe_secret, SecretId=secret_id
+        )
         return {vid: tuple(labels) for vid, labels in answer.get("VersionIdsToStages", {}).items()}
 
     def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
         self._writes.acquire()
-        self.stats["put"] += 1
-        try:
-            self._client.put_secret_value(
-                SecretId=secret_id,
-                ClientRequestToken=token,
-                SecretString=json.dumps(value),
-                VersionStages=["AWSPENDING"],
-            )
-        except ClientError as exc:
-            raise _error(exc, secret_id, "put AWSPENDING") from None
-        except BotoCoreError as exc:
-            raise TransientError(
-                f"AWS unreachable: {type(exc).__name__}", step=f"put {secret_id}"
-            ) from None
+        self._call(
+            "put",
+            secret_id,
+            "put AWSPENDING",
+            self._client.put_secret_value,
+            SecretId=secret_id,
+            ClientRequestToken=token,
+            SecretString=json.dumps(value),
+            VersionStages=["AWSPENDING"],
+        )
 
     def move_stage(
         self, secret_id: str, stage: str, *, to_version: str | None, from_version: str | None
@@ -167,14 +159,22 @@ class AwsSecrets:
         if from_version:
             args["RemoveFromVersionId"] = from_version
         self._writes.acquire()
-        self.stats["stage"] += 1
+        self._call(
+            "stage", secret_id, f"move {stage}", self._client.update_secret_version_stage, **args
+        )
+
+    def _call(
+        self, stat: str, secret_id: str, step: str, method: Callable[..., Any], **args: Any
+    ) -> Any:
+        """One SDK call (botocore retries inside), its failure told as a typed StepError."""
+        self.stats[stat] += 1
         try:
-            self._client.update_secret_version_stage(**args)
+            return method(**args)
         except ClientError as exc:
-            raise _error(exc, secret_id, f"move {stage}") from None
+            raise _error(exc, secret_id, step) from None
         except BotoCoreError as exc:
             raise TransientError(
-                f"AWS unreachable: {type(exc).__name__}", step=f"move {stage} on {secret_id}"
+                f"AWS unreachable: {type(exc).__name__}", step=f"{step} of {secret_id}"
             ) from None
 
 
