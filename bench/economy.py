@@ -51,7 +51,10 @@ MINIMUM: dict[str, dict[str, dict[str, int]]] = {
             "UpdateSecretVersionStage": 2,  # move AWSCURRENT; remove AWSPENDING
         },
         "per drain poll": {"list_secrets": 1},  # last_used_at of the old secret
-        "retire": {"delete_secret": 1},  # the token is cached; 404 counts as done
+        "retire": {
+            "GetSecretValue": 1,  # I2: AWSCURRENT must hold the new uuid before any delete
+            "delete_secret": 1,  # the token is cached; 404 counts as done
+        },
     },
     "emergency": {
         "to retiring": {
@@ -64,6 +67,7 @@ MINIMUM: dict[str, dict[str, dict[str, int]]] = {
             "UpdateSecretVersionStage": 2,
         },
         "retire": {
+            "GetSecretValue": 1,  # I2, as above; the leaked value was read at planned
             "invalidate": 1,  # the one token this process minted with the leaked secret
             "delete_secret": 1,  # every other secret (one, here)
         },

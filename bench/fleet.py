@@ -33,7 +33,9 @@ import collections
 import hashlib
 import json
 import os
+import resource
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -301,7 +303,22 @@ def one_run(args: argparse.Namespace, db: str) -> dict[str, Any]:
             "cpu_s": cpu,
             "machine_cpu_busy": (busy1 - busy0) / (total1 - total0),
             "loadavg_at_start": load0,
+            "rotator_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "errors_logged": errors_in(args.log_file),
         }
+
+
+def errors_in(log: Path) -> dict[str, int]:
+    """Error lines the daemon logged so far, by event."""
+    counts: collections.Counter[str] = collections.Counter()
+    with log.open(errors="replace") as lines:
+        for line in lines:
+            if '"level": "error"' in line:
+                try:
+                    counts[json.loads(line).get("event", "?")] += 1
+                except ValueError:
+                    counts["?"] += 1
+    return dict(counts)
 
 
 def bound(r: dict[str, Any]) -> dict[str, float]:
@@ -370,6 +387,13 @@ def show(r: dict[str, Any]) -> None:
         f"{100 * r['machine_cpu_busy']:.0f}% of {h.machine()['nproc']} cores, of which other "
         f"processes {max(0.0, 100 * r['machine_cpu_busy'] - 100 * ours / r['seconds'] / 2):.0f}%"
     )
+    nproc = int(h.machine()["nproc"])
+    print(
+        f"    CPU ceiling (not part of the bound): {nproc} cores / {1000 * ours / n:.0f} ms per "
+        f"rotation = {nproc * n / ours:.1f} rotations/s if this machine ran nothing else; "
+        f"rotator's peak RSS {r['rotator_max_rss_mb']:.0f} MB (this process); errors logged: "
+        f"{r['errors_logged'] or 'none'}"
+    )
 
 
 def main() -> None:
@@ -382,16 +406,35 @@ def main() -> None:
     parser.add_argument("--write-rate", type=float, default=50)
     parser.add_argument("--token-rate", type=float, default=0, help="0: unlimited")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--prototype-redactor",
+        action="store_true",
+        help="swap in bench/_proto_redaction.py (the proposed fix) to measure it",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="the daemon's log level (`rotator run`: INFO)"
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
     if args.quick:
         args.count, args.runs = min(args.count, 200), 1
-    h.quiet_logs()
+    # As `rotator run` logs by default (INFO, JSON lines), to a file instead of stderr: the
+    # rendering and the redactor run on every line as they would in the daemon.
+    from rotator import logs
+
+    args.log_file = Path(tempfile.mkstemp(prefix="rotator-fleet-", suffix=".log")[1])
+    logs.configure(args.log_level, json=True, stream=args.log_file.open("a"))
+    if args.prototype_redactor:
+        import _proto_redaction
+
+        _proto_redaction.install()
     h.print_machine()
     print(
         f"fleet: {args.count} credentials due at once, +{LATENCY_MS} ms on every Adobe call, "
         f"workers {args.workers or DaemonConfig().workers}, write_rate {args.write_rate}, "
-        f"token_rate {args.token_rate or 'unlimited'}, {args.runs} run(s) per database"
+        f"token_rate {args.token_rate or 'unlimited'}, {args.runs} run(s) per database, "
+        f"daemon log level {args.log_level} (to {args.log_file}); redactor: "
+        f"{'PROTOTYPE (bench/_proto_redaction.py)' if args.prototype_redactor else 'rotator'}"
     )
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results: list[dict[str, Any]] = []
