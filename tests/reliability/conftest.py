@@ -7,9 +7,13 @@ every rotator process from the installed console script instead of the fork serv
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,16 +63,71 @@ def rig(
     figures.add("invariant samples taken by the watcher", instance.watcher.samples)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    table = figures.matrix_table()
-    if not table and not figures.FIGURES:
+class _XdistFigures:
+    """In the controller: tell workers a summary will be printed here, and gather theirs."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["reliability_summary"] = "controller"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        text = getattr(node, "workeroutput", {}).get("reliability_figures")
+        if text:
+            figures.merge(text)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    manager = config.pluginmanager
+    if manager.hasplugin("xdist") and not manager.has_plugin("reliability-xdist-figures"):
+        manager.register(_XdistFigures(), "reliability-xdist-figures")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is None:
         return
-    terminalreporter.section("reliability")
-    if table:
-        terminalreporter.write_line("crash matrix (SIGKILL at each point, then restart):")
-        for line in table:
-            terminalreporter.write_line("  " + line)
-    for name, value in sorted(figures.FIGURES.items()):
-        terminalreporter.write_line(f"{name}: {value}")
-    for name, text in sorted(figures.NOTES.items()):
-        terminalreporter.write_line(f"{name}: {text}")
+    text = figures.export()
+    workeroutput["reliability_figures"] = text
+    workerinput = getattr(session.config, "workerinput", {})
+    if workerinput.get("reliability_summary") != "controller":
+        _last_worker_prints(workerinput, text)
+
+
+def _last_worker_prints(workerinput: dict[str, Any], text: str) -> None:
+    """The controller did not load this conftest (a whole-suite run: it only loads the
+    top-level ones), so the last worker to finish prints the merged summary to stderr,
+    which xdist workers share with the controller's terminal."""
+    run = str(workerinput.get("testrunuid", "run"))
+    count = int(workerinput.get("workercount", 1))
+    folder = Path(tempfile.gettempdir()) / f"rotator-reliability-{run}"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{workerinput.get('workerid', 'gw')}.json").write_text(text)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        parts = sorted(folder.glob("*.json"))
+        if len(parts) < count:
+            return
+        for part in parts:
+            if part.read_text() != text:
+                figures.merge(part.read_text())
+        lines = figures.summary_lines()
+        if lines:
+            banner = " reliability ".center(80, "=")
+            os.write(2, ("\n" + "\n".join([banner, *lines]) + "\n").encode())
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # In the controller (or without xdist), crash cells arrive as report properties.
+    for name, value in report.user_properties:
+        if name == "crash_cell" and report.when == "call":
+            figures.record_json(str(value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = figures.summary_lines()
+    if lines:
+        terminalreporter.section("reliability")
+        for line in lines:
+            terminalreporter.write_line(line)

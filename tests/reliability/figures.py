@@ -2,11 +2,14 @@
 
 Each test adds to `FIGURES` (counts) and `MATRIX` (the crash matrix's verdicts); the
 conftest prints them with the terminal reporter, so every CI log carries the numbers
-that docs/reliability.md quotes.
+that docs/reliability.md quotes. Under pytest-xdist each worker gathers its own and the
+conftest merges them in the controller (crash cells travel as test report properties,
+counts as the worker's `workeroutput`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,4 +74,49 @@ def matrix_table() -> list[str]:
         f"{len(points)} points x {len(columns)} scenario/database columns = {len(MATRIX)} "
         f"crash runs: {passed} passed, {len(MATRIX) - passed} failed"
     )
+    return lines
+
+
+def cell_json(cell: MatrixCell) -> str:
+    return json.dumps(
+        {
+            "point": cell.point,
+            "scenario": cell.scenario,
+            "db": cell.db,
+            "ok": cell.ok,
+            "seconds": round(cell.seconds, 2),
+            "problems": cell.problems[:5],
+        }
+    )
+
+
+def record_json(text: str) -> None:
+    record(MatrixCell(**json.loads(text)))
+
+
+def export() -> str:
+    with _lock:
+        cells = [json.loads(cell_json(c)) for c in MATRIX.values()]
+        return json.dumps({"figures": dict(FIGURES), "notes": dict(NOTES), "cells": cells})
+
+
+def merge(text: str) -> None:
+    data = json.loads(text)
+    for cell in data.get("cells", []):
+        record(MatrixCell(**cell))
+    with _lock:
+        FIGURES.update(data.get("figures", {}))
+        for name, value in data.get("notes", {}).items():
+            NOTES[name] = f"{NOTES[name]}; {value}" if name in NOTES else value
+
+
+def summary_lines() -> list[str]:
+    lines: list[str] = []
+    table = matrix_table()
+    if table:
+        lines.append("crash matrix (SIGKILL at each point, then restart):")
+        lines.extend("  " + line for line in table)
+        lines.append(f"crash points killed (SIGKILL, then restart): {len(MATRIX)}")
+    lines.extend(f"{name}: {value}" for name, value in sorted(FIGURES.items()))
+    lines.extend(f"{name}: {text}" for name, text in sorted(NOTES.items()))
     return lines

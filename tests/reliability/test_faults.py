@@ -24,11 +24,9 @@ from rotator.domain.model import State, Trigger
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
 from tests.reliability.harness import (
-    Batch,
     Case,
     InProcess,
     Rig,
-    Scenario,
     i1_current_works,
     i2_sample,
     i4_completed_normal,
@@ -330,30 +328,18 @@ def random_faults_everywhere_at_once(rig: Rig, emergency: bool) -> None:
     assert not i7_no_orphan(case, adds=case.adds())  # a lost add may have made an orphan
 
 
-# --- the registry: every scenario, run side by side (those that turn a global knob alone) --
+# --- the registry: one test each ------------------------------------------------------------
 
-SCENARIOS: list[tuple[str, Callable[[Rig], None], bool]] = [
-    ("adobe 429 Retry-After", adobe_429_with_retry_after_is_waited_out, False),
+SCENARIOS: list[tuple[str, Callable[[Rig], None]]] = [
+    ("adobe 429 Retry-After", adobe_429_with_retry_after_is_waited_out),
     *[
-        (
-            f"adobe 503 on {e}",
-            partial(adobe_5xx_on_an_idempotent_call_is_retried, endpoint=e),
-            False,
-        )
+        (f"adobe 503 on {e}", partial(adobe_5xx_on_an_idempotent_call_is_retried, endpoint=e))
         for e in ("token", "list_secrets", "delete_secret")
     ],
-    ("adobe 502 before add", adobe_5xx_before_an_add_takes_effect_is_tried_again_later, False),
-    (
-        "adobe 500 after add",
-        adobe_5xx_after_an_add_took_effect_leaves_an_orphan_that_is_deleted,
-        False,
-    ),
+    ("adobe 502 before add", adobe_5xx_before_an_add_takes_effect_is_tried_again_later),
+    ("adobe 500 after add", adobe_5xx_after_an_add_took_effect_leaves_an_orphan_that_is_deleted),
     *[
-        (
-            f"adobe drop {e} {ph}",
-            partial(adobe_dropped_connection, endpoint=e, phase=ph, adds=n),
-            False,
-        )
+        (f"adobe drop {e} {ph}", partial(adobe_dropped_connection, endpoint=e, phase=ph, adds=n))
         for e, ph, n in [
             ("add_secret", "before", 1),
             ("add_secret", "after", 2),
@@ -363,12 +349,11 @@ SCENARIOS: list[tuple[str, Callable[[Rig], None], bool]] = [
             ("delete_secret", "after", 1),
         ]
     ],
-    ("adobe Retry-After 120s", a_long_retry_after_is_honoured_by_the_engine, False),
+    ("adobe Retry-After 120s", a_long_retry_after_is_honoured_by_the_engine),
     *[
         (
             f"aws {code} on {t}",
             partial(aws_throttling_and_5xx_are_retried, target=t, status=st, code=code),
-            False,
         )
         for t, st, code in [
             ("PutSecretValue", 400, "ThrottlingException"),
@@ -378,43 +363,27 @@ SCENARIOS: list[tuple[str, Callable[[Rig], None], bool]] = [
             ("UpdateSecretVersionStage", 500, "InternalServiceError"),
         ]
     ],
-    ("aws label move answer lost", aws_label_move_answer_lost_after_it_took_effect, False),
-    ("aws put answer lost", aws_put_answer_lost_after_it_took_effect, False),
-    ("aws put refused", aws_refusing_the_put_gives_the_new_secret_back_and_says_why, False),
-    ("aws dropped connections", aws_dropped_connections_are_retried, False),
-    ("random faults, normal", partial(random_faults_everywhere_at_once, emergency=False), False),
-    ("random faults, emergency", partial(random_faults_everywhere_at_once, emergency=True), False),
-    # These turn a knob the sandbox has for every client at once: one at a time.
-    ("adobe timeouts on list", adobe_timeouts_on_list_are_retried, True),
-    ("adobe timeout on add", adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up, True),
-    (
-        "accept_delay within verify_timeout",
-        a_new_secret_accepted_late_is_verified_by_retrying,
-        True,
-    ),
-    (
-        "accept_delay beyond verify_timeout",
-        a_new_secret_never_accepted_rolls_back_and_says_why,
-        True,
-    ),
-    ("usage_lag", a_late_last_used_at_still_delays_deletion_by_the_quiet_period, True),
+    ("aws label move answer lost", aws_label_move_answer_lost_after_it_took_effect),
+    ("aws put answer lost", aws_put_answer_lost_after_it_took_effect),
+    ("aws put refused", aws_refusing_the_put_gives_the_new_secret_back_and_says_why),
+    ("aws dropped connections", aws_dropped_connections_are_retried),
+    ("random faults, normal", partial(random_faults_everywhere_at_once, emergency=False)),
+    ("random faults, emergency", partial(random_faults_everywhere_at_once, emergency=True)),
+    # These turn a knob the sandbox has for every client at once (tests run one at a time
+    # per test process, and each process has its own sandbox).
+    ("adobe timeouts on list", adobe_timeouts_on_list_are_retried),
+    ("adobe timeout on add", adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up),
+    ("accept_delay within verify_timeout", a_new_secret_accepted_late_is_verified_by_retrying),
+    ("accept_delay beyond verify_timeout", a_new_secret_never_accepted_rolls_back_and_says_why),
+    ("usage_lag", a_late_last_used_at_still_delays_deletion_by_the_quiet_period),
 ]
 
 
-@pytest.fixture(scope="module")
-def batch(rig: Rig, request: pytest.FixtureRequest) -> Iterator[Batch]:
-    wanted = {
-        item.callspec.params["name"]
-        for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec")
-    }
-    scenarios = [
-        Scenario(name, partial(run, rig), exclusive)
-        for name, run, exclusive in SCENARIOS
-        if name in wanted
-    ]
+@pytest.fixture
+def fault_rig(rig: Rig) -> Iterator[Rig]:
+    """The rig; afterwards every fault is cleared and the ones that fired are counted."""
     before = _sandbox_faults(rig) + rig.proxy.faults_fired
-    yield Batch(scenarios)
+    yield rig
     figures.add(
         "faults injected (no crash)", _sandbox_faults(rig) + rig.proxy.faults_fired - before
     )
@@ -422,8 +391,6 @@ def batch(rig: Rig, request: pytest.FixtureRequest) -> Iterator[Batch]:
     rig.proxy.clear_faults()
 
 
-@pytest.mark.parametrize("name", [name for name, _run, _exclusive in SCENARIOS])
-def test_fault(batch: Batch, name: str) -> None:
-    error = batch.result(name)
-    if error is not None:
-        raise error
+@pytest.mark.parametrize("run", [pytest.param(run, id=name) for name, run in SCENARIOS])
+def test_fault(fault_rig: Rig, run: Callable[[Rig], None]) -> None:
+    run(fault_rig)

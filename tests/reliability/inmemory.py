@@ -1,0 +1,253 @@
+"""In-memory stand-ins for Adobe (`AdobeApi`) and AWS Secrets Manager (`SecretsStore`).
+
+Strict where the real services are strict and moto is not:
+- Adobe: two secrets at most; every call authenticates with the secret it is given (a
+  deleted or not-yet-accepted secret is refused with InvalidClient) and counts as a use of
+  that secret (`last_used_at`); a new secret may be accepted only after `accept_delay`.
+- AWS: a version is immutable (same token + other value is refused, AWSPENDING included);
+  each label is on one version; moving a label that is attached elsewhere needs
+  `RemoveFromVersionId` = its holder; moving AWSCURRENT moves AWSPREVIOUS by itself;
+  removing a label from a version that lacks it is refused.
+
+Both record every deletion of the secret AWSCURRENT held at that instant (I2), and both
+take one-shot faults: a transient error before or after the call takes effect, or a
+`Crash` (a BaseException, so nothing in the engine catches it) standing for SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from rotator.domain.errors import (
+    InvalidClient,
+    NotFound,
+    PermanentError,
+    SecretLimit,
+    TransientError,
+)
+from rotator.domain.model import AdobeSecret
+from rotator.ports import CredentialRef, NewSecret, SecretVersion
+
+CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
+
+
+class Crash(BaseException):
+    """The process died here (kill -9): nothing after this line of the step runs."""
+
+
+@dataclass
+class Armed:
+    """A one-shot fault on the next call named `call`."""
+
+    call: str
+    phase: str  # "before" | "after" (after: the call took effect, its answer is lost)
+    kind: str  # "transient" | "crash"
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.armed: list[Armed] = []
+        self.fired: list[str] = []
+
+    def arm(self, call: str, phase: str, kind: str) -> None:
+        self.armed.append(Armed(call, phase, kind))
+
+    def check(self, call: str, phase: str) -> None:
+        for armed in self.armed:
+            if armed.call == call and armed.phase == phase:
+                self.armed.remove(armed)
+                self.fired.append(f"{armed.kind} {call} {phase}")
+                if armed.kind == "crash":
+                    raise Crash(f"crash {phase} {call}")
+                raise TransientError(f"injected: {call} failed ({phase})", step=call)
+
+
+@dataclass
+class _Secret:
+    uuid: str
+    value: str
+    created_at: datetime
+    accepted_at: datetime
+    last_used_at: datetime | None = None
+
+
+class FakeAdobe:
+    """One credential's secrets at Adobe, behind the `AdobeApi` port."""
+
+    def __init__(self, clock: Callable[[], datetime], *, limit: int = 2) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.secrets: dict[str, _Secret] = {}
+        self.accept_delay = timedelta(0)
+        self.faults = Faults()
+        self.adds = 0
+        self.deleted_values: list[str] = []
+        self.current_value: Callable[[], str | None] = lambda: None  # AWSCURRENT, for I2
+        self.i2_violations: list[str] = []
+
+    # --- the world ----------------------------------------------------------------------
+
+    def seed(self) -> _Secret:
+        now = self.clock()
+        secret = _Secret(uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now)
+        self.secrets[secret.uuid] = secret
+        return secret
+
+    def by_value(self, value: str) -> _Secret | None:
+        return next((s for s in self.secrets.values() if s.value == value), None)
+
+    def mint(self, value: str) -> bool:
+        """A consumer's token request: True if Adobe accepts the value (and notes the use)."""
+        secret = self.by_value(value)
+        if secret is None or self.clock() < secret.accepted_at:
+            return False
+        secret.last_used_at = self.clock()
+        return True
+
+    def _auth(self, secret: str) -> None:
+        if not self.mint(secret):
+            raise InvalidClient("HTTP 400 (invalid_client): Adobe refused this client id / secret")
+
+    # --- the port -----------------------------------------------------------------------
+
+    def list_secrets(self, cred: CredentialRef, secret: str) -> list[AdobeSecret]:
+        self.faults.check("list", "before")
+        self._auth(secret)
+        ordered = sorted(self.secrets.values(), key=lambda s: s.created_at)
+        return [AdobeSecret(s.uuid, s.created_at, s.last_used_at) for s in ordered]
+
+    def add_secret(self, cred: CredentialRef, secret: str) -> NewSecret:
+        self.faults.check("add", "before")
+        self._auth(secret)
+        if len(self.secrets) >= self.limit:
+            raise SecretLimit("the credential already has two client secrets")
+        now = self.clock()
+        made = _Secret(
+            uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now + self.accept_delay
+        )
+        self.secrets[made.uuid] = made
+        self.adds += 1
+        self.faults.check("add", "after")
+        return NewSecret(made.uuid, made.created_at, made.value)
+
+    def delete_secret(self, cred: CredentialRef, secret: str, uuid: str) -> None:
+        self.faults.check("delete", "before")
+        self._auth(secret)
+        gone = self.secrets.pop(uuid, None)
+        if gone is not None:
+            if gone.value == self.current_value():
+                self.i2_violations.append(f"deleted {uuid}, the secret AWSCURRENT holds")
+            self.deleted_values.append(gone.value)
+        self.faults.check("delete", "after")
+
+    def verify(self, cred: CredentialRef, secret: str) -> None:
+        self.faults.check("verify", "before")
+        self._auth(secret)
+
+    def invalidate_tokens(self, cred: CredentialRef, secret: str) -> int:
+        self.faults.check("invalidate", "before")
+        return 0
+
+
+@dataclass
+class _Version:
+    id: str
+    value: str  # the JSON text, as AWS stores it
+    stages: set[str] = field(default_factory=set)
+
+
+class FakeAws:
+    """One AWS secret with strict staging-label semantics, behind the `SecretsStore` port."""
+
+    def __init__(self, secret_id: str) -> None:
+        self.secret_id = secret_id
+        self.versions: dict[str, _Version] = {}
+        self.faults = Faults()
+        self.writes = 0
+
+    def seed(self, value: dict[str, Any]) -> None:
+        vid = uuidlib.uuid4().hex
+        self.versions[vid] = _Version(vid, json.dumps(value), {CURRENT})
+
+    def holder(self, stage: str) -> _Version | None:
+        found = [v for v in self.versions.values() if stage in v.stages]
+        assert len(found) <= 1, f"{stage} on {len(found)} versions"
+        return found[0] if found else None
+
+    def value(self, stage: str) -> dict[str, Any] | None:
+        version = self.holder(stage)
+        return None if version is None else dict(json.loads(version.value))
+
+    def _check(self, secret_id: str) -> None:
+        if secret_id != self.secret_id:
+            raise NotFound(f"secret {secret_id!r} not found")
+
+    # --- the port -----------------------------------------------------------------------
+
+    def read(
+        self, secret_id: str, *, stage: str = CURRENT, version_id: str | None = None
+    ) -> SecretVersion | None:
+        self.faults.check("read", "before")
+        self._check(secret_id)
+        version = self.versions.get(version_id) if version_id else self.holder(stage)
+        if version is None:
+            return None
+        return SecretVersion(version.id, tuple(sorted(version.stages)), json.loads(version.value))
+
+    def stages(self, secret_id: str) -> dict[str, tuple[str, ...]]:
+        self.faults.check("stages", "before")
+        self._check(secret_id)
+        return {v.id: tuple(sorted(v.stages)) for v in self.versions.values() if v.stages}
+
+    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
+        self.faults.check("put", "before")
+        self._check(secret_id)
+        if not 32 <= len(token) <= 64:
+            raise PermanentError("ClientRequestToken must be 32 to 64 characters")
+        text = json.dumps(value)
+        existing = self.versions.get(token)
+        if existing is not None:
+            if existing.value != text:  # AWS refuses; moto would overwrite a PENDING one
+                raise PermanentError("ResourceExistsException: a version with this token exists")
+        else:
+            for version in self.versions.values():
+                version.stages.discard(PENDING)
+            self.versions[token] = _Version(token, text, {PENDING})
+            self.writes += 1
+        self.faults.check("put", "after")
+
+    def move_stage(
+        self, secret_id: str, stage: str, *, to_version: str | None, from_version: str | None
+    ) -> None:
+        self.faults.check("move", "before")
+        self._check(secret_id)
+        holder = self.holder(stage)
+        if from_version is not None and (holder is None or holder.id != from_version):
+            raise PermanentError(
+                f"InvalidParameterException: {stage} is not on version {from_version}"
+            )
+        if to_version is not None:
+            target = self.versions.get(to_version)
+            if target is None:
+                raise NotFound(f"version {to_version} not found")
+            if holder is not None and holder.id != to_version and from_version != holder.id:
+                raise PermanentError(
+                    f"InvalidParameterException: {stage} is on {holder.id}; "
+                    f"RemoveFromVersionId must name it"
+                )
+            if holder is not None and holder.id != to_version:
+                holder.stages.discard(stage)
+                if stage == CURRENT:
+                    for version in self.versions.values():
+                        version.stages.discard(PREVIOUS)
+                    holder.stages.add(PREVIOUS)
+            target.stages.add(stage)
+        elif holder is not None:
+            holder.stages.discard(stage)
+        self.writes += 1
+        self.faults.check("move", "after")
