@@ -285,7 +285,9 @@ class Engine:
         handling = rotation.state is State.ROLLING_BACK or rotation.detail.get("preempted")
         if rotation.emergency_requested and not rotation.emergency and not handling:
             return self._preempt(rotation, now)
-        if rotation.cancel_requested and not handling:
+        # A cancel that finds the old secret already being retired is too late: retiring
+        # finishes (stopping halfway would leave an emergency's leaked secret alive).
+        if rotation.cancel_requested and not handling and rotation.state is not State.RETIRING:
             return self._cancel(step, rotation, now)
         state = rotation.state
         if state is State.NEEDS_ATTENTION:

@@ -493,20 +493,6 @@ def test_engine_keeps_i1_to_i4_under_random_operations(template: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: rotator/engine.py Engine._cancel returns CANCELLED for any promoted state, "
-        "but rotator/domain/machine.py TRANSITIONS has no RETIRING -> CANCELLED, so "
-        "Engine._save raises IllegalTransition (uncaught by Engine.step): a cancel that "
-        "arrives while a rotation retires (an emergency does at once; a normal one after "
-        "its drain, or after a crash in its delete) crashes every step, and the rotation "
-        "is stuck in retiring. Fix: in Engine._decide, do not act on a cancel in RETIRING "
-        "(the old secret is already being retired: finish it, and say the cancel came too "
-        "late), or let _cancel return the retire outcome there."
-    ),
-)
 def test_a_cancel_while_retiring_ends_the_rotation(template: Path) -> None:
     EngineModel.template = template
     model = EngineModel()

@@ -691,14 +691,24 @@ class Store:
             return [AuditEvent(**r) for r in conn.execute(query).mappings().all()]
 
     def verify_chain(self, batch: int = 5000) -> tuple[int, str | None]:
-        """Walk the chain; return (events checked, the first problem or None)."""
+        """Walk the chain; return (events checked, the first problem or None).
+
+        The head is read first and the walk stops at the event it records, so events
+        appended while the walk runs are neither checked nor mistaken for tampering.
+        """
         checked, prev, last_id = 0, GENESIS, 0
         with self.engine.connect() as conn:
-            while True:
+            head = conn.execute(select(chain_head.c.hash, chain_head.c.last_event_id)).first()
+            newest = (
+                head[1]
+                if head is not None
+                else conn.execute(select(func.max(events.c.id))).scalar()
+            ) or 0
+            while last_id < newest:
                 rows = (
                     conn.execute(
                         select(events)
-                        .where(events.c.id > last_id)
+                        .where(events.c.id > last_id, events.c.id <= newest)
                         .order_by(events.c.id)
                         .limit(batch)
                     )
@@ -717,10 +727,9 @@ class Store:
                     checked += 1
                 if len(rows) < batch:
                     break
-            head = conn.execute(select(chain_head.c.hash, chain_head.c.last_event_id)).first()
         if head is None:
             return checked, "the chain head row was removed (the newest events cannot be proven)"
-        if head[0] != prev or head[1] != (last_id or None):
+        if head[0] != prev or last_id != newest:
             return checked, (
                 f"the newest event(s) after event {last_id} were removed "
                 f"(the chain head records event {head[1]})"
