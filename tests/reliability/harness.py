@@ -58,19 +58,31 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def toml(sections: dict[str, Any]) -> str:
-    """A small TOML writer: tables of scalars, and arrays of tables (lists of dicts)."""
+def _tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def toml(sections: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer: tables (nested too), scalars, and arrays of tables."""
     out: list[str] = []
     for name, body in sections.items():
-        if isinstance(body, list):
+        full = f"{prefix}{name}"
+        if _tables(body):
             for item in body:
-                out.append(f"[[{name}]]")
+                out.append(f"[[{full}]]")
                 out.extend(f"{k} = {toml_value(v)}" for k, v in item.items())
                 out.append("")
+        elif isinstance(body, dict):
+            plain = {k: v for k, v in body.items() if not isinstance(v, dict) and not _tables(v)}
+            nested = {k: v for k, v in body.items() if k not in plain}
+            if plain or not nested:
+                out.append(f"[{full}]")
+                out.extend(f"{k} = {toml_value(v)}" for k, v in plain.items())
+                out.append("")
+            if nested:
+                out.append(toml(nested, prefix=f"{full}."))
         else:
-            out.append(f"[{name}]")
-            out.extend(f"{k} = {toml_value(v)}" for k, v in body.items())
-            out.append("")
+            raise ValueError(f"top-level key {full!r} must be a table")
     return "\n".join(out)
 
 

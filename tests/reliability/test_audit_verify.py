@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from rotator.adapters.db import migrate
