@@ -104,17 +104,16 @@ class Databases:
         self._admin: Engine | None = None
 
     def new(self, kind: str, *, shared: str | None = None) -> str:
-        """A fresh database; PostgreSQL ones may be `shared` by name between cases (as one
-        rotator database serves many credentials), which also saves creating and dropping
-        dozens of databases."""
-        if kind == "sqlite":
-            return self.sqlite()
+        """A fresh database, or one `shared` by name between cases (as one rotator
+        database serves many credentials), which also saves creating and dropping dozens
+        of PostgreSQL databases."""
         if shared is None:
-            return self.postgres()
+            return self.sqlite() if kind == "sqlite" else self.postgres()
         with self._shared_lock:
-            if shared not in self._shared:
-                self._shared[shared] = self.postgres()
-            return self._shared[shared]
+            key = f"{kind}:{shared}"
+            if key not in self._shared:
+                self._shared[key] = self.sqlite() if kind == "sqlite" else self.postgres()
+            return self._shared[key]
 
     def sqlite(self) -> str:
         with self._lock:

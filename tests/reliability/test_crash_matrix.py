@@ -173,7 +173,7 @@ def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
     started = time.monotonic()
     problems: list[str] = []
     log: list[str] = []
-    case = rig.new_case(db, shared_db="crash-matrix")
+    case = rig.new_case(db, shared_db="crash-matrix" if db == "postgres" else None)
     command = ["rotate", case.name, "--wait"] + (["--emergency"] if scenario == "emergency" else [])
     first: Proc | None = None
     holds: list[Hold] = []

@@ -1,0 +1,271 @@
+"""A randomised soak: many rotations of several credentials sharing one database, rotator
+processes killed with SIGKILL at random moments, two processes racing for one credential,
+emergencies landing on normal rotations, and Adobe and AWS faults at random rates.
+
+Meanwhile a watcher samples I2/I3 and consumers keep reading AWSCURRENT and minting
+tokens with it (I8: outside an emergency, none may be refused). At the end the faults
+stop, every credential is rotated once more to a clean state, and every invariant is
+checked: no unfinished rotation, I1, I3, I4, I6 (every event chain and the audit hash
+chain), and no orphan at Adobe.
+
+Seeded: ROTATOR_SOAK_SEED=N repeats a run's choices (timing still varies); the seed is
+printed. CI soaks for ~15 s per database; ROTATOR_LONG=1 for 5 minutes (or
+ROTATOR_SOAK_SECONDS=N).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.reliability import figures
+from tests.reliability.conftest import LONG
+from tests.reliability.harness import (
+    Case,
+    Rig,
+    i1_current_works,
+    i3_one_unfinished,
+    i4_completed_normal,
+    i6_events,
+    toml,
+    verify_chain,
+)
+from tests.reliability.launcher import Proc, base_env
+
+CREDENTIALS = 4
+SECONDS = float(os.environ.get("ROTATOR_SOAK_SECONDS") or (300 if LONG else 15))
+
+
+@dataclass
+class Tally:
+    started: Counter[str] = field(default_factory=Counter)
+    exits: Counter[int] = field(default_factory=Counter)
+    kills: int = 0
+    races: int = 0
+    refused: list[tuple[str, datetime]] = field(default_factory=list)
+    consumed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _config(rig: Rig, cases: list[Case], db_url: str) -> str:
+    """One config file for every credential, as a deployment has."""
+    path = rig.root / f"soak-{cases[0].name}.toml"
+    sections = {
+        "database": {"url": db_url},
+        "adobe": {"ims_url": rig.sandbox.url, "api_url": rig.sandbox.url, "timeout": "2s"},
+        "aws": {"endpoint_url": rig.proxy.url, "region": "us-east-1"},
+        "defaults": {
+            "quiet_period": "1s",
+            "poll_interval": "500ms",
+            "verify_timeout": "5s",
+            "max_drain": "1h",
+        },
+        "daemon": {"lease": "1s"},
+        "credentials": [
+            {
+                "name": c.name,
+                "org_id": c.cred.org_id,
+                "credential_id": c.cred.credential_id,
+                "client_id": c.cred.client_id,
+                "secret_id": c.secret_id,
+            }
+            for c in cases
+        ],
+    }
+    path.write_text(toml(sections))
+    return str(path)
+
+
+def _start(rig: Rig, config: str, *command: str) -> Proc:
+    return rig.launcher.start(["--config", config, *command], env=base_env(), cwd=rig.root)
+
+
+def _driver(
+    rig: Rig, config: str, case: Case, rng: random.Random, deadline: float, tally: Tally
+) -> None:
+    """One credential's operator from hell: rotate, kill, race, declare emergencies."""
+    while time.monotonic() < deadline:
+        emergency = rng.random() < 0.25
+        command = ["rotate", case.name, "--wait"] + (["--emergency"] if emergency else [])
+        procs = [_start(rig, config, *command)]
+        with tally.lock:
+            tally.started["emergency" if emergency else "normal"] += 1
+        if rng.random() < 0.15:  # a second process for the same credential, at once
+            procs.append(_start(rig, config, "rotate", case.name, "--wait"))
+            with tally.lock:
+                tally.races += 1
+        if rng.random() < 0.5:
+            time.sleep(rng.uniform(0.05, 2.5))
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    with tally.lock:
+                        tally.kills += 1
+                else:
+                    proc.wait(1)
+        else:
+            for proc in procs:
+                code = proc.wait(90)
+                with tally.lock:
+                    tally.exits[code] += 1
+
+
+def _consumer(rig: Rig, cases: list[Case], stop: threading.Event, tally: Tally) -> None:
+    """Consumers that read AWSCURRENT whenever they need a token, and use it at once."""
+    while not stop.is_set():
+        for case in cases:
+            value = case.current_secret_fast()
+            if value is None:
+                continue
+            status, _error = case.mint(value)
+            with tally.lock:
+                tally.consumed += 1
+                if status != 200:
+                    tally.refused.append((case.name, datetime.now(UTC)))
+        time.sleep(0.05)
+
+
+def _settle(rig: Rig, config: str, case: Case, errors: list[str]) -> None:
+    """Finish what is unfinished (an emergency it started too), then one clean rotation."""
+    for _ in range(4):
+        proc = _start(rig, config, "rotate", case.name, "--wait")
+        code = proc.wait(90)
+        if code != 0:
+            errors.append(f"{case.name}: settling exited {code}: {proc.stdout[-600:]}")
+            return
+        last = case.latest()
+        unfinished = case.rows(
+            "SELECT id FROM rotations WHERE credential = :n AND finished_at IS NULL", n=case.name
+        )
+        clean = last is not None and last["trigger"] != "emergency" and case.adds() > 0
+        if clean and last["state"] == "completed" and not unfinished:
+            return
+    errors.append(f"{case.name}: did not settle")
+
+
+def _emergency_windows(case: Case) -> list[tuple[datetime, datetime]]:
+    windows = []
+    for row in case.rotations():
+        detail = row["detail"]
+        detail = json.loads(detail) if isinstance(detail, str) else (detail or {})
+        if row["trigger"] == "emergency" or detail.get("preempted"):
+            start = _aware(row["created_at"])
+            end = _aware(row["finished_at"]) if row["finished_at"] else datetime.now(UTC)
+            windows.append((start - timedelta(seconds=1), end + timedelta(seconds=2)))
+    return windows
+
+
+def _aware(value: object) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_soak(rig: Rig, db: str) -> None:
+    seed = int(os.environ.get("ROTATOR_SOAK_SEED") or random.SystemRandom().randrange(10**9))
+    print(f"soak seed: {seed} (repeat with ROTATOR_SOAK_SEED={seed})")
+    figures.note(f"soak seed ({db})", str(seed))
+    rng = random.Random(seed)
+    shared = f"soak-{seed}"
+    cases = [rig.new_case(db, shared_db=shared) for _ in range(CREDENTIALS)]
+    config = _config(rig, cases, cases[0].db_url)
+    tally = Tally()
+
+    # Faults at random rates, aimed at these credentials only.
+    faults = rig.state.faults
+    proxy_before = rig.proxy.faults_fired
+    for i, case in enumerate(cases):
+        client = case.cred.client_id
+        faults.add("*", status=503, rate=rng.uniform(0, 0.12), seed=seed + i, client_id=client)
+        faults.add(
+            "*", action="drop", rate=rng.uniform(0, 0.04), seed=seed + 10 + i, client_id=client
+        )
+        rig.proxy.add_fault("*", secret_id=case.secret_id, rate=rng.uniform(0, 0.08), seed=seed + i)
+
+    stop = threading.Event()
+    errors: list[str] = []
+    consumer = threading.Thread(target=_consumer, args=(rig, cases, stop, tally), daemon=True)
+    deadline = time.monotonic() + SECONDS
+    drivers = [
+        threading.Thread(
+            target=_driver,
+            args=(rig, config, case, random.Random(seed * 31 + i), deadline, tally),
+            daemon=True,
+        )
+        for i, case in enumerate(cases)
+    ]
+    for case in cases:
+        rig.watcher.add(case)
+    try:
+        consumer.start()
+        for thread in drivers:
+            thread.start()
+        for thread in drivers:
+            thread.join(SECONDS + 120)
+
+        # Calm: no faults; each credential's work is finished, then one clean rotation.
+        faults_fired = sum(int(e["faults"]) for e in faults.counters()["endpoints"].values())
+        faults_fired += rig.proxy.faults_fired - proxy_before
+        faults.clear_faults()
+        rig.proxy.clear_faults()
+        settlers = [
+            threading.Thread(target=_settle, args=(rig, config, case, errors), daemon=True)
+            for case in cases
+        ]
+        for thread in settlers:
+            thread.start()
+        for thread in settlers:
+            thread.join(300)
+        stop.set()
+        consumer.join(10)
+    finally:
+        stop.set()
+        for case in cases:
+            rig.watcher.remove(case)
+
+    problems: list[str] = list(errors)
+    completed = 0
+    for case in cases:
+        rows = case.rotations()
+        completed += sum(1 for r in rows if r["state"] == "completed")
+        unfinished = [r["id"] for r in rows if r["finished_at"] is None]
+        if unfinished:
+            problems.append(f"{case.name}: unfinished rotations {unfinished}")
+        problems += [f"{case.name}: {p}" for p in case.violations]
+        problems += [f"{case.name}: {p}" for p in i1_current_works(case) + i3_one_unfinished(case)]
+        previous = case.aws_value("AWSPREVIOUS").get("client_secret")
+        problems += [f"{case.name}: {p}" for p in i4_completed_normal(case, str(previous))]
+        problems += [f"{case.name}: {p}" for p in i6_events(case, chain=False)]
+        live = list(case.adobe().values())
+        if live != [case.aws_value().get("client_secret")]:
+            problems.append(f"{case.name}: orphans: Adobe holds {len(live)} secrets")
+        windows = _emergency_windows(case)
+        for name, at in tally.refused:
+            if name == case.name and not any(a <= at <= b for a, b in windows):
+                problems.append(f"I8: a consumer of {name} was refused at {at.isoformat()}")
+    problems += verify_chain(cases[0].db_url)  # every process is gone: the whole chain
+    for case in cases:
+        case.close()
+
+    figures.add("soak rotations completed", completed)
+    figures.add("soak rotator processes killed", tally.kills)
+    figures.add("soak races (two processes, one credential)", tally.races)
+    figures.add("soak faults injected", faults_fired)
+    figures.add("soak consumer token requests", tally.consumed)
+    print(
+        f"soak {db}: {completed} rotations completed, {sum(tally.started.values())} started "
+        f"({dict(tally.started)}), {tally.kills} kills, {tally.races} races, exits "
+        f"{dict(tally.exits)}, {tally.consumed} consumer mints, {len(tally.refused)} refused "
+        f"(all during emergencies), faults {faults_fired}"
+    )
+    assert not problems, f"seed {seed}: " + "\n".join(problems)
+    assert completed >= CREDENTIALS * 2
