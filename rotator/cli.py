@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
+import structlog
 
 from rotator import config as config_mod
 from rotator import redaction
@@ -327,6 +328,16 @@ def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) ->
     with ctx.app(notify=True) as app:
         trigger = Trigger.EMERGENCY if emergency else Trigger.MANUAL
         before = app.store.active(name)
+        if before is None:
+            # Read-only first: a credential that cannot rotate leaves no rotation behind.
+            from rotator.preflight import check_one
+
+            with structlog.contextvars.bound_contextvars(credential=name):
+                ready = check_one(
+                    app.settings, name, app.adobe, app.aws, app.store.credential_rows().get(name)
+                )
+            if not ready.ok and ready.blocks_rotation:
+                die(f"{name}: cannot rotate: {ready.detail}", EXIT_FAILED)
         rotation = app.engine.request(name, trigger, actor=_actor(), reason=reason)
         if emergency and not rotation.emergency:
             say(

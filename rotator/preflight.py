@@ -29,6 +29,8 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    # False where a rotation can still find out for itself (which secret AWSCURRENT holds).
+    blocks_rotation: bool = True
 
 
 def run_checks(settings: Settings) -> list[CheckResult]:
@@ -85,6 +87,13 @@ def _database(settings: Settings) -> tuple[CheckResult, dict[str, CredentialRow]
         return CheckResult(DATABASE, False, f"cannot read: {type(exc).__name__}: {first}"), {}
 
 
+def check_one(
+    settings: Settings, name: str, adobe: AdobeClient, aws: AwsSecrets, row: CredentialRow | None
+) -> CheckResult:
+    """The pre-flight of one credential, with the caller's adapters (used before `rotate`)."""
+    return _check(settings, settings.credential(name), adobe, aws, row)
+
+
 def _check(
     settings: Settings,
     cfg: CredentialConfig,
@@ -117,6 +126,7 @@ def _check(
             False,
             f"cannot tell which of {sorted(by_uuid)} AWSCURRENT holds; run "
             f"`rotator adopt {cfg.name} --uuid <uuid>`",
+            blocks_rotation=False,
         )
     if known not in by_uuid:
         return CheckResult(cfg.name, False, f"current uuid {known} is not listed at Adobe")

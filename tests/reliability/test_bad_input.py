@@ -29,17 +29,6 @@ from tests.reliability import figures
 from tests.reliability.harness import Case, Rig, toml
 from tests.reliability.launcher import base_env, exec_rotator
 
-ROTATE_WRITES_FIRST = (
-    "BUG: rotator/cli.py _rotate calls engine.request() (a credentials row, a planned "
-    "rotation and its events) before anything is read from AWS or Adobe, so a "
-    "misconfigured credential leaves a rotation in needs_attention behind (which then "
-    "blocks the credential until someone cancels it) and its reason is printed on stdout "
-    "as a progress line, not as one error line on stderr. Fix: run the read-only "
-    "pre-flight of rotator/preflight.py (read AWSCURRENT, check its keys, mint a token, "
-    "list Adobe's secrets, find AWSCURRENT's uuid) in `rotate` before engine.request(), "
-    "and exit 2 (configuration) or 1 with its one-line reason on stderr."
-)
-
 
 class Harm(Exception):
     """Bad input changed something, crashed, or exited with an undocumented code."""
@@ -267,30 +256,11 @@ CASES = [
         _edit("credentials", "secret_id", "adobe/nosuch"),
         {1, 2, 3},
         ("adobe/nosuch",),
-        bug=ROTATE_WRITES_FIRST,
     ),
-    Bad(
-        "aws-not-json",
-        _aws_value("client_secret=abc"),
-        {1, 2, 3},
-        ("not a JSON object",),
-        bug=ROTATE_WRITES_FIRST,
-    ),
-    Bad(
-        "aws-json-not-object",
-        _aws_value('["a", "b"]'),
-        {1, 2, 3},
-        ("not an object",),
-        bug=ROTATE_WRITES_FIRST,
-    ),
-    Bad("aws-binary", _aws_value("", binary=True), {1, 2, 3}, ("binary",), bug=ROTATE_WRITES_FIRST),
-    Bad(
-        "aws-missing-key",
-        _aws_value('{"secret": "abc"}'),
-        {1, 2, 3},
-        ("client_secret",),
-        bug=ROTATE_WRITES_FIRST,
-    ),
+    Bad("aws-not-json", _aws_value("client_secret=abc"), {1, 2, 3}, ("not a JSON object",)),
+    Bad("aws-json-not-object", _aws_value('["a", "b"]'), {1, 2, 3}, ("not an object",)),
+    Bad("aws-binary", _aws_value("", binary=True), {1, 2, 3}, ("binary",)),
+    Bad("aws-missing-key", _aws_value('{"secret": "abc"}'), {1, 2, 3}, ("client_secret",)),
     Bad(
         "aws-uuid-unknown",
         _aws_value(
@@ -298,7 +268,6 @@ CASES = [
         ),
         {1, 2, 3},
         ("f" * 32,),
-        bug=ROTATE_WRITES_FIRST,
     ),
     # --- Adobe ------------------------------------------------------------------------------
     Bad(
@@ -306,26 +275,15 @@ CASES = [
         _edit("credentials", "client_id", "0" * 32),
         {1, 2, 3},
         ("invalid_client",),
-        bug=ROTATE_WRITES_FIRST,
     ),
-    Bad("revoked-secret", _revoked, {1, 2, 3}, ("invalid_client",), bug=ROTATE_WRITES_FIRST),
+    Bad("revoked-secret", _revoked, {1, 2, 3}, ("invalid_client",)),
     Bad(
-        "adobe-404-credential",
-        _edit("credentials", "credential_id", "999999"),
-        {1, 2, 3},
-        ("404",),
-        bug=ROTATE_WRITES_FIRST,
+        "adobe-404-credential", _edit("credentials", "credential_id", "999999"), {1, 2, 3}, ("404",)
     ),
-    Bad(
-        "adobe-404-org",
-        _edit("credentials", "org_id", "999999"),
-        {1, 2, 3},
-        ("404",),
-        bug=ROTATE_WRITES_FIRST,
-    ),
-    Bad("adobe-403-api-key", _other_credentials_key, {1, 2, 3}, ("403",), bug=ROTATE_WRITES_FIRST),
-    Bad("adobe-401-token", _token_expires_in_flight, {1, 2, 3}, ("401",), bug=ROTATE_WRITES_FIRST),
-    Bad("adobe-missing-scopes", _missing_scopes, {1, 2, 3}, ("scope",), bug=ROTATE_WRITES_FIRST),
+    Bad("adobe-404-org", _edit("credentials", "org_id", "999999"), {1, 2, 3}, ("404",)),
+    Bad("adobe-403-api-key", _other_credentials_key, {1, 2, 3}, ("403",)),
+    Bad("adobe-401-token", _token_expires_in_flight, {1, 2, 3}, ("401",)),
+    Bad("adobe-missing-scopes", _missing_scopes, {1, 2, 3}, ("scope",)),
     # --- unreachable endpoints (the read-only pre-flight says which) -------------------------
     Bad(
         "adobe-unreachable",
