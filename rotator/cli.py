@@ -22,9 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
-import structlog
 
-from rotator import config as config_mod
 from rotator import redaction
 from rotator.domain.errors import ConfigError, RotatorError
 from rotator.domain.model import Rotation, State, Trigger
@@ -32,6 +30,7 @@ from rotator.domain.model import Rotation, State, Trigger
 if TYPE_CHECKING:
     from rotator.adapters.db.store import Store
     from rotator.app import App
+    from rotator.config import Settings
     from rotator.notify import Notifier
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -67,12 +66,14 @@ class Ctx:
         self.config_path = config_path
         self.log_level = log_level
         self.log_format = log_format
-        self._settings: config_mod.Settings | None = None
+        self._settings: Settings | None = None
 
     @property
-    def settings(self) -> config_mod.Settings:
+    def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = config_mod.load(self.config_path)
+            from rotator import config  # pydantic: loaded when a command needs it
+
+            self._settings = config.load(self.config_path)
         return self._settings
 
     @contextmanager
@@ -125,9 +126,27 @@ class _Main(click.Group):
         "sandbox": "rotator.sandbox.cli:sandbox",
         "demo": "rotator.demo:demo",
     }
+    # What `rotator --help` says of them, so listing commands imports no server.
+    lazy_help: ClassVar[dict[str, str]] = {
+        "sandbox": "Run the local Adobe stand-in (IMS and I/O Management API).",
+        "demo": "A normal and an emergency rotation, end to end, on embedded defaults.",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        rows = []
+        for name in names:
+            if name in self.lazy:
+                rows.append((name, self.lazy_help[name]))
+            elif (command := super().get_command(ctx, name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
@@ -330,9 +349,11 @@ def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) ->
         before = app.store.active(name)
         if before is None:
             # Read-only first: a credential that cannot rotate leaves no rotation behind.
+            from structlog.contextvars import bound_contextvars
+
             from rotator.preflight import check_one
 
-            with structlog.contextvars.bound_contextvars(credential=name):
+            with bound_contextvars(credential=name):
                 ready = check_one(
                     app.settings, name, app.adobe, app.aws, app.store.credential_rows().get(name)
                 )

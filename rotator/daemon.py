@@ -71,6 +71,9 @@ class Daemon:
         self._ready = False
         self._last_tick_ok: float | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        # Settings are frozen: merge each credential's policy once, not on every tick.
+        self._policies = {c.name: settings.policy(c) for c in settings.credentials}
+        self._windows = {c.name: settings.window(c) for c in settings.credentials}
         self._crons = {
             c.name: CronTrigger.from_crontab(s, timezone="UTC")
             for c in settings.credentials
@@ -197,7 +200,7 @@ class Daemon:
             if cfg.name in active:
                 continue
             row = rows.get(cfg.name)
-            policy = self.settings.policy(cfg)
+            policy = self._policies[cfg.name]
             # Re-survey daily (a secret may be replaced outside rotator); a credential whose
             # age is still unknown is tried again every poll interval.
             resurvey = SURVEY_EVERY if row and row.secret_created_at else policy.poll_interval
@@ -213,7 +216,7 @@ class Daemon:
                 last_scheduled_at=_first_fire_after(cron, reference, now) if cron else None,
                 last_failed_at=row.last_failed_at,
                 policy=policy,
-                window=self.settings.window(cfg),
+                window=self._windows[cfg.name],
                 now=now,
             ):
                 rotation = engine.request(
@@ -222,7 +225,10 @@ class Daemon:
                 active[cfg.name] = rotation
                 log.info("rotation started", credential=cfg.name, rotation_id=rotation.id)
         names = set(configured)  # a rotation of a credential no longer configured stays put
-        return sum(1 for r in active.values() if r.credential in names and _has_work(r, now))
+        # Rotations started in this very tick were inserted after `now`: judge them by a
+        # fresh clock, or they would wait a whole tick for a worker.
+        later = datetime.now(UTC)
+        return sum(1 for r in active.values() if r.credential in names and _has_work(r, later))
 
     def _survey(self, name: str) -> None:
         assert self.app is not None

@@ -42,7 +42,8 @@ class RateLimiter:
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate / 10)
+        # Burst 1: a budget is per second at AWS, so no second may hold more than `rate`.
+        self.capacity = burst if burst is not None else 1.0
         self._tokens = self.capacity
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
