@@ -118,13 +118,6 @@ def _last_worker_prints(workerinput: dict[str, Any], text: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # In the controller (or without xdist), crash cells arrive as report properties.
-    for name, value in report.user_properties:
-        if name == "crash_cell" and report.when == "call":
-            figures.record_json(str(value))
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     lines = figures.summary_lines()
     if lines:

@@ -3,8 +3,8 @@
 Each test adds to `FIGURES` (counts) and `MATRIX` (the crash matrix's verdicts); the
 conftest prints them with the terminal reporter, so every CI log carries the numbers
 that docs/reliability.md quotes. Under pytest-xdist each worker gathers its own and the
-conftest merges them in the controller (crash cells travel as test report properties,
-counts as the worker's `workeroutput`).
+conftest merges them in the controller (each worker hands them over as its
+`workeroutput`).
 """
 
 from __future__ import annotations
@@ -88,10 +88,6 @@ def cell_json(cell: MatrixCell) -> str:
             "problems": cell.problems[:5],
         }
     )
-
-
-def record_json(text: str) -> None:
-    record(MatrixCell(**json.loads(text)))
 
 
 def export() -> str:

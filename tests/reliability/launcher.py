@@ -242,6 +242,8 @@ class Zygote:
         return Proc(pid, out_r, out_w, Path(err_path), self._wait)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the reader; the server sees EOF and ends
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         try:
             self._process.wait(timeout=10)

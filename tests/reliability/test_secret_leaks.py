@@ -73,20 +73,27 @@ def webhooks() -> Iterator[Webhooks]:
 @dataclass
 class Haystack:
     parts: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, text: str) -> None:
         self.parts[name] = self.parts.get(name, "") + text + "\n"
 
     def run(self, name: str, proc: Proc, timeout: float = 60) -> int:
+        started = time.monotonic()
         code = proc.wait(timeout)
+        self.timings[name] = round(time.monotonic() - started, 1)
         self.add(f"{name}: stdout", proc.stdout)
         self.add(f"{name}: stderr (DEBUG logs)", proc.stderr)
         return code
 
 
-def _rotator(case: Case, *command: str) -> Proc:
+def _rotator(case: Case, *command: str, installed: bool = False) -> Proc:
+    """DEBUG logs on. SQLite runs use the installed console script, PostgreSQL ones the
+    fork server (same code, same process boundary, a second of CPU less each)."""
     argv = ["--log-level", "DEBUG", *case.argv(*command)]
-    return exec_rotator(argv, env=base_env(), cwd=case.rig.root)
+    if installed or case.db_url.startswith("sqlite"):
+        return exec_rotator(argv, env=base_env(), cwd=case.rig.root)
+    return case.rig.launcher.start(argv, env=base_env(), cwd=case.rig.root)
 
 
 def _dump_tables(case: Case) -> str:
@@ -137,10 +144,9 @@ def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str,
     rig.proxy.add_fault("PutSecretValue", secret_id=case.secret_id, code="AccessDeniedException")
     codes["attention"] = hay.run("needs attention", _rotator(case, "rotate", case.name))
     rig.proxy.clear_faults()
-    hay.run("cancel", _rotator(case, "cancel", case.name, "--reason", "leak scan"))
 
-    # 5. An unexpected error mid-rotation: the events table vanishes while the rotator waits
-    #    on AWS, so its next save fails and the CLI logs the traceback at DEBUG.
+    # 5. That rotation resumes, and meets an unexpected error: the events table vanishes
+    #    while it waits on AWS, its next save fails and the CLI logs the traceback.
     hold = case.aws_hold("PutSecretValue")
     proc = _rotator(case, "rotate", case.name, "--wait")
     hold.wait(30)
@@ -151,13 +157,11 @@ def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str,
     with case.engine.begin() as conn:
         conn.execute(text("ALTER TABLE events_away RENAME TO events"))
     assert "Traceback" in proc.stderr or '"exception"' in proc.stderr, proc.stderr[-2000:]
-    hay.run("cancel 2", _rotator(case, "cancel", case.name, "--reason", "after the error"))
 
     # 6. Read-only commands (on one database: they print the same from either).
     if db == "sqlite":
-        for command in (["status", "--json"], ["history", "--json"], ["audit", "verify"]):
+        for command in (["status", "--json"], ["history", "--json"]):
             hay.run(" ".join(command), _rotator(case, *command))
-        hay.run("check", _rotator(case, "check"))
 
     # 7. The daemon: a due credential (max_age 1s) rotated by the scheduler; /metrics.
     hay.add("webhooks so far", "\n".join(webhooks.bodies))
@@ -176,7 +180,7 @@ def _daemon(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> None:
         extra={"notifications": {"webhooks": [{"url": webhooks.url, "timeout": "2s"}]}},
     )
     rig.state.faults.add("token", status=503, count=1, client_id=case.cred.client_id)
-    proc = _rotator(case, "run")
+    proc = _rotator(case, "run", installed=True)
     try:
         wait_until(
             lambda: any(r["state"] == "completed" for r in case.rotations()),
@@ -202,6 +206,7 @@ def test_no_secret_or_token_anywhere(rig: Rig, db: str, webhooks: Webhooks) -> N
     hay = Haystack()
     codes = _scenario(rig, db, webhooks, hay)
     hay.add("webhooks", "\n".join(webhooks.bodies))
+    print(f"leak scan {db}: seconds per run {hay.timings}")
 
     needles = [row["client_secret"] for row in rig.state.all_secret_values()]
     needles += rig.state.all_token_values()

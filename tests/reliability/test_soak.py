@@ -133,6 +133,10 @@ def _consumer(rig: Rig, cases: list[Case], stop: threading.Event, tally: Tally) 
         time.sleep(0.05)
 
 
+def _sandbox_faults(rig: Rig) -> int:
+    return sum(int(e["faults"]) for e in rig.state.faults.counters()["endpoints"].values())
+
+
 def _settle(rig: Rig, config: str, case: Case, errors: list[str]) -> None:
     """Finish what is unfinished (an emergency it started too), then one clean rotation."""
     for _ in range(4):
@@ -182,7 +186,7 @@ def test_soak(rig: Rig, db: str) -> None:
 
     # Faults at random rates, aimed at these credentials only.
     faults = rig.state.faults
-    proxy_before = rig.proxy.faults_fired
+    proxy_before, sandbox_before = rig.proxy.faults_fired, _sandbox_faults(rig)
     for i, case in enumerate(cases):
         client = case.cred.client_id
         faults.add("*", status=503, rate=rng.uniform(0, 0.12), seed=seed + i, client_id=client)
@@ -213,8 +217,7 @@ def test_soak(rig: Rig, db: str) -> None:
             thread.join(SECONDS + 120)
 
         # Calm: no faults; each credential's work is finished, then one clean rotation.
-        faults_fired = sum(int(e["faults"]) for e in faults.counters()["endpoints"].values())
-        faults_fired += rig.proxy.faults_fired - proxy_before
+        faults_fired = _sandbox_faults(rig) - sandbox_before + rig.proxy.faults_fired - proxy_before
         faults.clear_faults()
         rig.proxy.clear_faults()
         settlers = [
