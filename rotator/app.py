@@ -57,7 +57,7 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
         elif not migrate.is_current(engine):
             raise ConfigError(
                 f"{settings.source}: database.url: the schema is not at the current revision "
-                f"({migrate.current(engine) or 'empty'} != {migrate.head()}); "
+                f"({migrate.current(engine) or 'empty'} != {migrate.HEAD}); "
                 f"run `rotator db upgrade`"
             )
     except ConfigError:

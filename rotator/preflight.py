@@ -67,7 +67,7 @@ def _database(settings: Settings) -> tuple[CheckResult, dict[str, CredentialRow]
     try:
         engine = make_engine(url)
         try:
-            current, head = migrate.current(engine), migrate.head()
+            current, head = migrate.current(engine), migrate.HEAD
             if current != head:
                 return CheckResult(
                     DATABASE,

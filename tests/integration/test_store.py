@@ -687,3 +687,9 @@ def test_two_first_events_in_parallel_both_commit(pg_url: str) -> None:
     event.remove(engine, "after_cursor_execute", pause_after_head_insert)
     engine.dispose()
     assert results == {"A": "ok", "B": "ok"}
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    from rotator.adapters.db import migrate
+
+    assert migrate.head() == migrate.HEAD
