@@ -61,6 +61,7 @@ def rig(
     instance = Rig(sandbox_server, local_aws.endpoint_url, aws_proxy, databases, launcher, root)
     yield instance
     figures.add("invariant samples taken by the watcher", instance.watcher.samples)
+    figures.add("watcher samples skipped (raced a write)", instance.watcher.skipped)
 
 
 class _XdistFigures:
