@@ -64,6 +64,28 @@ def rig(
     figures.add("watcher samples skipped (raced a write)", instance.watcher.skipped)
 
 
+# The longest tests of this suite, started first so that xdist spreads them over its
+# workers instead of leaving one of them for last (order only; nothing else changes).
+_LONGEST = (
+    "test_engine_keeps_i1_to_i4_under_random_operations",
+    "test_soak",
+    "test_no_secret_or_token_anywhere",
+    "test_crash_then_restart_keeps_every_invariant",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = getattr(item, "originalname", item.name)
+        return _LONGEST.index(name) if name in _LONGEST and _ours(item) else len(_LONGEST)
+
+    items.sort(key=rank)  # stable: everything else keeps its order
+
+
+def _ours(item: pytest.Item) -> bool:
+    return Path(str(item.fspath)).parent == Path(__file__).parent
+
+
 class _XdistFigures:
     """In the controller: tell workers a summary will be printed here, and gather theirs."""
 

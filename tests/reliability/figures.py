@@ -38,8 +38,9 @@ def add(name: str, amount: int = 1) -> None:
 
 
 def note(name: str, text: str) -> None:
-    with _lock:
-        NOTES[name] = text
+    if text:
+        with _lock:
+            NOTES[name] = text
 
 
 def record(cell: MatrixCell) -> None:
@@ -103,7 +104,8 @@ def merge(text: str) -> None:
     with _lock:
         FIGURES.update(data.get("figures", {}))
         for name, value in data.get("notes", {}).items():
-            NOTES[name] = f"{NOTES[name]}; {value}" if name in NOTES else value
+            if value and value != NOTES.get(name):
+                NOTES[name] = f"{NOTES[name]}; {value}" if NOTES.get(name) else value
 
 
 def summary_lines() -> list[str]:

@@ -216,9 +216,9 @@ def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: Rig) -> N
 
     def consumer_uses_the_old_secret() -> None:
         time.sleep(0.3)
+        used_at.append(datetime.now(UTC))  # just before: Adobe records the use after this
         status, _ = case.mint(case.initial_value)  # a consumer that has not re-read AWS yet
         assert status == 200
-        used_at.append(datetime.now(UTC))
 
     user = _when(lambda: case.db_state() == "draining", consumer_uses_the_old_secret)
     try:
