@@ -182,6 +182,7 @@ def _aware(value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@pytest.mark.timeout(SECONDS + 400)
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_soak(rig: Rig, db: str) -> None:
     seed = int(os.environ.get("ROTATOR_SOAK_SEED") or random.SystemRandom().randrange(10**9))
