@@ -71,6 +71,7 @@ _LONGEST = (
     "test_soak",
     "test_no_secret_or_token_anywhere",
     "test_crash_then_restart_keeps_every_invariant",
+    "test_faults_aimed_at_one_credential_each_side_by_side",
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -369,8 +370,10 @@ SCENARIOS: list[tuple[str, Callable[[Rig], None]]] = [
     ("aws dropped connections", aws_dropped_connections_are_retried),
     ("random faults, normal", partial(random_faults_everywhere_at_once, emergency=False)),
     ("random faults, emergency", partial(random_faults_everywhere_at_once, emergency=True)),
-    # These turn a knob the sandbox has for every client at once (tests run one at a time
-    # per test process, and each process has its own sandbox).
+]
+# These turn a knob the sandbox has for every client at once: one test each (tests run one
+# at a time in a test process, and each process has its own sandbox).
+ALONE: list[tuple[str, Callable[[Rig], None]]] = [
     ("adobe timeouts on list", adobe_timeouts_on_list_are_retried),
     ("adobe timeout on add", adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up),
     ("accept_delay within verify_timeout", a_new_secret_accepted_late_is_verified_by_retrying),
@@ -391,6 +394,24 @@ def fault_rig(rig: Rig) -> Iterator[Rig]:
     rig.proxy.clear_faults()
 
 
-@pytest.mark.parametrize("run", [pytest.param(run, id=name) for name, run in SCENARIOS])
-def test_fault(fault_rig: Rig, run: Callable[[Rig], None]) -> None:
+def test_faults_aimed_at_one_credential_each_side_by_side(fault_rig: Rig) -> None:
+    """Every scenario whose faults are aimed at its own client id / secret: all at once."""
+
+    def attempt(run: Callable[[Rig], None]) -> str | None:
+        try:
+            run(fault_rig)
+        except BaseException as exc:
+            return f"{type(exc).__name__}: {exc}"[:3000]
+        return None
+
+    with ThreadPoolExecutor(8, thread_name_prefix="fault") as pool:
+        results = list(pool.map(attempt, [run for _name, run in SCENARIOS]))
+    failures = [
+        f"[{name}] {error}" for (name, _run), error in zip(SCENARIOS, results, strict=True) if error
+    ]
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("run", [pytest.param(run, id=name) for name, run in ALONE])
+def test_fault_with_a_global_knob(fault_rig: Rig, run: Callable[[Rig], None]) -> None:
     run(fault_rig)
