@@ -8,7 +8,7 @@ object and everything in its memory are dropped, the lease runs out, a new Engin
 over), transient faults, consumers using AWSCURRENT or the previous secret, and time.
 After every operation I1, I2 and I3 must hold; at quiet moments I4 and I7 too.
 
-CI runs 120 examples of up to 25 operations (a `rotate_through_a_fault` operation is a
+CI runs 80 examples of up to 25 operations (a `rotate_through_a_fault` operation is a
 whole rotation); ROTATOR_LONG=1 runs 2000 of up to 60, with shrinking.
 """
 
@@ -485,7 +485,7 @@ def test_engine_keeps_i1_to_i4_under_random_operations(template: Path) -> None:
     run_state_machine_as_test(
         EngineModel,
         settings=settings(
-            max_examples=2000 if LONG else 120,
+            max_examples=2000 if LONG else 80,
             stateful_step_count=60 if LONG else 25,
             deadline=None,
             suppress_health_check=list(HealthCheck),
