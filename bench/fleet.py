@@ -407,11 +407,6 @@ def main() -> None:
     parser.add_argument("--token-rate", type=float, default=0, help="0: unlimited")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument(
-        "--prototype-redactor",
-        action="store_true",
-        help="swap in bench/_proto_redaction.py (the proposed fix) to measure it",
-    )
-    parser.add_argument(
         "--log-level", default="INFO", help="the daemon's log level (`rotator run`: INFO)"
     )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -424,17 +419,12 @@ def main() -> None:
 
     args.log_file = Path(tempfile.mkstemp(prefix="rotator-fleet-", suffix=".log")[1])
     logs.configure(args.log_level, json=True, stream=args.log_file.open("a"))
-    if args.prototype_redactor:
-        import _proto_redaction
-
-        _proto_redaction.install()
     h.print_machine()
     print(
         f"fleet: {args.count} credentials due at once, +{LATENCY_MS} ms on every Adobe call, "
         f"workers {args.workers or DaemonConfig().workers}, write_rate {args.write_rate}, "
         f"token_rate {args.token_rate or 'unlimited'}, {args.runs} run(s) per database, "
-        f"daemon log level {args.log_level} (to {args.log_file}); redactor: "
-        f"{'PROTOTYPE (bench/_proto_redaction.py)' if args.prototype_redactor else 'rotator'}"
+        f"daemon log level {args.log_level} (to {args.log_file})"
     )
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results: list[dict[str, Any]] = []

@@ -36,20 +36,13 @@ LINE = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rotations", type=int, default=1000)
-    parser.add_argument(
-        "--prototype", action="store_true", help="measure bench/_proto_redaction.py instead"
-    )
     args = parser.parse_args()
-    if args.prototype:
-        import _proto_redaction
-
-        _proto_redaction.install()
     h.print_machine()
     checkpoints = {n for n in (1, 10, 100, 250, 500, 750, 1000, 2000) if n <= args.rotations}
     checkpoints.add(args.rotations)
     started = time.process_time()
     rss0 = h.rss_mb(os.getpid())
-    which = "PROTOTYPE (bench/_proto_redaction.py)" if args.prototype else "rotator.redaction"
+    which = "rotator.redaction"
     print(
         f"redaction ({which}): {args.rotations} rotations, 4 values registered each, "
         "then one redact()"
