@@ -1,4 +1,4 @@
-"""operator control: holds, fast takeover (issue 13)
+"""durable notification outbox (issue 12)
 
 Revision ID: 0004
 Revises: 0003

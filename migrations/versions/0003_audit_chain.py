@@ -1,4 +1,4 @@
-"""keyed audit chain and notification outbox (issue 12)
+"""keyed audit chain, checkpoints, verified actors (issue 12)
 
 Revision ID: 0003
 Revises: 0002
