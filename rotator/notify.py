@@ -89,7 +89,7 @@ class Notifier:
             status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
             log.warning(
                 "webhook delivery failed",
-                event=kind,
+                kind=kind,
                 credential=rotation.credential,
                 rotation_id=rotation.id,
                 error=type(exc).__name__,
