@@ -22,6 +22,7 @@ from pydantic import (
 from rotator.domain.errors import ConfigError
 from rotator.domain.model import Policy
 from rotator.domain.policy import WEEKDAYS, Window
+from rotator.keys import KeySource
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -167,6 +168,52 @@ class NotificationsConfig(_Section):
     webhooks: tuple[WebhookConfig, ...] = ()
 
 
+class KeySourceConfig(_Section):
+    """Where one secret key lives (rotator.keys.KeySource): exactly one of aws_secret
+    (with an optional json_key), file, env. The id is recorded; the key never is."""
+
+    id: str
+    aws_secret: str = ""
+    json_key: str = ""
+    file: str = ""
+    env: str = ""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> KeySourceConfig:
+        self.source()  # so pydantic names the key of a bad source
+        return self
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", value):
+            raise ValueError(f"{value!r} is not a valid key id (letters, digits, . _ : -)")
+        return value
+
+    def source(self) -> KeySource:
+        try:
+            return KeySource(self.id, self.aws_secret, self.json_key, self.file, self.env)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class AuditConfig(_Section):
+    """[audit]: the chain's HMAC keys (the first signs new events; the others, older keys,
+    still verify the events they signed) and where checkpoints of the chain head go."""
+
+    keys: tuple[KeySourceConfig, ...] = ()
+    checkpoint_file: str = ""
+    checkpoint_interval: Duration = timedelta(minutes=15)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_ids(cls, value: tuple[KeySourceConfig, ...]) -> tuple[KeySourceConfig, ...]:
+        ids = [k.id for k in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"key ids repeat: {ids}")
+        return value
+
+
 class Settings(_Section):
     database: DatabaseConfig = DatabaseConfig()
     adobe: AdobeConfig = AdobeConfig()
@@ -174,6 +221,7 @@ class Settings(_Section):
     defaults: PolicyConfig = PolicyConfig()
     daemon: DaemonConfig = DaemonConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    audit: AuditConfig = AuditConfig()
     credentials: tuple[CredentialConfig, ...] = ()
     source: str = Field(default="<memory>", exclude=True)
 
