@@ -135,9 +135,10 @@ class DaemonConfig(_Section):
     tick: Duration = timedelta(seconds=30)
     jitter: Duration = timedelta(seconds=3)
     workers: int = Field(default=16, ge=1, le=256)
-    # How long a silent worker keeps a rotation. Longer than the slowest single call with
-    # its retries (about 90 s), so a worker never acts on a lease it has lost.
-    lease: Duration = timedelta(minutes=2)
+    # How long a silent worker keeps a rotation: a crashed worker's rotation is taken over
+    # about this long after its last renewal. The heartbeat renews it every third of it
+    # while a step runs, and every irreversible write proves it first (rotator/engine/lease.py).
+    lease: Duration = timedelta(seconds=10)
     listen: str = "127.0.0.1:9477"
 
     @field_validator("listen")

@@ -11,6 +11,14 @@ any number of replicas can tick side by side. A tick:
 3. hands as many workers as there are due rotations the job of claiming and driving them:
    new ones, draining polls whose next poll has come, steps whose retry is due.
 
+A credential on hold (`rotator cancel` puts it there, `rotator resume` lifts it) gets no
+scheduled rotation; an emergency ignores holds.
+
+Between ticks a second, cheaper job (`takeover`, every `lease / 5`, between 0.5 s and the
+tick) counts the rotations a claim would take now and hands them to idle workers. So a
+rotation whose worker died is taken over within about one lease of the worker's last
+renewal, and an emergency request or a retry that comes due waits for no tick.
+
 Signals: the first SIGTERM/SIGINT stops at a step boundary. Workers finish the step they
 are in, save it and release the lease; nothing new starts; the process exits 0. A second
 signal exits at once (status 128+signal): the saved state is still correct, because every
@@ -43,12 +51,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotator import app as app_mod
+from rotator import notify
+from rotator.adapters.db import migrate
 from rotator.config import Settings
 from rotator.domain import policy as rules
 from rotator.domain.errors import ConfigError
-from rotator.domain.model import Rotation, State, Trigger
-from rotator.metrics import Metrics
-from rotator.notify import Notifier, once_each
+from rotator.domain.model import Rotation, Trigger
+from rotator.insights import Insights
+from rotator.metrics import FleetCollector, Metrics, ProcessCollector
 
 log = structlog.get_logger("rotator.daemon")
 SURVEY_EVERY = timedelta(hours=24)
@@ -59,7 +69,8 @@ class Daemon:
         self.settings = settings
         self.owner = owner
         self.metrics = Metrics()
-        self.notifier = Notifier(settings.notifications.webhooks)
+        self.deliverer: notify.Deliverer | None = None  # sends the outbox's webhooks
+        self._delivery_thread: threading.Thread | None = None
         self.pool = ThreadPoolExecutor(
             max_workers=settings.daemon.workers, thread_name_prefix="worker"
         )
@@ -91,22 +102,23 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         listener = _bind(self.settings.daemon.listen)
         try:
-            self.app = app_mod.build(
-                self.settings,
-                upgrade=True,
-                owner=self.owner,
-                listeners=[once_each([self.metrics.on_event, self.notifier])],
-            )
+            self.app = app_mod.build(self.settings, upgrade=True, owner=self.owner)
+            if self.settings.notifications.webhooks:
+                self.deliverer = notify.deliverer(
+                    self.settings, self.app.store.engine, owner=self.app.engine.owner
+                )
         except BaseException:
             listener.close()
             raise
         self.app.engine.step_observer = self.metrics.steps
+        self._attach_metrics(self.app)
         if self._stop.is_set():  # a signal arrived while the database was being migrated
             self.app.engine.stopping.set()
         try:
             self.app.engine.sync()
             self._serve_http(listener)
             self._start_clock()
+            self._start_delivery()
             log.info(
                 "daemon started",
                 owner=self.app.engine.owner,
@@ -134,8 +146,39 @@ class Daemon:
             jitter=self.settings.daemon.jitter.total_seconds() or None,
             next_run_time=datetime.now(UTC),
         )
+        self.scheduler.add_job(
+            self.takeover,
+            "interval",
+            seconds=takeover_interval(self.settings.daemon.lease, self.settings.daemon.tick),
+            id="takeover",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=1,
+        )
         self.scheduler.start()
         self._ready = True
+
+    def _start_delivery(self) -> None:
+        """Webhooks go out from the outbox on a thread of their own, stopped with the rest."""
+        deliverer = self.deliverer
+        if deliverer is None:
+            return
+        self._delivery_thread = threading.Thread(
+            target=deliverer.run, args=(self._stop,), daemon=True, name="webhooks"
+        )
+        self._delivery_thread.start()
+
+    def _attach_metrics(self, app: app_mod.App) -> None:
+        """Fleet series from the database at scrape time; process series from the adapters."""
+        engine = app.store.engine
+        self.metrics.attach(
+            FleetCollector(Insights(engine, self._policies)),
+            ProcessCollector(
+                ready=lambda: migrate.is_current(engine),
+                adobe_calls=lambda: app.adobe.outcomes,
+                aws_calls=lambda: app.aws.outcomes,
+            ),
+        )
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
@@ -157,7 +200,10 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # a tick in progress returns at once: _stop
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.notifier.close()
+        if self._delivery_thread is not None:
+            self._delivery_thread.join(timeout=30)
+        if self.deliverer is not None:
+            self.deliverer.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._http_thread is not None:
@@ -180,6 +226,16 @@ class Daemon:
         except Exception as exc:  # the database may be away: log, and the next tick retries
             log.error("tick failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
+    def takeover(self) -> None:
+        """Hand claimable work to idle workers between ticks (a dead worker's lease ran out,
+        an emergency was requested, a retry came due)."""
+        if self._stop.is_set() or self.app is None:
+            return
+        try:
+            self._dispatch(self.app.store.claimable())
+        except Exception as exc:  # the database may be away: the next run retries
+            log.warning("takeover check failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
     def _start_due(self) -> int:
         """Survey, start due rotations; return how many rotations have work now."""
         assert self.app is not None
@@ -189,11 +245,6 @@ class Daemon:
         active = {r.credential: r for r in store.unfinished()}
         rows = store.credential_rows()
         configured = [c.name for c in self.settings.credentials]
-        self.metrics.unfinished.set(len(active))
-        self.metrics.observe_credentials(
-            {n: rows[n].secret_created_at if n in rows else None for n in configured},
-            {n for n, r in active.items() if r.state is State.NEEDS_ATTENTION},
-        )
         for cfg in self.settings.credentials:
             if self._stop.is_set():
                 break
@@ -208,6 +259,8 @@ class Daemon:
                 self._survey(cfg.name)
             if row is None or row.secret_created_at is None:
                 continue  # age unknown: the survey tells, and a later tick decides
+            if row.held_at is not None:
+                continue  # cancelled by an operator: on hold until `rotator resume`
             cron = self._crons.get(cfg.name)
             reference = row.last_rotated_at or row.secret_created_at
             if rules.is_due(
@@ -321,6 +374,12 @@ class Daemon:
             target=server.run, kwargs={"sockets": [listener]}, daemon=True, name="http"
         )
         self._http_thread.start()
+
+
+def takeover_interval(lease: timedelta, tick: timedelta) -> float:
+    """Seconds between takeover checks: a fifth of the lease, so a dead worker's rotation
+    waits little past its lease; at least 0.5 s (one cheap query), at most one tick."""
+    return min(max(lease.total_seconds() / 5, 0.5), max(tick.total_seconds(), 0.5))
 
 
 def _has_work(rotation: Rotation, now: datetime) -> bool:

@@ -74,3 +74,8 @@ class NeedsAttention(RotatorError):
     """The rotation cannot go on safely by itself; the message tells a person what to do."""
 
     exit_code = 3
+
+
+class RequestRefused(RotatorError):
+    """An operator request that would break a guarantee (say, cancelling an emergency that
+    has promoted: the leaked secret must still be deleted). Nothing was changed."""

@@ -43,7 +43,12 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.COMPLETED: frozenset(),
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
+    S.ABANDONED: frozenset(),
 }
+# An emergency abandons a normal rotation wherever it stands (see `leftovers`): every
+# unfinished state may end there.
+for _unfinished in [s for s in TRANSITIONS if not s.terminal]:
+    TRANSITIONS[_unfinished] = TRANSITIONS[_unfinished] | {S.ABANDONED}
 
 
 TRANSIENT_ALERT_AFTER = 8  # about 10 minutes of backoff: then a person is told, retries go on
@@ -181,6 +186,33 @@ def retires_everything_else(rotation: Rotation) -> bool:
 def after_promotion(rotation: Rotation) -> State:
     """An emergency retires every other secret at once; a normal rotation drains first."""
     return State.RETIRING if retires_everything_else(rotation) else State.DRAINING
+
+
+# --- pre-emption ----------------------------------------------------------------------------
+
+
+def leftovers(rotation: Rotation) -> dict[str, str]:
+    """What a rotation abandoned for an emergency leaves behind, for its audit event.
+
+    It stops where it stands, without a rollback or a retirement that could need a person
+    and so block the emergency. Before promotion it leaves its new secret at Adobe and its
+    AWSPENDING version (a crash mid-`creating` may also leave a secret whose uuid was never
+    saved); after promotion, the old secret it never retired. The emergency deletes every
+    Adobe secret but the one it promotes, and its own staging moves AWSPENDING off the
+    abandoned version, so each of these is cleaned by the emergency itself.
+    """
+    left: dict[str, str] = {}
+    if rotation.promoted_at is not None:
+        if rotation.old_uuid:
+            left["old_uuid"] = rotation.old_uuid
+        return left
+    if rotation.new_uuid:
+        left["new_uuid"] = rotation.new_uuid
+    elif rotation.state is S.CREATING or rotation.resume_state is S.CREATING:
+        left["new_uuid"] = "unknown (creating was interrupted: a possible orphan)"
+    if rotation.request_token and rotation.new_uuid:
+        left["aws_pending_version"] = rotation.request_token
+    return left
 
 
 # --- failures ------------------------------------------------------------------------------

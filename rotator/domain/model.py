@@ -24,6 +24,9 @@ class State(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     NEEDS_ATTENTION = "needs_attention"
+    # Ended where it stood, without rollback or retirement, because an emergency rotation of
+    # the same credential must start now; the emergency's own retirement cleans up after it.
+    ABANDONED = "abandoned"
 
     @property
     def terminal(self) -> bool:
@@ -35,7 +38,7 @@ class State(enum.StrEnum):
         return self in {State.PROMOTED, State.DRAINING, State.RETIRING, State.COMPLETED}
 
 
-TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
+TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.ABANDONED})
 
 
 class Trigger(enum.StrEnum):

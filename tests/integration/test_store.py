@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from rotator.adapters.db import migrate
 from rotator.adapters.db.store import AlreadyActive, Claim, Store, make_engine
 from rotator.adapters.db.tables import chain_head, events, metadata, rotations
-from rotator.domain.errors import LeaseLost
+from rotator.domain.errors import LeaseLost, RequestRefused
 from rotator.domain.model import State, Trigger
 
 CREDS = ("alpha", "beta", "gamma")
@@ -422,8 +422,9 @@ def test_an_emergency_requested_after_a_rotation_ended_starts_at_once(store: Sto
 # --- requests --------------------------------------------------------------------------------
 
 
-def test_request_emergency_marks_an_active_normal_rotation(store: Store) -> None:
+def test_request_emergency_marks_a_normal_rotation_whose_lease_is_held(store: Store) -> None:
     rot = store.start("alpha", Trigger.SCHEDULED, actor="rotator")
+    claim_one(store, "w")  # mid-step: its holder abandons it at the step boundary
     marked = store.request_emergency("alpha", actor="ops", reason="leaked")
     assert marked.id == rot.id
     assert marked.emergency_requested
@@ -433,6 +434,48 @@ def test_request_emergency_marks_an_active_normal_rotation(store: Store) -> None
     # asking again changes nothing and writes nothing
     assert store.request_emergency("alpha", actor="ops", reason="again").id == rot.id
     assert count(store.engine, events, events.c.rotation_id == rot.id) == 2
+
+
+def test_request_emergency_abandons_a_normal_rotation_nobody_holds_and_starts_at_once(
+    store: Store,
+) -> None:
+    rot = store.start("alpha", Trigger.SCHEDULED, actor="rotator")
+    claim = claim_one(store, "w")
+    staged = rot.evolve(state=State.NEEDS_ATTENTION, resume_state=State.STAGED)
+    staged = staged.evolve(new_uuid="u-new", request_token="tok", old_uuid="u-old")
+    store.save(claim, staged, kind="needs_attention", actor="w")  # waits, lease released
+    store.request_cancel("alpha", actor="ops", reason="stuck")
+
+    started = store.request_emergency("alpha", actor="ops", reason="leaked")
+
+    assert started.emergency and started.state is State.PLANNED
+    assert started.detail == {"follows": rot.id}
+    old = store.get(rot.id)
+    assert old.state is State.ABANDONED and old.finished_at is not None
+    assert store.lease(rot.id).owner is None
+    [ev] = store.events(rotation_id=rot.id, limit=1)
+    assert (ev.kind, ev.from_state, ev.to_state) == ("abandoned", "needs_attention", "abandoned")
+    assert ev.detail["leaves"] == {"new_uuid": "u-new", "aws_pending_version": "tok"}
+    with pytest.raises(LeaseLost):  # the fence moved on: the old holder cannot write
+        store.save(claim, staged, kind="late", actor="w")
+
+
+def test_claims_take_emergencies_first_whatever_their_next_attempt(store: Store) -> None:
+    first = store.start("alpha", Trigger.SCHEDULED, actor="rotator")
+    store.start("beta", Trigger.SCHEDULED, actor="rotator")
+    held = claim_one(store, "w")  # alpha, mid-step
+    assert held.rotation.id == first.id
+    store.request_emergency("alpha", actor="ops", reason="leaked")  # flagged
+    store.save(held, held.rotation, kind="poll", actor="w", keep_lease=None)
+    with store.engine.begin() as conn:  # alpha's next attempt is far away, beta's is due
+        conn.execute(
+            update(rotations)
+            .where(rotations.c.id == first.id)
+            .values(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    assert store.claimable() == 2
+    [claim] = store.claim("w", MINUTE)
+    assert claim.rotation.id == first.id and claim.rotation.emergency_requested
 
 
 def test_the_owners_later_save_keeps_the_emergency_request(store: Store) -> None:
@@ -468,6 +511,44 @@ def test_request_cancel_marks_the_active_rotation_and_ignores_idle_credentials(
     assert marked is not None and marked.id == rot.id and marked.cancel_requested
     saved = store.save(claim, rot.evolve(state=State.CREATING), kind="planned", actor="w")
     assert saved.rotation.cancel_requested
+
+
+def test_cancel_puts_the_credential_on_hold_and_resume_lifts_it_both_audited(
+    store: Store,
+) -> None:
+    store.start("alpha", Trigger.SCHEDULED, actor="rotator")
+    store.request_cancel("alpha", actor="ops", reason="change freeze")
+    row = store.credential_rows()["alpha"]
+    assert row.held_at is not None and (row.held_by, row.hold_reason) == ("ops", "change freeze")
+    [ev] = store.events(credential="alpha", limit=1)
+    assert ev.kind == "cancel_requested"
+    assert ev.detail["held_at"] == row.held_at.isoformat() and ev.detail["held_by"] == "ops"
+
+    lifted = store.resume("alpha", actor="ops2", reason="freeze over")
+
+    assert lifted is not None and lifted.held_by == "ops"
+    assert store.credential_rows()["alpha"].held_at is None
+    [ev] = store.events(credential="alpha", limit=1)
+    assert (ev.kind, ev.actor, ev.rotation_id) == ("resumed", "ops2", None)
+    assert ev.detail["held_at"] is None and ev.detail["reason"] == "freeze over"
+    assert store.resume("alpha", actor="ops2", reason="again") is None
+
+
+def test_an_emergency_past_its_promotion_refuses_cancel_whatever_it_waits_in(
+    store: Store,
+) -> None:
+    rot = store.request_emergency("alpha", actor="ops", reason="leaked")
+    claim = claim_one(store, "w")
+    waiting = rot.evolve(state=State.NEEDS_ATTENTION, resume_state=State.RETIRING)
+    store.save(claim, waiting, kind="needs_attention", actor="w")
+    before = count(store.engine, events)
+
+    with pytest.raises(RequestRefused, match="past its promotion"):
+        store.request_cancel("alpha", actor="ops", reason="oops")
+
+    assert count(store.engine, events) == before
+    assert not store.get(rot.id).cancel_requested
+    assert store.credential_rows()["alpha"].held_at is None
 
 
 # --- audit chain -----------------------------------------------------------------------------
@@ -518,7 +599,7 @@ def test_verify_chain_finds_a_changed_detail(store: Store) -> None:
 
 def test_verify_chain_finds_a_changed_actor_even_with_its_hash_recomputed(store: Store) -> None:
     ids = audited(store)
-    from rotator.adapters.db.store import event_hash
+    from rotator.audit import Keyring
 
     with store.engine.begin() as conn:
         row = dict(conn.execute(select(events).where(events.c.id == ids[2])).mappings().one())
@@ -526,7 +607,7 @@ def test_verify_chain_finds_a_changed_actor_even_with_its_hash_recomputed(store:
         conn.execute(
             update(events)
             .where(events.c.id == ids[2])
-            .values(actor="mallory", hash=event_hash(row["prev_hash"], row))
+            .values(actor="mallory", hash=Keyring().link(row["prev_hash"], row))
         )
     checked, problem = store.verify_chain()
     assert checked == 3

@@ -62,7 +62,10 @@ EXPECTED: dict[State, set[State]] = {
     S.COMPLETED: set(),
     S.FAILED: set(),
     S.CANCELLED: set(),
+    S.ABANDONED: set(),
 }
+for _unfinished in [s for s in EXPECTED if s not in TERMINAL]:  # an emergency abandons any
+    EXPECTED[_unfinished] |= {S.ABANDONED}
 
 
 def rotation(state: State = S.PLANNED, **changes: object) -> Rotation:
@@ -162,7 +165,19 @@ def test_staying_put_is_always_allowed() -> None:
 
 def test_promoted_property_marks_states_after_awscurrent_moved() -> None:
     assert {s for s in State if s.promoted} == {S.PROMOTED, S.DRAINING, S.RETIRING, S.COMPLETED}
-    assert {S.COMPLETED, S.FAILED, S.CANCELLED} == TERMINAL
+    assert {S.COMPLETED, S.FAILED, S.CANCELLED, S.ABANDONED} == TERMINAL
+
+
+def test_leftovers_before_promotion_are_the_new_secret_and_its_pending_version() -> None:
+    staged = rotation(S.NEEDS_ATTENTION, resume_state=S.STAGED, new_uuid="n", request_token="t")
+    assert machine.leftovers(staged) == {"new_uuid": "n", "aws_pending_version": "t"}
+    assert "possible orphan" in machine.leftovers(rotation(S.CREATING))["new_uuid"]
+    assert machine.leftovers(rotation(S.PLANNED)) == {}
+
+
+def test_leftovers_after_promotion_are_the_unretired_old_secret() -> None:
+    draining = rotation(S.DRAINING, new_uuid="n", request_token="t", promoted_at=T0)
+    assert machine.leftovers(draining) == {"old_uuid": "old-uuid"}
 
 
 # --- planned: strays -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    case,
     create_engine,
     event,
     func,
@@ -60,34 +61,9 @@ class CredentialRow:
     last_failed_at: datetime | None
     surveyed_at: datetime | None
     last_error: str | None
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    id: int
-    rotation_id: int | None
-    credential: str
-    at: datetime
-    actor: str
-    kind: str
-    from_state: str | None
-    to_state: str | None
-    detail: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "rotation_id": self.rotation_id,
-            "credential": self.credential,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "kind": self.kind,
-            "from": self.from_state,
-            "to": self.to_state,
-            "detail": self.detail,
-        }
+    held_at: datetime | None = None  # on hold (cancelled) since; None: not held
+    held_by: str | None = None
+    hold_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -417,8 +393,22 @@ class Store:
         for _ in range(3):
             try:
                 with self._tx() as conn:
+                    now = self._db_now(conn)
                     active = self._active(conn, credential)
-                    if active is not None and (active.emergency or active.emergency_requested):
+                    if active is not None and active.emergency:
+                        return active
+                    if active is not None and self._abandon(
+                        conn, active, now, actor=actor, reason=reason
+                    ):
+                        return self._insert(
+                            conn,
+                            credential,
+                            Trigger.EMERGENCY,
+                            actor=actor,
+                            reason=reason,
+                            detail={"follows": active.id},
+                        )
+                    if active is not None and active.emergency_requested:
                         return active
                     if active is not None:
                         flagged = self._flag(
@@ -433,15 +423,126 @@ class Store:
                 continue  # a follow-up emergency was inserted meanwhile: look again
         raise RuntimeError(f"could not request an emergency rotation of {credential!r}")
 
+    def _abandon(
+        self, conn: Connection, active: Rotation, now: datetime, *, actor: str, reason: str
+    ) -> bool:
+        """End `active` as ABANDONED if no worker holds its lease; False if one does.
+
+        The fence moves on, so a worker that stalled past its lease cannot write to it.
+        """
+        result = conn.execute(
+            update(rotations)
+            .where(rotations.c.id == active.id, rotations.c.finished_at.is_(None), _free(now))
+            .values(
+                state=State.ABANDONED.value,
+                finished_at=now,
+                state_since=now,
+                resume_state=None,
+                emergency_requested=True,
+                lease_owner=None,
+                lease_expires_at=None,
+                fence=rotations.c.fence + 1,
+            )
+        )
+        if result.rowcount != 1:
+            return False
+        self._append(
+            conn,
+            rotation_id=active.id,
+            credential=active.credential,
+            actor=actor,
+            kind="abandoned",
+            from_state=active.state.value,
+            to_state=State.ABANDONED.value,
+            detail={"reason": reason, "for": "emergency", "leaves": machine.leftovers(active)},
+            at=now,
+        )
+        return True
+
     def request_cancel(self, credential: str, *, actor: str, reason: str) -> Rotation | None:
+        """Flag the unfinished rotation to be cancelled and put the credential on hold.
+
+        The hold (no scheduled rotation starts until `resume`) is written with the flag,
+        and the one audit event carries the hold's fields, so the credential row can be
+        replayed from the events. An emergency past its promotion is refused: finishing it
+        is what deletes the leaked secret.
+        """
         with self._tx() as conn:
             active = self._active(conn, credential)
             if active is None:
                 return None
-            return self._flag(conn, active, "cancel_requested", actor=actor, reason=reason)
+            if active.emergency and _past_promotion(active):
+                raise RequestRefused(
+                    f"rotation {active.id} of {credential} is an emergency rotation past its "
+                    f"promotion ({active.state.value}): it cannot be cancelled, because "
+                    f"finishing it is what deletes the leaked secret"
+                )
+            now = self._db_now(conn)
+            hold = {"held_at": now, "held_by": actor, "hold_reason": reason}
+            flagged = self._flag(
+                conn,
+                active,
+                "cancel_requested",
+                actor=actor,
+                reason=reason,
+                extra={**hold, "held_at": now.isoformat()},
+            )
+            if flagged is not None:  # no hold without its event
+                conn.execute(
+                    update(credentials)
+                    .where(credentials.c.name == credential)
+                    .values(**hold, updated_at=now)
+                )
+            return flagged
+
+    def resume(self, credential: str, *, actor: str, reason: str) -> CredentialRow | None:
+        """Lift a credential's hold; None if it was not on hold. Audited (kind `resumed`)."""
+        with self._tx() as conn:
+            row = (
+                conn.execute(
+                    select(credentials).where(
+                        credentials.c.name == credential, credentials.c.held_at.is_not(None)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            now = self._db_now(conn)
+            conn.execute(
+                update(credentials)
+                .where(credentials.c.name == credential)
+                .values(held_at=None, held_by=None, hold_reason=None, updated_at=now)
+            )
+            self._append(
+                conn,
+                rotation_id=None,
+                credential=credential,
+                actor=actor,
+                kind="resumed",
+                from_state=None,
+                to_state=None,
+                detail={
+                    "reason": reason,
+                    "held_at": None,
+                    "held_by": None,
+                    "hold_reason": None,
+                    "was_held_since": row["held_at"].isoformat(),
+                },
+                at=now,
+            )
+        return CredentialRow(**{k: row[k] for k in CredentialRow.__dataclass_fields__})
 
     def _flag(
-        self, conn: Connection, active: Rotation, flag: str, *, actor: str, reason: str
+        self,
+        conn: Connection,
+        active: Rotation,
+        flag: str,
+        *,
+        actor: str,
+        reason: str,
+        extra: dict[str, Any] | None = None,
     ) -> Rotation | None:
         """Raise a request flag (a column the lease owner never writes) and audit it.
 
@@ -462,7 +563,7 @@ class Store:
             kind=flag,
             from_state=active.state.value,
             to_state=active.state.value,
-            detail={"reason": reason},
+            detail={"reason": reason, **(extra or {})},
             at=self._db_now(conn),
         )
         return self._load(conn, active.id)
@@ -544,25 +645,15 @@ class Store:
         """Take the lease of due, unowned rotations (or of one given rotation), bumping fences."""
         with self._tx() as conn:
             now = self._db_now(conn)
-            # A lease held by anyone, this process included, is not free: worker threads
-            # share one owner id, and two of them must never drive the same rotation.
-            free = or_(rotations.c.lease_expires_at.is_(None), rotations.c.lease_expires_at < now)
-            conditions = [rotations.c.finished_at.is_(None), free]
+            conditions = [rotations.c.finished_at.is_(None), _free(now)]
             if due_only:
-                conditions.append(
-                    or_(
-                        rotations.c.next_attempt_at.is_(None),
-                        rotations.c.next_attempt_at <= now,
-                        rotations.c.emergency_requested,
-                        rotations.c.cancel_requested,
-                    )
-                )
+                conditions.append(_due(now))
             if rotation_id is not None:
                 conditions.append(rotations.c.id == rotation_id)
             candidates = (
                 select(rotations.c.id)
                 .where(and_(*conditions))
-                .order_by(rotations.c.next_attempt_at, rotations.c.id)
+                .order_by(_URGENT_FIRST, rotations.c.next_attempt_at, rotations.c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -582,6 +673,19 @@ class Store:
                 .all()
             )
         return [Claim(_rotation(r), owner, r["fence"]) for r in rows]
+
+    def claimable(self) -> int:
+        """How many rotations a claim would take now (cheap: the daemon asks every second
+        or two, so a rotation whose holder died is taken over soon after its lease ends)."""
+        with self._tx() as conn:
+            now = self._db_now(conn)
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(rotations)
+                    .where(rotations.c.finished_at.is_(None), _free(now), _due(now))
+                ).scalar_one()
+            )
 
     def renew(self, claim: Claim, lease: timedelta) -> None:
         with self._tx() as conn:
@@ -680,61 +784,54 @@ class Store:
         rotation_id: int | None = None,
         ascending: bool = False,
     ) -> list[AuditEvent]:
-        query = select(events).order_by(events.c.id.asc() if ascending else events.c.id.desc())
-        if credential:
-            query = query.where(events.c.credential == credential)
-        if rotation_id is not None:
-            query = query.where(events.c.rotation_id == rotation_id)
-        if limit:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [AuditEvent(**r) for r in conn.execute(query).mappings().all()]
+        return self.audit.events(self.engine, credential, limit, rotation_id, ascending)
+
+    def verify(self, checkpoint: Checkpoint | None = None, batch: int = 5000) -> Verification:
+        """The chain, against `checkpoint` if given, and every row replayed from it."""
+        return self.audit.verify(self.engine, checkpoint=checkpoint, batch=batch)
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The chain head now (None before the first event)."""
+        return self.audit.head(self.engine)
 
     def verify_chain(self, batch: int = 5000) -> tuple[int, str | None]:
-        """Walk the chain; return (events checked, the first problem or None).
+        """(events verified, the first problem or None): `verify` in brief."""
+        result = self.verify(batch=batch)
+        return result.checked, (result.problems[0] if result.problems else None)
 
-        The head is read first and the walk stops at the event it records, so events
-        appended while the walk runs are neither checked nor mistaken for tampering.
-        """
-        checked, prev, last_id = 0, GENESIS, 0
-        with self.engine.connect() as conn:
-            head = conn.execute(select(chain_head.c.hash, chain_head.c.last_event_id)).first()
-            newest = (
-                head[1]
-                if head is not None
-                else conn.execute(select(func.max(events.c.id))).scalar()
-            ) or 0
-            while last_id < newest:
-                rows = (
-                    conn.execute(
-                        select(events)
-                        .where(events.c.id > last_id, events.c.id <= newest)
-                        .order_by(events.c.id)
-                        .limit(batch)
-                    )
-                    .mappings()
-                    .all()
-                )
-                for row in rows:
-                    if row["prev_hash"] != prev:
-                        return checked, (
-                            f"event {row['id']}: the event before it was changed or "
-                            f"removed (its link does not match)"
-                        )
-                    if event_hash(prev, dict(row)) != row["hash"]:
-                        return checked, f"event {row['id']}: its content was changed"
-                    prev, last_id = row["hash"], row["id"]
-                    checked += 1
-                if len(rows) < batch:
-                    break
-        if head is None:
-            return checked, "the chain head row was removed (the newest events cannot be proven)"
-        if head[0] != prev or last_id != newest:
-            return checked, (
-                f"the newest event(s) after event {last_id} were removed "
-                f"(the chain head records event {head[1]})"
-            )
-        return checked, None
+
+# Emergencies first, a rotation flagged for one included, whatever its next attempt time:
+# a leaked secret must not wait behind routine work.
+_URGENT_FIRST = case(
+    (or_(rotations.c.trigger == Trigger.EMERGENCY.value, rotations.c.emergency_requested), 0),
+    else_=1,
+)
+
+
+def _free(now: datetime) -> Any:
+    """No live lease. A lease held by anyone, this process included, is not free: worker
+    threads share one owner id, and two of them must never drive the same rotation."""
+    return or_(rotations.c.lease_expires_at.is_(None), rotations.c.lease_expires_at < now)
+
+
+def _due(now: datetime) -> Any:
+    """Work to do now: its next attempt has come, or an operator asked for something."""
+    return or_(
+        rotations.c.next_attempt_at.is_(None),
+        rotations.c.next_attempt_at <= now,
+        rotations.c.emergency_requested,
+        rotations.c.cancel_requested,
+    )
+
+
+def _past_promotion(rotation: Rotation) -> bool:
+    """AWSCURRENT has (or may have) moved to the new secret, whatever state it now waits in."""
+    resume = rotation.resume_state
+    return (
+        rotation.promoted_at is not None
+        or rotation.state.promoted
+        or (resume is not None and resume.promoted)
+    )
 
 
 def _guard(claim: Claim) -> Sequence[Any]:

@@ -78,6 +78,11 @@ credentials = Table(
     Column("surveyed_at", UTC),
     Column("last_error", Text),
     Column("updated_at", UTC, nullable=False),
+    # A hold (set by `rotator cancel`, lifted by `rotator resume`): no scheduled rotation
+    # starts while held_at is set; emergencies ignore it. Every change is an audit event.
+    Column("held_at", UTC),
+    Column("held_by", String(128)),
+    Column("hold_reason", Text),
 )
 
 rotations = Table(
