@@ -1,10 +1,11 @@
 """What ships besides the code: the Dockerfile, config.example.toml, README and the ops docs.
 
 There is no Docker engine in CI, so the image is checked for what can be checked without
-building it: the files it copies exist and pass .dockerignore, its command is a real rotator
-command, its health check hits a path and port the daemon really serves (the check's own
-command is run against a live `rotator run`), it runs as a non-root user, and it bakes in
-nothing secret-looking. The audit queries in docs/operations.md run on both databases
+building it: the files it copies exist and pass .dockerignore, it installs from the
+hash-locked requirements (tests/system/test_deploy_kit.py runs that install), its command is
+a real rotator command, its health check asks /readyz on the port the config names (the
+check's own script is run against a live `rotator run`), it runs as a non-root user, and it
+bakes in nothing secret-looking. The audit queries in docs/operations.md run on both databases
 after real rotations, so the documentation cannot drift from the schema.
 """
 
@@ -76,7 +77,8 @@ def _exec_form(args: str) -> list[str]:
 def test_the_image_is_python_311_slim() -> None:
     bases = _all("FROM")
     assert bases, "no FROM"
-    assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*( AS \w+)?", bases[-1], re.I), bases[-1]
+    for base in bases:  # the build stage too: its venv is copied into the last one
+        assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*( AS \w+)?", base, re.I), base
 
 
 def test_every_copied_file_exists_and_survives_dockerignore() -> None:
@@ -90,6 +92,8 @@ def test_every_copied_file_exists_and_survives_dockerignore() -> None:
     copies = _all("COPY") + _all("ADD")
     assert copies
     for args in copies:
+        if "--from=" in args:
+            continue  # from an earlier stage, not from the build context
         parts = [p for p in shlex.split(args) if not p.startswith("--")]
         for source in parts[:-1]:
             path = source.rstrip("/")
@@ -97,9 +101,47 @@ def test_every_copied_file_exists_and_survives_dockerignore() -> None:
             assert path in allowed, f"COPY {source}: .dockerignore leaves it out of the context"
 
 
-def test_the_image_installs_the_postgres_extra_and_the_migrations() -> None:
-    runs = " ".join(_all("RUN"))
-    assert re.search(r"pip install [^&]*\.\[postgres\]", runs), runs
+LOCK = ROOT / "deploy" / "image" / "requirements.lock"
+
+
+def _locked() -> dict[str, str]:
+    """name -> version of every requirement in the lock file."""
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", LOCK.read_text(), re.M)
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def test_the_image_installs_from_the_hash_locked_requirements() -> None:
+    runs = _all("RUN")
+    installs = [r for r in runs if "pip install" in r]
+    assert installs, runs
+    first = installs[0]
+    assert "--require-hashes" in first and "requirements.lock" in first, first
+    assert any("deploy/image/requirements.lock" in c for c in _all("COPY"))
+    # The package itself comes after, adding nothing unlocked.
+    assert all("--no-deps" in r for r in installs[1:]), installs
+    # Every file in the lock carries a hash; every pin has at least one.
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text().split("\n\n", 1)[-1])
+    for block in blocks:
+        if re.match(r"^[A-Za-z0-9_.-]+==", block):
+            assert "--hash=sha256:" in block, block.splitlines()[0]
+
+
+def test_the_lock_holds_the_runtime_and_postgres_dependencies_but_not_the_demo() -> None:
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = _locked()
+    wanted = pyproject["dependencies"] + pyproject["optional-dependencies"]["postgres"]
+    for line in wanted:
+        req = Requirement(line)
+        name = req.name.lower().replace("_", "-")
+        assert name in locked, f"{name} is a dependency but not in {LOCK.name}: re-run pip-compile"
+        assert req.specifier.contains(locked[name]), f"{name}=={locked[name]} breaks {line}"
+    for line in pyproject["optional-dependencies"]["demo"]:
+        assert Requirement(line).name.lower() not in locked, f"{line}: demo-only, not in the image"
+
+
+def test_the_image_ships_the_migrations() -> None:
     assert any("migrations" in c for c in _all("COPY"))
     # The migrations ship inside the package, so the installed image can migrate.
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -108,6 +150,12 @@ def test_the_image_installs_the_postgres_extra_and_the_migrations() -> None:
     assert setuptools["package-dir"]["rotator.migrations"] == "migrations"
     assert (ROOT / "migrations" / "env.py").is_file()
     assert list((ROOT / "migrations" / "versions").glob("0*.py"))
+
+
+def test_the_image_has_oci_labels() -> None:
+    labels = " ".join(_all("LABEL"))
+    for key in ("title", "description", "version", "revision", "created", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
 
 
 def test_the_command_is_rotator_run() -> None:
@@ -156,29 +204,44 @@ def _healthcheck() -> list[str]:
     return _exec_form(command.strip())
 
 
-def test_the_healthcheck_targets_the_default_listen_port_and_health_path() -> None:
-    command = " ".join(_healthcheck())
+HEALTHCHECK_SCRIPT = ROOT / "deploy" / "image" / "healthcheck.py"
+
+
+def test_the_healthcheck_asks_readyz_on_the_configured_port() -> None:
+    command = _healthcheck()
+    assert command[0] == "python", command
+    copied = [c for c in _all("COPY") if "deploy/image/healthcheck.py" in c]
+    assert copied and copied[0].split()[-1] == command[1], (copied, command)
+    text = HEALTHCHECK_SCRIPT.read_text()
+    assert "/readyz" in text and "ROTATOR_CONFIG" in text
+    assert not re.search(r":9477\b", " ".join(command)), "the port is read from the config"
     port = config.DaemonConfig().listen.rpartition(":")[2]
-    assert f"http://127.0.0.1:{port}/healthz" in command
     assert f"EXPOSE {port}" in (ROOT / "Dockerfile").read_text()
 
 
-def test_the_healthcheck_passes_against_a_running_daemon_and_fails_without_one(
+def _run_healthcheck(cfg: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECK_SCRIPT)],
+        capture_output=True,
+        timeout=30,
+        env={**os.environ, "ROTATOR_CONFIG": str(cfg)},
+    )
+
+
+def test_the_healthcheck_passes_against_a_ready_daemon_and_fails_without_one(
     tmp_path: Path,
 ) -> None:
-    """The image's own HEALTHCHECK command, against `rotator run` (port made free for CI)."""
+    """The image's own HEALTHCHECK script against `rotator run` listening as in a container
+    (the wildcard address, on a port only the config names)."""
     port = free_port()
     cfg = tmp_path / "rotator.toml"
     cfg.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path}/rotator.db"\n'
-        f'[daemon]\nlisten = "127.0.0.1:{port}"\ntick = "1s"\n'
+        f'[daemon]\nlisten = "0.0.0.0:{port}"\ntick = "1s"\n'
     )
-    default_port = config.DaemonConfig().listen.rpartition(":")[2]
-    check = [sys.executable if c == "python" else c for c in _healthcheck()]
-    check = [c.replace(f":{default_port}/", f":{port}/") for c in check]
-
-    down = subprocess.run(check, capture_output=True, timeout=30)
-    assert down.returncode != 0, "the health check passes with nothing listening"
+    assert _run_healthcheck(tmp_path / "missing.toml").returncode == 2
+    down = _run_healthcheck(cfg)
+    assert down.returncode == 1, "the health check passes with nothing listening"
 
     daemon = subprocess.Popen(
         [str(BIN / "rotator"), "--config", str(cfg), "run"],
@@ -190,13 +253,13 @@ def test_the_healthcheck_passes_against_a_running_daemon_and_fails_without_one(
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
                 break
             except OSError:
                 assert daemon.poll() is None, daemon.communicate()[1][-2000:]
-                assert time.monotonic() < deadline, "the daemon never served /healthz"
+                assert time.monotonic() < deadline, "the daemon never became ready"
                 time.sleep(0.1)
-        up = subprocess.run(check, capture_output=True, timeout=30)
+        up = _run_healthcheck(cfg)
         assert up.returncode == 0, up.stderr[-2000:]
     finally:
         daemon.send_signal(signal.SIGTERM)  # what `docker stop` sends
