@@ -1,0 +1,225 @@
+"""Commands that change a credential's rotation: rotate, cancel, adopt; and `follow`,
+the loop that works on (or watches) a rotation until it drains or ends."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from rotator.cli.context import Ctx, actor, pass_ctx
+from rotator.cli.output import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, die, errors, say, ts
+from rotator.domain.model import Rotation, State, Trigger
+
+if TYPE_CHECKING:
+    from rotator.app import App
+
+
+def _describe(rotation: Rotation) -> str:
+    parts = [
+        f"rotation {rotation.id} ({rotation.trigger.value}) of {rotation.credential}: "
+        f"{rotation.state.value}"
+    ]
+    if rotation.new_uuid and rotation.state in {State.STAGED, State.VERIFIED, State.PROMOTED}:
+        parts.append(f"new secret {rotation.new_uuid}")
+    if rotation.state is State.DRAINING and rotation.evidence:
+        ev = rotation.evidence
+        parts.append(
+            f"old last used {ts(ev.old_last_used_at)}, "
+            f"new last used {ts(ev.new_last_used_at)}, "
+            f"next check {ts(rotation.next_attempt_at)}"
+        )
+    if rotation.last_error:
+        if rotation.state in {State.NEEDS_ATTENTION, State.FAILED, State.CANCELLED}:
+            parts.append(rotation.last_error)
+        elif not rotation.state.terminal:  # a step failed and is retried when due
+            parts.append(f"retry at {ts(rotation.next_attempt_at)}: {rotation.last_error}")
+    return " — ".join(parts)
+
+
+def _exit_for(rotation: Rotation) -> int:
+    if rotation.state is State.NEEDS_ATTENTION:
+        return EXIT_ATTENTION
+    if rotation.state in {State.FAILED, State.CANCELLED}:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _drains(rotation: Rotation) -> bool:
+    """Draining with nothing asked of it: a rotate without --wait may leave it here."""
+    return rotation.state is State.DRAINING and not (
+        rotation.emergency_requested or rotation.cancel_requested
+    )
+
+
+def follow(
+    app: App,
+    rotation: Rotation,
+    *,
+    wait: bool,
+    show: Callable[[Rotation], None],
+    poll: float = 1.0,
+    deadline: float | None = None,
+) -> Rotation:
+    """Work on (or watch) a credential's rotation until it drains or ends.
+
+    Whoever holds the lease does the work: if a daemon has it, this says so once and
+    watches, taking over only if the lease is let go (the daemon waits between draining
+    polls, or it died and its lease ran out). When an emergency pre-empts a normal
+    rotation, the emergency rotation that follows is followed.
+    """
+    store, engine = app.store, app.engine
+    last_seen: tuple[int, State, int, str | None] | None = None
+    watched_owner: str | None = None
+
+    def report(current: Rotation) -> None:
+        nonlocal last_seen
+        seen = (current.id, current.state, current.attempts, current.last_error)
+        if seen != last_seen:
+            last_seen = seen
+            show(current)
+
+    report(rotation)
+    asked_now = True  # the operator asked for this step now; later ones wait until due
+    while True:
+        if deadline is not None and time.monotonic() > deadline:
+            return rotation
+        claim = engine.claim(rotation.id, due_only=not asked_now)
+        asked_now = False
+        if claim is not None:
+            watched_owner = None
+            rotation = engine.drive(claim, on_step=report, stop=lambda r: not wait and _drains(r))
+            report(rotation)
+        else:
+            lease = store.lease(rotation.id)
+            rotation = store.get(rotation.id)
+            if lease.owner and lease.owner not in {engine.owner, watched_owner}:
+                watched_owner = lease.owner
+                say(f"rotation {rotation.id} is being worked on by {lease.owner}; watching")
+            report(rotation)
+        if rotation.state.terminal:
+            successor = store.active(rotation.credential)
+            if successor is not None and successor.detail.get("follows") == rotation.id:
+                rotation = successor
+                report(rotation)
+                asked_now = True
+                continue
+            return rotation
+        if rotation.state is State.NEEDS_ATTENTION:
+            return rotation
+        if not wait and _drains(rotation):
+            return rotation
+        pause = poll  # watching another worker: look again soon
+        if watched_owner is None and rotation.next_attempt_at is not None:
+            pause = (rotation.next_attempt_at - datetime.now(UTC)).total_seconds()
+            pause = min(max(pause, 0.05), 30.0)  # our own: come back when it is due
+        time.sleep(pause)
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--emergency",
+    is_flag=True,
+    help="The secret leaked: promote a fresh one, then delete every other at once.",
+)
+@click.option("--reason", default="", help="Recorded in the audit trail.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Keep watching through draining until completed or needs attention.",
+)
+@pass_ctx
+def rotate(ctx: Ctx, name: str, emergency: bool, reason: str, wait: bool) -> None:
+    """Start (or resume) a rotation of NAME now, showing each step.
+
+    Returns when the rotation reaches draining or an end state (with --wait: when it
+    completes or needs attention). Works with or without a daemon running: whoever holds
+    the rotation's lease does the work, and the other watches. Exit 0 at draining or
+    completed, 1 failed or cancelled, 3 needs attention.
+    """
+    interrupted = (
+        f"interrupted; {name}'s rotation resumes from its last saved step "
+        f"(`rotator rotate {name}` or the daemon)"
+    )
+    with errors(interrupted):
+        ctx.settings.credential(name)  # an unknown name: exit 2 before anything is opened
+        final = _rotate(ctx, name, emergency=emergency, reason=reason, wait=wait)
+    sys.exit(_exit_for(final))
+
+
+def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) -> Rotation:
+    with ctx.app(notify=True) as app:
+        trigger = Trigger.EMERGENCY if emergency else Trigger.MANUAL
+        before = app.store.active(name)
+        if before is None:
+            # Read-only first: a credential that cannot rotate leaves no rotation behind.
+            from structlog.contextvars import bound_contextvars
+
+            from rotator.preflight import check_one
+
+            with bound_contextvars(credential=name):
+                ready = check_one(
+                    app.settings, name, app.adobe, app.aws, app.store.credential_rows().get(name)
+                )
+            if not ready.ok and ready.blocks_rotation:
+                die(f"{name}: cannot rotate: {ready.detail}", EXIT_FAILED)
+        rotation = app.engine.request(name, trigger, actor=actor(), reason=reason)
+        if emergency and not rotation.emergency:
+            say(
+                f"rotation {rotation.id} of {name} is {rotation.state.value}: it ends "
+                f"first (safely), then the emergency rotation starts"
+            )
+        elif before is not None and before.id == rotation.id:
+            say(f"{name} already has rotation {rotation.id} ({rotation.state.value}); following it")
+        return follow(app, rotation, wait=wait, show=lambda r: say(_describe(r)))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--reason", default="", help="Recorded in the audit trail.")
+@pass_ctx
+def cancel(ctx: Ctx, name: str, reason: str) -> None:
+    """Cancel NAME's unfinished rotation, safely at any state.
+
+    Before promotion the new secret is deleted and AWSPENDING dropped; after promotion
+    draining stops and both secrets stay valid. Exit 0 once cancelled, 3 if it needs a
+    person, else 1: it ended otherwise, or was still on its way after two minutes (the
+    request stands, and whoever holds the rotation carries it out).
+    """
+    with errors():
+        ctx.settings.credential(name)
+        with ctx.app(notify=True) as app:
+            rotation = app.store.request_cancel(name, actor=actor(), reason=reason)
+            if rotation is None:
+                say(f"{name} has no unfinished rotation; nothing to cancel")
+                return
+            final = follow(
+                app,
+                rotation,
+                wait=True,
+                show=lambda r: say(_describe(r)),
+                deadline=time.monotonic() + 120,
+            )
+    if final.state is State.CANCELLED:
+        sys.exit(EXIT_OK)
+    if not final.state.terminal:
+        say(f"cancel requested; rotation {final.id} is still {final.state.value}", err=True)
+    sys.exit(EXIT_ATTENTION if final.state is State.NEEDS_ATTENTION else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--uuid", "uuid", required=True, help="The Adobe secret uuid AWSCURRENT holds.")
+@pass_ctx
+def adopt(ctx: Ctx, name: str, uuid: str) -> None:
+    """Tell rotator which Adobe secret uuid NAME's AWSCURRENT holds (when it cannot tell)."""
+    with errors():
+        ctx.settings.credential(name)
+        with ctx.app() as app:
+            app.engine.adopt(name, uuid, actor=actor())
+    say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")
