@@ -1,0 +1,269 @@
+"""The audit chain in SQL: append one linked event inside the caller's transaction, read
+events back, and verify the chain (links, checkpoint, rows past the head, replay).
+
+The link arithmetic lives in rotator/audit.py (pure); this module only moves rows. An
+append locks the one `chain_head` row, so appends are serialised and the chain cannot
+fork; `chain_head` is a convenience, not a trust anchor (a database writer can rewind it):
+the published checkpoint is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, or_, select, update
+
+from rotator import audit, redaction
+from rotator.adapters.db.tables import chain_head, credentials, events, rotations
+from rotator.audit import Checkpoint, Keyring, Verification
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    seq: int
+    rotation_id: int | None
+    credential: str
+    at: datetime
+    actor: str
+    actor_verified: str | None
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    detail: dict[str, Any]
+    state: dict[str, Any] | None
+    scheme: str
+    key_id: str | None
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "rotation_id": self.rotation_id,
+            "credential": self.credential,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "actor_verified": self.actor_verified,
+            "kind": self.kind,
+            "from": self.from_state,
+            "to": self.to_state,
+            "detail": self.detail,
+        }
+
+
+_ROTATION_COLUMNS = [rotations.c[n] for n in (*audit.ROTATION_FIELDS, "evidence")]
+_CREDENTIAL_COLUMNS = [credentials.c[n] for n in audit.CREDENTIAL_FIELDS if n in credentials.c]
+_EVENT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
+
+
+class AuditLog:
+    """Appends and verifies. The keyring is loaded on first use (commands that only read
+    never fetch a key); `identity` answers the verified identity of whoever appends."""
+
+    def __init__(
+        self,
+        keyring: Keyring | Callable[[], Keyring] | None = None,
+        *,
+        identity: Callable[[], str | None] | None = None,
+        publish: Callable[[Checkpoint], None] | None = None,
+    ) -> None:
+        self._keyring = keyring if isinstance(keyring, Keyring) else None
+        self._load = keyring if callable(keyring) else None
+        self._lock = threading.Lock()
+        self.identity = identity or (lambda: None)
+        self.publish = publish or (lambda _cp: None)
+
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            with self._lock:
+                if self._keyring is None:
+                    self._keyring = self._load() if self._load else Keyring()
+        return self._keyring
+
+    # --- append --------------------------------------------------------------------------
+
+    def append(
+        self,
+        conn: Connection,
+        *,
+        rotation_id: int | None,
+        credential: str,
+        actor: str,
+        kind: str,
+        from_state: str | None,
+        to_state: str | None,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> tuple[int, Checkpoint]:
+        """Insert the next linked event (after the row changes it records); return its id
+        and the checkpoint it makes."""
+        keyring = self.keyring()  # before the lock: a key read from AWS takes a moment
+        head = conn.execute(
+            select(chain_head.c.hash, chain_head.c.seq)
+            .where(chain_head.c.id == 1)
+            .with_for_update()
+        ).one()
+        scheme, key_id = keyring.scheme()
+        row: dict[str, Any] = {
+            "seq": head.seq + 1,
+            "rotation_id": rotation_id,
+            "credential": credential,
+            "at": at,
+            "actor": actor,
+            "actor_verified": self.identity(),
+            "kind": kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "detail": _json(detail),
+            "state": _json(self._state(conn, rotation_id, credential)),
+            "scheme": scheme,
+            "key_id": key_id,
+        }
+        digest = keyring.link(head.hash, row)
+        event_id = conn.execute(
+            insert(events).values(**row, prev_hash=head.hash, hash=digest).returning(events.c.id)
+        ).scalar_one()
+        conn.execute(
+            update(chain_head)
+            .where(chain_head.c.id == 1)
+            .values(hash=digest, last_event_id=event_id, seq=row["seq"])
+        )
+        return event_id, Checkpoint(row["seq"], event_id, digest, scheme, key_id, at.isoformat())
+
+    @staticmethod
+    def _state(conn: Connection, rotation_id: int | None, credential: str) -> dict[str, Any]:
+        """The audited fields of the rows this event is about, as they are now."""
+        rotation = None
+        if rotation_id is not None:
+            found = (
+                conn.execute(select(*_ROTATION_COLUMNS).where(rotations.c.id == rotation_id))
+                .mappings()
+                .first()
+            )
+            rotation = audit.snapshot(found, (*audit.ROTATION_FIELDS, "evidence"))
+        cred = (
+            conn.execute(select(*_CREDENTIAL_COLUMNS).where(credentials.c.name == credential))
+            .mappings()
+            .first()
+        )
+        return {"rotation": rotation, "credential": audit.snapshot(cred, audit.CREDENTIAL_FIELDS)}
+
+    # --- read ----------------------------------------------------------------------------
+
+    @staticmethod
+    def events(
+        engine: Engine,
+        credential: str | None = None,
+        limit: int | None = 100,
+        rotation_id: int | None = None,
+        ascending: bool = False,
+    ) -> list[AuditEvent]:
+        query = select(events).order_by(events.c.id.asc() if ascending else events.c.id.desc())
+        if credential:
+            query = query.where(events.c.credential == credential)
+        if rotation_id is not None:
+            query = query.where(events.c.rotation_id == rotation_id)
+        if limit:
+            query = query.limit(limit)
+        with engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [AuditEvent(**{k: r[k] for k in _EVENT_FIELDS}) for r in rows]
+
+    @staticmethod
+    def head(engine: Engine) -> Checkpoint | None:
+        """The chain head now, as a checkpoint (None before the first event)."""
+        with engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(events.c.seq, events.c.id, events.c.hash, events.c.scheme)
+                    .add_columns(events.c.key_id, events.c.at)
+                    .join(chain_head, chain_head.c.last_event_id == events.c.id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return Checkpoint(
+            row["seq"], row["id"], row["hash"], row["scheme"], row["key_id"], row["at"].isoformat()
+        )
+
+    # --- verify --------------------------------------------------------------------------
+
+    def verify(
+        self, engine: Engine, *, checkpoint: Checkpoint | None = None, batch: int = 5000
+    ) -> Verification:
+        """Walk the chain up to the head, check it against `checkpoint`, flag rows past the
+        head, and replay rotation and credential rows against their newest events.
+
+        Everything is read in one snapshot (REPEATABLE READ on PostgreSQL; SQLite's
+        transaction), so a daemon appending meanwhile is neither checked nor mistaken for
+        tampering.
+        """
+        walk = audit.ChainWalk(self.keyring(), checkpoint)
+        with engine.connect() as raw:
+            conn = (
+                raw.execution_options(isolation_level="REPEATABLE READ")
+                if engine.dialect.name == "postgresql"
+                else raw
+            )
+            with conn.begin():
+                head = conn.execute(
+                    select(chain_head.c.hash, chain_head.c.seq, chain_head.c.last_event_id)
+                ).first()
+                newest = head.seq if head is not None else None
+                last_seq = 0
+                while True:
+                    query = (
+                        select(events)
+                        .where(events.c.seq > last_seq)
+                        .order_by(events.c.seq)
+                        .limit(batch)
+                    )
+                    if newest is not None:
+                        query = query.where(events.c.seq <= newest)
+                    rows = conn.execute(query).mappings().all()
+                    for row in rows:
+                        walk.feed(row)
+                    if len(rows) < batch:
+                        break
+                    last_seq = rows[-1]["seq"]
+                result = walk.finish(
+                    newest,
+                    head.hash if head is not None else None,
+                    head.last_event_id if head is not None else None,
+                )
+                if head is not None:
+                    past = conn.execute(
+                        select(events.c.id).where(
+                            or_(
+                                events.c.seq > head.seq,
+                                events.c.id > (head.last_event_id or 0),
+                            )
+                        )
+                    ).scalars()
+                    walk.past_head(past)
+                rotation_rows = {
+                    r["id"]: r
+                    for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
+                }
+                credential_rows = {
+                    r["name"]: r
+                    for r in conn.execute(
+                        select(credentials.c.name, *_CREDENTIAL_COLUMNS)
+                    ).mappings()
+                }
+                walk.replay(rotation_rows, credential_rows)
+        return result
+
+
+def _json(value: Any) -> Any:
+    """JSON-safe and redacted: no secret value reaches the database."""
+    return json.loads(redaction.redact(json.dumps(value, default=str)))
