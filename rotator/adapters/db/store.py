@@ -9,8 +9,6 @@ Lease expiry uses the database's clock on PostgreSQL, so replicas' clocks need n
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,11 +32,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from rotator import redaction
-from rotator.adapters.db.tables import chain_head, credentials, events, rotations
+from rotator.adapters.db.audit import AuditEvent, AuditLog
+from rotator.adapters.db.tables import credentials, events, rotations
+from rotator.audit import GENESIS, Checkpoint, Verification
+from rotator.audit import legacy_hash as event_hash
 from rotator.domain.errors import ConfigError, LeaseLost
 from rotator.domain.model import Evidence, Rotation, State, Trigger
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "AuditEvent", "event_hash"]  # the chain's names, now in rotator.audit
 
 
 @dataclass(frozen=True)
@@ -101,27 +102,6 @@ _OWNED = (
 )
 
 
-def event_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """The chain link: sha256 over the previous hash and the row's canonical JSON."""
-    body = json.dumps(
-        [
-            prev_hash,
-            row["rotation_id"],
-            row["credential"],
-            row["at"].astimezone(UTC).isoformat(),
-            row["actor"],
-            row["kind"],
-            row["from_state"],
-            row["to_state"],
-            row["detail"],
-        ],
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
 def make_engine(url: str) -> Engine:
     """An engine with SQLite set up for several processes on one file (WAL, BEGIN IMMEDIATE)."""
     try:
@@ -180,8 +160,9 @@ def _enable_wal(cursor: Any, attempts: int = 50) -> None:
 
 
 class Store:
-    def __init__(self, engine: Engine, *, now: Any = None) -> None:
+    def __init__(self, engine: Engine, *, now: Any = None, audit: AuditLog | None = None) -> None:
         self.engine = engine
+        self.audit = audit or AuditLog()  # keyed chain, verified identity, checkpoints
         self._now = now or (lambda: datetime.now(UTC))
         self._pg = engine.dialect.name == "postgresql"
 
@@ -218,30 +199,21 @@ class Store:
         to_state: str | None,
         detail: dict[str, Any],
         at: datetime,
-    ) -> None:
-        # The migration seeds this row; locking it serialises every append.
-        head = conn.execute(
-            select(chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
-        ).scalar_one()
-        row = {
-            "rotation_id": rotation_id,
-            "credential": credential,
-            "at": at,
-            "actor": actor,
-            "kind": kind,
-            "from_state": from_state,
-            "to_state": to_state,
-            "detail": json.loads(redaction.redact(json.dumps(detail, default=str))),
-        }
-        digest = event_hash(head, row)
-        event_id = conn.execute(
-            insert(events).values(**row, prev_hash=head, hash=digest).returning(events.c.id)
-        ).scalar_one()
-        conn.execute(
-            update(chain_head)
-            .where(chain_head.c.id == 1)
-            .values(hash=digest, last_event_id=event_id)
+    ) -> Checkpoint:
+        """Append the event recording a change made just before, in the same transaction
+        (I6); the event snapshots the rows' audited fields as they are now."""
+        _event_id, checkpoint = self.audit.append(
+            conn,
+            rotation_id=rotation_id,
+            credential=credential,
+            actor=actor,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            detail=detail,
+            at=at,
         )
+        return checkpoint
 
     # --- credentials ---------------------------------------------------------------------
 
@@ -302,6 +274,7 @@ class Store:
         """Write what a survey learnt, unless a rotation started or finished meanwhile
         (its promotion wrote fresher facts than the survey read)."""
         with self._tx() as conn:
+            before = self._audited_credential(conn, name)
             busy = (
                 select(rotations.c.id)
                 .where(rotations.c.credential == name, rotations.c.finished_at.is_(None))
@@ -316,7 +289,35 @@ class Store:
                 )
                 .values(**values, updated_at=self._db_now(conn))
             )
+            if result.rowcount:
+                self._audit_survey(conn, name, before)
             return bool(result.rowcount)
+
+    def _audit_survey(self, conn: Connection, name: str, before: dict[str, Any]) -> None:
+        """A survey that changed an audited field is an audited change (replay sees it)."""
+        after = self._audited_credential(conn, name)
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        if changed:
+            self._append(
+                conn,
+                rotation_id=None,
+                credential=name,
+                actor="rotator",
+                kind="surveyed",
+                from_state=None,
+                to_state=None,
+                detail={"changed": changed},
+                at=self._db_now(conn),
+            )
+
+    @staticmethod
+    def _audited_credential(conn: Connection, name: str) -> dict[str, Any]:
+        from rotator import audit
+
+        row = (
+            conn.execute(select(credentials).where(credentials.c.name == name)).mappings().first()
+        )
+        return audit.snapshot(row, audit.CREDENTIAL_FIELDS) or {}
 
     # --- rotations -----------------------------------------------------------------------
 
@@ -744,7 +745,13 @@ class Store:
                     f"rotation {old.id} of {old.credential!r}: lease lost to another worker "
                     f"(fence {claim.fence} is stale); stopping without writing"
                 )
-            self._append(
+            if credential_update:  # before the event, which records the row after it
+                conn.execute(
+                    update(credentials)
+                    .where(credentials.c.name == old.credential)
+                    .values(**credential_update, updated_at=now)
+                )
+            checkpoint = self._append(
                 conn,
                 rotation_id=old.id,
                 credential=old.credential,
@@ -755,12 +762,6 @@ class Store:
                 detail=detail or {},
                 at=now,
             )
-            if credential_update:
-                conn.execute(
-                    update(credentials)
-                    .where(credentials.c.name == old.credential)
-                    .values(**credential_update, updated_at=now)
-                )
             emergency_waiting = result[0] and result[1] != Trigger.EMERGENCY.value
             if new.state.terminal and emergency_waiting:
                 by, reason = self._last_request(conn, old.id, "emergency_requested")
@@ -773,6 +774,8 @@ class Store:
                     detail={"follows": old.id},
                 )
             saved = self._load(conn, old.id)
+        if new.state.terminal or new.state is State.NEEDS_ATTENTION:
+            self.audit.publish(checkpoint)  # committed: the head leaves the database
         return Claim(saved, claim.owner, claim.fence)
 
     # --- audit ---------------------------------------------------------------------------

@@ -139,7 +139,16 @@ events = Table(
     Column("detail", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Audit chain (rotator/audit.py): contiguous position, how `hash` was made (hmac-sha256
+    # with key `key_id`, unkeyed sha256, or 0.1's sha256-v1), the verified identity beside
+    # the claimed `actor`, and the audited fields of the rotation/credential row after it.
+    Column("seq", Id, nullable=False),
+    Column("scheme", String(16), nullable=False),
+    Column("key_id", String(64)),
+    Column("actor_verified", Text),
+    Column("state", JSON),
     Index("ix_events_credential_id", "credential", "id"),
+    Index("uq_events_seq", "seq", unique=True),
     Index("ix_events_rotation_id", "rotation_id"),
 )
 
@@ -151,4 +160,5 @@ chain_head = Table(
     Column("id", Integer, primary_key=True),
     Column("last_event_id", Id),
     Column("hash", String(64), nullable=False),
+    Column("seq", Id, nullable=False, server_default="0"),
 )
