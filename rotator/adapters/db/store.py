@@ -36,7 +36,8 @@ from rotator.adapters.db.audit import AuditEvent, AuditLog
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.audit import GENESIS, Checkpoint, Verification
 from rotator.audit import legacy_hash as event_hash
-from rotator.domain.errors import ConfigError, LeaseLost
+from rotator.domain import machine
+from rotator.domain.errors import ConfigError, LeaseLost, RequestRefused
 from rotator.domain.model import Evidence, Rotation, State, Trigger
 
 __all__ = ["GENESIS", "AuditEvent", "event_hash"]  # the chain's names, now in rotator.audit
