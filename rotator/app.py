@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
-from rotator.adapters.db import migrate
+from rotator.adapters.db import migrate, outbox
 from rotator.adapters.db.store import Store, make_engine
 from rotator.checkpoints import audit_log
 from rotator.config import Settings
@@ -68,7 +68,11 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
             f"{settings.source}: database.url: cannot open the database: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         ) from None
-    return Store(engine, audit=audit_log(settings))
+    receivers = [
+        outbox.Receiver(hook.receiver, frozenset(hook.events))
+        for hook in settings.notifications.webhooks
+    ]
+    return Store(engine, receivers=receivers, audit=audit_log(settings))
 
 
 # Budgets are enforced by the provider per wall-clock second; requests paced exactly at the

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -152,21 +153,50 @@ class DaemonConfig(_Section):
 
 class WebhookConfig(_Section):
     url: str
+    # The receiver's stable id: the outbox owes each notice to a name, so changing the URL
+    # (a rotated token in it) keeps what is owed. Default: derived from the URL.
+    name: str = ""
     events: tuple[str, ...] = ("completed", "failed", "needs_attention")
     timeout: Duration = timedelta(seconds=10)
+    format: Literal["standard", "slack"] = "standard"
+    secret: KeySourceConfig | None = None  # Standard Webhooks signing secret
 
     @field_validator("events")
     @classmethod
     def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        allowed = {"completed", "failed", "needs_attention", "cancelled", "started"}
+        allowed = {"completed", "failed", "needs_attention", "cancelled", "abandoned", "started"}
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(allowed)}")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", value):
+            raise ValueError(f"{value!r} is not a valid name (letters, digits, . _ : -)")
+        return value
+
+    @property
+    def receiver(self) -> str:
+        return self.name or "webhook-" + hashlib.sha256(self.url.encode()).hexdigest()[:12]
+
 
 class NotificationsConfig(_Section):
     webhooks: tuple[WebhookConfig, ...] = ()
+    # A notice not acknowledged this long after its event is given up (and counted).
+    delivery_expiry: Duration = timedelta(hours=24)
+    # Retries back off exponentially from 1 s up to this, so a receiver that comes back
+    # gets what it is owed within about this long.
+    max_backoff: Duration = timedelta(minutes=1)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique(cls, value: tuple[WebhookConfig, ...]) -> tuple[WebhookConfig, ...]:
+        names = [w.receiver for w in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"webhook names (or URLs) repeat: {names}")
+        return value
 
 
 class KeySourceConfig(_Section):

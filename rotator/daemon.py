@@ -51,12 +51,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotator import app as app_mod
+from rotator import notify
+from rotator.adapters.db import migrate
 from rotator.config import Settings
 from rotator.domain import policy as rules
 from rotator.domain.errors import ConfigError
-from rotator.domain.model import Rotation, State, Trigger
-from rotator.metrics import Metrics
-from rotator.notify import Notifier, once_each
+from rotator.domain.model import Rotation, Trigger
+from rotator.insights import Insights
+from rotator.metrics import FleetCollector, Metrics, ProcessCollector
 
 log = structlog.get_logger("rotator.daemon")
 SURVEY_EVERY = timedelta(hours=24)
@@ -67,7 +69,8 @@ class Daemon:
         self.settings = settings
         self.owner = owner
         self.metrics = Metrics()
-        self.notifier = Notifier(settings.notifications.webhooks)
+        self.deliverer: notify.Deliverer | None = None  # sends the outbox's webhooks
+        self._delivery_thread: threading.Thread | None = None
         self.pool = ThreadPoolExecutor(
             max_workers=settings.daemon.workers, thread_name_prefix="worker"
         )
@@ -99,22 +102,23 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         listener = _bind(self.settings.daemon.listen)
         try:
-            self.app = app_mod.build(
-                self.settings,
-                upgrade=True,
-                owner=self.owner,
-                listeners=[once_each([self.metrics.on_event, self.notifier])],
-            )
+            self.app = app_mod.build(self.settings, upgrade=True, owner=self.owner)
+            if self.settings.notifications.webhooks:
+                self.deliverer = notify.deliverer(
+                    self.settings, self.app.store.engine, owner=self.app.engine.owner
+                )
         except BaseException:
             listener.close()
             raise
         self.app.engine.step_observer = self.metrics.steps
+        self._attach_metrics(self.app)
         if self._stop.is_set():  # a signal arrived while the database was being migrated
             self.app.engine.stopping.set()
         try:
             self.app.engine.sync()
             self._serve_http(listener)
             self._start_clock()
+            self._start_delivery()
             log.info(
                 "daemon started",
                 owner=self.app.engine.owner,
@@ -154,6 +158,28 @@ class Daemon:
         self.scheduler.start()
         self._ready = True
 
+    def _start_delivery(self) -> None:
+        """Webhooks go out from the outbox on a thread of their own, stopped with the rest."""
+        deliverer = self.deliverer
+        if deliverer is None:
+            return
+        self._delivery_thread = threading.Thread(
+            target=deliverer.run, args=(self._stop,), daemon=True, name="webhooks"
+        )
+        self._delivery_thread.start()
+
+    def _attach_metrics(self, app: app_mod.App) -> None:
+        """Fleet series from the database at scrape time; process series from the adapters."""
+        engine = app.store.engine
+        self.metrics.attach(
+            FleetCollector(Insights(engine, self._policies)),
+            ProcessCollector(
+                ready=lambda: migrate.is_current(engine),
+                adobe_calls=lambda: app.adobe.outcomes,
+                aws_calls=lambda: app.aws.outcomes,
+            ),
+        )
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         name = signal.Signals(signum).name
@@ -174,7 +200,10 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # a tick in progress returns at once: _stop
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.notifier.close()
+        if self._delivery_thread is not None:
+            self._delivery_thread.join(timeout=30)
+        if self.deliverer is not None:
+            self.deliverer.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._http_thread is not None:
@@ -216,11 +245,6 @@ class Daemon:
         active = {r.credential: r for r in store.unfinished()}
         rows = store.credential_rows()
         configured = [c.name for c in self.settings.credentials]
-        self.metrics.unfinished.set(len(active))
-        self.metrics.observe_credentials(
-            {n: rows[n].secret_created_at if n in rows else None for n in configured},
-            {n for n, r in active.items() if r.state is State.NEEDS_ATTENTION},
-        )
         for cfg in self.settings.credentials:
             if self._stop.is_set():
                 break

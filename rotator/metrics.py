@@ -1,36 +1,190 @@
-"""Prometheus metrics of one rotator process, on a registry of its own (no global state).
+"""/metrics: fleet series read from the database at scrape time, plus this process's own work.
 
-Outcome counters are created at zero for every outcome and trigger, so a dashboard or an
-alert sees a series before the first rotation ends (a missing series is not a zero).
-Secret ages are computed when /metrics is scraped, from the creation times the last tick
-read, so they never lag by a tick.
+The names are docs/metrics.md's, exactly. Fleet series (rotations, attention, holds, secret
+ages, drains, the outbox) come from `rotator.insights` when Prometheus scrapes, so every
+replica reports the whole fleet, the CLI's rotations included; a counter kept in memory
+would count only what this process did. Process series (ticks, steps, calls to Adobe and
+AWS) are this replica's. Every series exists from the first scrape (a missing series is
+not a zero), and none has a `_created` sibling: fleet series come from a custom collector
+(which adds none) and the histograms live on a registry that leaves them out.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import prometheus_client
+import structlog
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from rotator.domain.model import Rotation, Trigger
+from rotator.domain.model import State, Trigger
+from rotator.insights import ENDINGS, Insights
 
-OUTCOMES = ("completed", "failed", "cancelled", "needs_attention")
+log = structlog.get_logger("rotator.metrics")
+
+ADOBE_OPERATIONS = ("token", "list", "add", "delete", "invalidate")
+AWS_OPERATIONS = ("get", "describe", "put", "stage")
+OUTCOMES = ("ok", "error")
+
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # histograms
+
+
+class FleetCollector(Collector):
+    """Reads the fleet's figures from the database on every scrape."""
+
+    def __init__(self, insights: Insights) -> None:
+        self.insights = insights
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            fleet = self.insights.fleet()
+        except Exception as exc:  # the database is away: rotator_ready says so
+            log.warning("metrics: cannot read the fleet", error=type(exc).__name__)
+            return
+        rotations = CounterMetricFamily(
+            "rotator_rotations",
+            "Rotations that reached an end state, ever.",
+            labels=["outcome", "trigger"],
+        )
+        for outcome in ENDINGS:
+            for trigger in Trigger:
+                count = fleet.ended.get((outcome, trigger.value), 0)
+                rotations.add_metric([outcome, trigger.value], count)
+        yield rotations
+        unfinished = GaugeMetricFamily(
+            "rotator_rotations_unfinished", "Rotations not yet ended, by state.", labels=["state"]
+        )
+        for state in State:
+            if not state.terminal:
+                unfinished.add_metric([state.value], fleet.unfinished.get(state.value, 0))
+        yield unfinished
+        yield GaugeMetricFamily(
+            "rotator_credentials_needing_attention",
+            "Credentials whose rotation waits for a person.",
+            value=fleet.needing_attention,
+        )
+        per_credential: dict[str, GaugeMetricFamily] = {
+            name: GaugeMetricFamily(name, text, labels=["credential"])
+            for name, text in (
+                (
+                    "rotator_credential_needs_attention",
+                    "1 while this credential waits for a person, else 0.",
+                ),
+                (
+                    "rotator_credential_on_hold",
+                    "1 while scheduled rotations are held (rotator cancel, until rotator resume).",
+                ),
+                (
+                    "rotator_secret_age_seconds",
+                    "Age of the current Adobe secret (Adobe's created_at).",
+                ),
+                ("rotator_secret_max_age_seconds", "The credential's max_age policy."),
+                (
+                    "rotator_drain_deadline_timestamp_seconds",
+                    "While draining: when the old secret may be deleted.",
+                ),
+                (
+                    "rotator_drain_old_secret_last_used_timestamp_seconds",
+                    "While draining: the latest use of the old secret ever seen (0: never).",
+                ),
+            )
+        }
+        for c in fleet.credentials:
+            labels = [c.name]
+            per_credential["rotator_credential_needs_attention"].add_metric(
+                labels, 1 if c.needs_attention else 0
+            )
+            per_credential["rotator_credential_on_hold"].add_metric(labels, 1 if c.on_hold else 0)
+            if c.secret_created_at is not None:
+                age = (fleet.now - c.secret_created_at).total_seconds()
+                per_credential["rotator_secret_age_seconds"].add_metric(labels, age)
+            if c.max_age is not None:
+                per_credential["rotator_secret_max_age_seconds"].add_metric(
+                    labels, c.max_age.total_seconds()
+                )
+            if c.draining and c.drain_deadline is not None:
+                per_credential["rotator_drain_deadline_timestamp_seconds"].add_metric(
+                    labels, c.drain_deadline.timestamp()
+                )
+                last = c.drain_old_last_used_at
+                per_credential["rotator_drain_old_secret_last_used_timestamp_seconds"].add_metric(
+                    labels, last.timestamp() if last else 0
+                )
+        yield from per_credential.values()
+        backlog = fleet.outbox
+        yield GaugeMetricFamily(
+            "rotator_outbox_pending",
+            "Notifications not yet delivered nor expired.",
+            value=backlog.pending,
+        )
+        oldest = backlog.oldest_pending_at
+        yield GaugeMetricFamily(
+            "rotator_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered notification (0 when none).",
+            value=max(0.0, (fleet.now - oldest).total_seconds()) if oldest else 0.0,
+        )
+        yield CounterMetricFamily(
+            "rotator_outbox_expired",
+            "Notifications given up after the delivery expiry.",
+            value=backlog.expired,
+        )
+
+
+class ProcessCollector(Collector):
+    """This process's readiness and its calls to Adobe and AWS (from the adapters' tallies)."""
+
+    def __init__(
+        self,
+        ready: Callable[[], bool],
+        adobe_calls: Callable[[], Mapping[tuple[str, str], int]],
+        aws_calls: Callable[[], Mapping[tuple[str, str], int]],
+    ) -> None:
+        self._ready = ready
+        self._adobe = adobe_calls
+        self._aws = aws_calls
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            ready = self._ready()
+        except Exception:
+            ready = False
+        yield GaugeMetricFamily(
+            "rotator_ready",
+            "1 when this daemon's database is reachable and its schema current, else 0.",
+            value=1 if ready else 0,
+        )
+        for name, text, operations, calls in (
+            (
+                "rotator_adobe_requests",
+                "Calls this process made to Adobe.",
+                ADOBE_OPERATIONS,
+                self._adobe,
+            ),
+            (
+                "rotator_aws_requests",
+                "Calls this process made to AWS Secrets Manager.",
+                AWS_OPERATIONS,
+                self._aws,
+            ),
+        ):
+            family = CounterMetricFamily(name, text, labels=["operation", "outcome"])
+            tally = dict(calls())
+            for operation in operations:
+                for outcome in OUTCOMES:
+                    family.add_metric([operation, outcome], tally.get((operation, outcome), 0))
+            yield family
 
 
 class Metrics:
+    """The daemon's registry: the two collectors above plus its tick and step histograms."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.rotations = Counter(
-            "rotator_rotations",
-            "Rotations that reached an end state, or started needing attention.",
-            ["outcome", "trigger"],
-            registry=self.registry,
-        )
-        for outcome in OUTCOMES:
-            for trigger in Trigger:
-                self.rotations.labels(outcome=outcome, trigger=trigger.value)
         self.steps = Histogram(
             "rotator_step_seconds",
             "Time one engine step took, by the state it started in.",
@@ -38,31 +192,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.secret_age = Gauge(
-            "rotator_secret_age_seconds",
-            "Age of the current Adobe secret per credential (from Adobe's created_at).",
-            ["credential"],
-            registry=self.registry,
-        )
-        self.attention = Gauge(
-            "rotator_credentials_needing_attention",
-            "Credentials whose rotation waits for a person.",
-            registry=self.registry,
-        )
-        self.credential_attention = Gauge(
-            "rotator_credential_needs_attention",
-            "1 while this credential's rotation waits for a person, else 0.",
-            ["credential"],
-            registry=self.registry,
-        )
-        self.unfinished = Gauge(
-            "rotator_rotations_unfinished",
-            "Rotations not yet in an end state.",
-            registry=self.registry,
-        )
+        for state in State:
+            if not state.terminal:
+                self.steps.labels(state=state.value)
         self.last_tick = Gauge(
             "rotator_last_successful_tick_timestamp_seconds",
-            "Unix time of the last scheduler tick that completed without an error.",
+            "Unix time of the last scheduler tick that completed.",
             registry=self.registry,
         )
         self.tick_seconds = Histogram(
@@ -71,33 +206,16 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
         )
-        self._created: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
-    def on_event(self, kind: str, rotation: Rotation) -> None:
-        """Engine listener: count outcomes."""
-        if kind in OUTCOMES:
-            self.rotations.labels(outcome=kind, trigger=rotation.trigger.value).inc()
-
-    def observe_credentials(
-        self, created: dict[str, datetime | None], needing_attention: set[str]
-    ) -> None:
-        """What a tick learnt about every configured credential."""
-        with self._lock:
-            self._created = {name: at for name, at in created.items() if at is not None}
-        for name in created:
-            self.credential_attention.labels(credential=name).set(
-                1 if name in needing_attention else 0
-            )
-        self.attention.set(len(needing_attention))
+    def attach(self, *collectors: Any) -> None:
+        for collector in collectors:
+            self.registry.register(collector)
 
     def ticked(self, seconds: float) -> None:
         self.tick_seconds.observe(seconds)
         self.last_tick.set(time.time())
 
     def render(self) -> bytes:
-        now = datetime.now(UTC)
-        with self._lock:
-            for name, moment in self._created.items():
-                self.secret_age.labels(credential=name).set((now - moment).total_seconds())
-        return generate_latest(self.registry)
+        with self._lock:  # one scrape at a time reads the database
+            return generate_latest(self.registry)

@@ -1,126 +1,243 @@
-"""Webhooks on rotation outcomes: a JSON POST, retried, never carrying a secret value.
+"""Webhook delivery from the durable outbox: signed, retried, in order, never twice once acked.
 
-Delivery runs on a small background pool so a slow receiver never holds up a rotation;
-`close()` waits for deliveries in flight, so a short-lived `rotator rotate` still sends
-what it owes before it exits. Bodies carry uuids, states and reasons only (never a value),
-and pass the redactor before they leave. Connection errors, 429 and 5xx are retried with
-backoff; any other answer is final.
+The store writes what each receiver is owed in the same transaction as the audit event
+(rotator/adapters/db/outbox.py); this module only sends. Any replica (and a CLI command on
+its way out) may send: a claim keeps one row with one sender at a time, and a row is marked
+delivered the moment the receiver answers 2xx, so it is never sent again after that.
+
+Signing follows Standard Webhooks (https://www.standardwebhooks.com): `webhook-id` (the
+audit event id: the receiver's idempotency key, the same on every retry), `webhook-timestamp`
+(Unix seconds of this attempt) and `webhook-signature: v1,<base64 HMAC-SHA256 over
+"{id}.{timestamp}.{body}">`. A secret written as `whsec_<base64>` is used decoded, as the
+convention's libraries do; any other secret is used as its bytes.
+
+Retries back off exponentially from one second up to `[notifications] max_backoff`, for any
+failure (a receiver that answers 404 while it is being redeployed comes back too), until
+`delivery_expiry` after the event; then the row is given up, logged and counted.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import os
+import random
+import socket
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import structlog
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from sqlalchemy import Engine
 
 from rotator import redaction
-from rotator.config import WebhookConfig
-from rotator.domain.model import Rotation
+from rotator.adapters.db.outbox import Delivery, Outbox
+from rotator.config import Settings
+from rotator.keys import Key
 
 log = structlog.get_logger("rotator.notify")
 
-Listener = Callable[[str, Rotation], None]
+FIRST_RETRY = timedelta(seconds=1)
+EXPIRE_EVERY = 10.0  # seconds between sweeps for rows past the delivery expiry
+_PREFIX = b"whsec_"
 
 
-def body(kind: str, rotation: Rotation) -> dict[str, Any]:
-    return {
-        "event": kind,
-        "at": datetime.now(UTC).isoformat(),
-        "credential": rotation.credential,
-        "rotation_id": rotation.id,
-        "trigger": rotation.trigger.value,
-        "state": rotation.state.value,
-        "old_uuid": rotation.old_uuid,
-        "new_uuid": rotation.new_uuid,
-        "reason": rotation.last_error or rotation.reason or "",
-    }
+def webhook_id(event_id: int) -> str:
+    """The idempotency key a receiver dedupes on: one audit event, one id, every retry."""
+    return f"evt_{event_id}"
 
 
-def _worth_retrying(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        return status == 429 or status >= 500
-    return isinstance(exc, httpx.TransportError)
+def signing_key(material: bytes) -> bytes:
+    """Standard Webhooks secrets are `whsec_` + base64; other secrets are used as bytes."""
+    if material.startswith(_PREFIX):
+        return base64.b64decode(material[len(_PREFIX) :] + b"==")  # padding optional
+    return material
 
 
-class Notifier:
-    """Engine listener that POSTs the outcomes each webhook subscribed to."""
+def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def render(payload: Mapping[str, Any], fmt: str) -> bytes:
+    """The body to send: the notice itself, or a Slack-compatible `{"text": ...}`."""
+    if fmt == "slack":
+        return json.dumps({"text": slack_text(payload)}).encode()
+    return json.dumps(payload).encode()
+
+
+_ICONS = {
+    "completed": ":white_check_mark:",
+    "failed": ":x:",
+    "needs_attention": ":warning:",
+    "cancelled": ":no_entry_sign:",
+    "abandoned": ":fast_forward:",
+    "started": ":arrows_counterclockwise:",
+}
+
+
+def slack_text(payload: Mapping[str, Any]) -> str:
+    kind = str(payload.get("event", ""))
+    text = (
+        f"{_ICONS.get(kind, '')} rotator: rotation {payload.get('rotation_id')} of "
+        f"*{payload.get('credential')}* {kind.replace('_', ' ')} "
+        f"({payload.get('trigger')}, by {payload.get('actor')})"
+    )
+    if payload.get("old_uuid") or payload.get("new_uuid"):
+        text += f"\nsecret {payload.get('old_uuid') or '-'} -> {payload.get('new_uuid') or '-'}"
+    if payload.get("reason"):
+        text += f"\n> {payload['reason']}"
+    return text.strip()
+
+
+def backoff(attempts: int, cap: timedelta) -> timedelta:
+    """1 s, 2 s, 4 s ... up to `cap`, less up to a fifth at random (replicas spread out)."""
+    seconds = min(cap.total_seconds(), FIRST_RETRY.total_seconds() * 2 ** min(attempts, 30))
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.0))
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Deliverer:
+    """Sends due outbox rows to their webhooks and records each answer."""
 
     def __init__(
-        self, hooks: tuple[WebhookConfig, ...], *, attempts: int = 4, max_wait: float = 30.0
+        self,
+        outbox: Outbox,
+        settings: Settings,
+        keys: Mapping[str, Key],
+        *,
+        owner: str | None = None,
+        client: httpx.Client | None = None,
     ) -> None:
-        self.hooks = hooks
-        redaction.register(*(h.url for h in hooks))  # webhook URLs often embed a credential
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
-        self._client = httpx.Client()
-        self._post = retry(
-            retry=retry_if_exception(_worth_retrying),
-            stop=stop_after_attempt(attempts),
-            wait=wait_exponential(multiplier=0.5, max=max_wait),
-            reraise=True,
-        )(self._post_once)
+        self.outbox = outbox
+        self.config = settings.notifications
+        self.hooks = {h.receiver: h for h in self.config.webhooks}
+        redaction.register(*(h.url for h in self.hooks.values()))  # URLs often embed a token
+        self.keys = {name: signing_key(k.material) for name, k in keys.items()}
+        self.owner = owner or default_owner()
+        self._client = client or httpx.Client()
+        longest = max((h.timeout for h in self.hooks.values()), default=timedelta(seconds=10))
+        self._hold = longest + timedelta(seconds=30)  # a claim outlives one attempt
+        self._swept = 0.0
 
-    def __call__(self, kind: str, rotation: Rotation) -> None:
-        for hook in self.hooks:
-            if kind in hook.events:
-                self._pool.submit(self._deliver, hook, kind, rotation)
+    def deliver_due(self, limit: int = 20) -> int:
+        """One pass: give up expired rows, then send what is due; return rows delivered.
 
-    def _post_once(self, hook: WebhookConfig, payload: str) -> None:
-        response = self._client.post(
-            hook.url,
-            content=payload,
-            timeout=hook.timeout.total_seconds(),
-            headers={"content-type": "application/json"},
-        )
-        response.raise_for_status()
+        A claim holds at most one row per receiver and credential (the oldest open one),
+        so the next notice of a credential goes only after this one is settled.
+        """
+        if not self.hooks:
+            return 0
+        if time.monotonic() - self._swept >= EXPIRE_EVERY:
+            self._swept = time.monotonic()
+            for gone in self.outbox.expire(self.config.delivery_expiry):
+                log.error(
+                    "webhook notice expired undelivered",
+                    receiver=gone.receiver,
+                    kind=gone.kind,
+                    credential=gone.credential,
+                    event_id=gone.event_id,
+                    expiry=self.config.delivery_expiry.total_seconds(),
+                )
+        claimed = self.outbox.claim(self.owner, self.hooks, hold=self._hold, limit=limit)
+        return sum(1 for delivery in claimed if self._send(delivery))
 
-    def _deliver(self, hook: WebhookConfig, kind: str, rotation: Rotation) -> None:
-        payload = redaction.redact(json.dumps(body(kind, rotation)))
+    def _send(self, delivery: Delivery) -> bool:
+        hook = self.hooks[delivery.receiver]
+        body = redaction.redact(render(delivery.payload, hook.format).decode()).encode()
+        msg_id = webhook_id(delivery.event_id)
+        stamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "rotator",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+        }
+        key = self.keys.get(delivery.receiver)
+        if key is not None:
+            headers["webhook-signature"] = signature(key, msg_id, stamp, body)
+        error = ""
+        status: int | None = None
         try:
-            self._post(hook, payload)
-        except httpx.HTTPError as exc:
-            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
-            log.warning(
-                "webhook delivery failed",
-                kind=kind,
-                credential=rotation.credential,
-                rotation_id=rotation.id,
-                error=type(exc).__name__,
-                status=status,
+            response = self._client.post(
+                hook.url, content=body, headers=headers, timeout=hook.timeout.total_seconds()
             )
+            status = response.status_code
+            if response.is_success:
+                self.outbox.delivered(delivery)
+                log.info(
+                    "webhook delivered",
+                    receiver=delivery.receiver,
+                    kind=delivery.kind,
+                    credential=delivery.credential,
+                    event_id=delivery.event_id,
+                    attempts=delivery.attempts + 1,
+                )
+                return True
+            error = f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        retry_in = backoff(delivery.attempts, self.config.max_backoff)
+        self.outbox.failed(delivery, self.owner, error=error, retry_in=retry_in)
+        log.warning(
+            "webhook delivery failed",
+            receiver=delivery.receiver,
+            kind=delivery.kind,
+            credential=delivery.credential,
+            event_id=delivery.event_id,
+            attempts=delivery.attempts + 1,
+            error=error,
+            status=status,
+            retry_in=round(retry_in.total_seconds(), 1),
+        )
+        return False
 
-    def close(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait)
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Deliver until `stop` is set; after a delivery look again at once (the next notice
+        of that credential is due now), else wait `interval`."""
+        while not stop.is_set():
+            try:
+                delivered = self.deliver_due()
+            except Exception as exc:  # the database may be away: the next pass retries
+                log.error("webhook delivery pass failed", error=type(exc).__name__)
+                delivered = 0
+            if not delivered:
+                stop.wait(interval)
+
+    def flush(self, budget: float = 10.0) -> None:
+        """Send what is due now, for at most `budget` seconds (a CLI command on its way out).
+
+        A row that fails stays in the outbox for the daemon or the next command.
+        """
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline and self.deliver_due() > 0:
+            pass
+
+    def close(self) -> None:
         self._client.close()
 
 
-def once_each(listeners: Iterable[Listener]) -> Listener:
-    """Pass each outcome of a rotation on once.
+def load_keys(settings: Settings) -> dict[str, Key]:
+    """Each webhook's signing secret, read now (a missing one is a one-line ConfigError)."""
+    keys: dict[str, Key] = {}
+    for hook in settings.notifications.webhooks:
+        if hook.secret is not None:
+            keys[hook.receiver] = hook.secret.source().load(
+                region=settings.aws.region, endpoint_url=settings.aws.endpoint_url
+            )
+    return keys
 
-    The engine reports `needs_attention` again at every retry of a step that is still
-    blocked (every poll interval); an alert and a counter want it once, until the rotation
-    moves on and perhaps gets stuck again.
-    """
-    targets = list(listeners)
-    waiting: set[int] = set()
-    lock = threading.Lock()
 
-    def listener(kind: str, rotation: Rotation) -> None:
-        with lock:
-            if kind == "needs_attention":
-                if rotation.id in waiting:
-                    return
-                waiting.add(rotation.id)
-            else:
-                waiting.discard(rotation.id)
-        for target in targets:
-            target(kind, rotation)
-
-    return listener
+def deliverer(settings: Settings, engine: Engine, *, owner: str | None = None) -> Deliverer:
+    """A sender for the state database at `engine`, its signing secrets read now."""
+    return Deliverer(Outbox(engine), settings, load_keys(settings), owner=owner)

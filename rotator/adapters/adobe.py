@@ -252,6 +252,8 @@ class AdobeClient:
         #: Requests sent per endpoint kind (token, list, add, delete, invalidate), plus
         #: "retries", "throttled" (429s) and "token_cache_hits". Read it; do not write it.
         self.stats: Counter[str] = Counter()
+        #: Requests by (kind, "ok" | "error"): an answer below 400 is ok; /metrics reads it.
+        self.outcomes: Counter[tuple[str, str]] = Counter()
 
     # ------------------------------------------------------------------ the AdobeApi port
 
@@ -505,7 +507,13 @@ class AdobeClient:
 
         def attempt() -> httpx.Response:
             self._count(kind)
-            return self._attempt(method, url, cred=cred, step=step, headers=headers, data=data)
+            try:
+                resp = self._attempt(method, url, cred=cred, step=step, headers=headers, data=data)
+            except BaseException:
+                self._outcome(kind, "error")
+                raise
+            self._outcome(kind, "ok" if resp.status_code < 400 else "error")
+            return resp
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, _Retryable) and (idempotent or not exc.ambiguous)
@@ -640,6 +648,10 @@ class AdobeClient:
     def _count(self, key: str) -> None:
         with self._stats_lock:
             self.stats[key] += 1
+
+    def _outcome(self, kind: str, outcome: str) -> None:
+        with self._stats_lock:
+            self.outcomes[kind, outcome] += 1
 
 
 # ---------------------------------------------------------------------- parsing helpers

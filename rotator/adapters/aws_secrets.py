@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,9 @@ class AwsSecrets:
         # Every other string in a secret's JSON is treated as secret and masked in output.
         self._public_keys = public_keys
         self.stats: dict[str, int] = {"get": 0, "describe": 0, "put": 0, "stage": 0}
+        # Calls by (operation, "ok" | "error"); /metrics reads it.
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self._outcomes_lock = threading.Lock()
 
     def read(
         self, secret_id: str, *, stage: str = "AWSCURRENT", version_id: str | None = None
@@ -169,14 +173,20 @@ class AwsSecrets:
     ) -> Any:
         """One SDK call (botocore retries inside), its failure told as a typed StepError."""
         self.stats[stat] += 1
+        outcome = "error"
         try:
-            return method(**args)
+            answer = method(**args)
+            outcome = "ok"
+            return answer
         except ClientError as exc:
             raise _error(exc, secret_id, step) from None
         except BotoCoreError as exc:
             raise TransientError(
                 f"AWS unreachable: {type(exc).__name__}", step=f"{step} of {secret_id}"
             ) from None
+        finally:
+            with self._outcomes_lock:
+                self.outcomes[stat, outcome] += 1
 
 
 def _secret_exists(store: AwsSecrets, secret_id: str) -> bool:

@@ -122,7 +122,7 @@ def test_metrics_and_health_while_the_daemon_runs(
     assert daemon.get("/readyz").status_code == 200
     assert daemon.get("/readyz").json()["ready"] is True
     m = daemon.metric
-    assert m("rotator_rotations_total", outcome="needs_attention", trigger="scheduled") == 1
+    assert m("rotator_rotations_unfinished", state="needs_attention") == 1
     assert m("rotator_rotations_total", outcome="failed", trigger="scheduled") == 0
     assert m("rotator_credential_needs_attention", credential="blocked") == 1
     assert m("rotator_credential_needs_attention", credential="analytics") == 0
@@ -135,7 +135,9 @@ def test_metrics_and_health_while_the_daemon_runs(
     assert old_age is not None and old_age > 59 * 86400  # still the old one
     last_tick = m("rotator_last_successful_tick_timestamp_seconds")
     assert last_tick is not None and time.time() - last_tick < 5
-    assert m("rotator_rotations_unfinished") == 1
+    assert m("rotator_rotations_unfinished", state="draining") == 0
+    assert m("rotator_ready") == 1
+    assert "_created" not in daemon.get("/metrics").text
     system.transcript.append(daemon.get("/metrics").text)  # scanned for secrets at the end
     assert daemon.stop() == 0, daemon.output()
 

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from rotator import redaction
+from rotator.adapters.db import outbox
 from rotator.adapters.db.audit import AuditEvent, AuditLog
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.audit import GENESIS, Checkpoint, Verification
@@ -161,11 +162,19 @@ def _enable_wal(cursor: Any, attempts: int = 50) -> None:
 
 
 class Store:
-    def __init__(self, engine: Engine, *, now: Any = None, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        now: Any = None,
+        receivers: Sequence[outbox.Receiver] = (),
+        audit: AuditLog | None = None,
+    ) -> None:
         self.engine = engine
         self.audit = audit or AuditLog()  # keyed chain, verified identity, checkpoints
         self._now = now or (lambda: datetime.now(UTC))
         self._pg = engine.dialect.name == "postgresql"
+        self.receivers = tuple(receivers)  # webhooks owed a notice of each event (outbox)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -203,7 +212,7 @@ class Store:
     ) -> Checkpoint:
         """Append the event recording a change made just before, in the same transaction
         (I6); the event snapshots the rows' audited fields as they are now."""
-        _event_id, checkpoint = self.audit.append(
+        event_id, checkpoint = self.audit.append(
             conn,
             rotation_id=rotation_id,
             credential=credential,
@@ -212,6 +221,18 @@ class Store:
             from_state=from_state,
             to_state=to_state,
             detail=detail,
+            at=at,
+        )
+        outbox.enqueue(
+            conn,
+            self.receivers,
+            event_id=event_id,
+            rotation_id=rotation_id,
+            credential=credential,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            actor=actor,
             at=at,
         )
         return checkpoint

@@ -162,3 +162,29 @@ chain_head = Table(
     Column("hash", String(64), nullable=False),
     Column("seq", Id, nullable=False, server_default="0"),
 )
+
+# Notifications owed, one row per (audit event, webhook receiver), written in the event's own
+# transaction (rotator/adapters/db/outbox.py). A row is done once delivered or expired; a
+# sender holds it by `claimed_by` until `claim_expires_at`, so replicas never send it twice.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False),
+    Column("receiver", String(64), nullable=False),
+    Column("credential", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTC, nullable=False),
+    Column("next_attempt_at", UTC, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("claimed_by", String(128)),
+    Column("claim_expires_at", UTC),
+    Column("delivered_at", UTC),
+    Column("expired_at", UTC),
+    Column("last_error", Text),
+    Index("uq_outbox_event_id_receiver", "event_id", "receiver", unique=True),
+    # The order rows go out in: per receiver and credential, oldest first.
+    Index("ix_outbox_receiver_credential_id", "receiver", "credential", "id"),
+    Index("ix_outbox_pending", "delivered_at", "expired_at", "next_attempt_at"),
+)

@@ -1,0 +1,127 @@
+"""Fleet-wide figures read from the state database: one read service for /metrics and status.
+
+Everything here comes from the database at the moment of asking, never from what one
+process happened to do, so every replica (and the CLI) tells the same truth: rotations run
+by the CLI or by another replica are counted like this process's own. Times are judged by
+the database's clock on PostgreSQL (where replicas meet) and the host clock on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from rotator.adapters.db.outbox import Backlog, Outbox
+from rotator.adapters.db.tables import credentials, rotations
+from rotator.domain import policy as rules
+from rotator.domain.model import Policy, State
+
+ENDINGS = ("completed", "failed", "cancelled", "abandoned")
+
+
+@dataclass(frozen=True)
+class CredentialFigures:
+    name: str
+    needs_attention: bool
+    on_hold: bool
+    secret_created_at: datetime | None
+    max_age: timedelta | None  # None: the credential is not in this process's configuration
+    draining: bool
+    drain_deadline: datetime | None
+    drain_old_last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    now: datetime
+    ended: dict[tuple[str, str], int]  # (outcome, trigger) -> rotations ever
+    unfinished: dict[str, int]  # state -> rotations not yet ended
+    credentials: list[CredentialFigures]
+    outbox: Backlog
+
+    @property
+    def needing_attention(self) -> int:
+        return sum(1 for c in self.credentials if c.needs_attention)
+
+
+class Insights:
+    def __init__(self, engine: Engine, policies: Mapping[str, Policy] | None = None) -> None:
+        self.engine = engine
+        self.policies = dict(policies or {})
+        self._pg = engine.dialect.name == "postgresql"
+
+    def fleet(self) -> Fleet:
+        with self.engine.connect() as conn:
+            now = (
+                _aware(conn.execute(select(func.now())).scalar_one())
+                if self._pg
+                else datetime.now(UTC)
+            )
+            ended = {
+                (state, trigger): int(count)
+                for state, trigger, count in conn.execute(
+                    select(rotations.c.state, rotations.c.trigger, func.count())
+                    .where(rotations.c.finished_at.is_not(None))
+                    .group_by(rotations.c.state, rotations.c.trigger)
+                ).all()
+            }
+            open_rows = (
+                conn.execute(
+                    select(
+                        rotations.c.credential,
+                        rotations.c.state,
+                        rotations.c.promoted_at,
+                        rotations.c.evidence,
+                    ).where(rotations.c.finished_at.is_(None))
+                )
+                .mappings()
+                .all()
+            )
+            held = credentials.c.held_at if "held_at" in credentials.c else None
+            columns: list[Any] = [credentials.c.name, credentials.c.secret_created_at]
+            if held is not None:
+                columns.append(held.is_not(None).label("on_hold"))
+            rows = conn.execute(select(*columns).order_by(credentials.c.name)).mappings().all()
+        unfinished: dict[str, int] = {}
+        active: dict[str, Any] = {}
+        for row in open_rows:
+            unfinished[row["state"]] = unfinished.get(row["state"], 0) + 1
+            active[row["credential"]] = row
+        figures = [self._credential(row, active.get(row["name"])) for row in rows]
+        return Fleet(now, ended, unfinished, figures, Outbox(self.engine).backlog())
+
+    def _credential(self, row: Any, active: Any) -> CredentialFigures:
+        name = row["name"]
+        policy = self.policies.get(name)
+        draining = active is not None and active["state"] == State.DRAINING.value
+        deadline = last_used = None
+        if draining and active["promoted_at"] is not None:
+            last_used = _old_last_used(active["evidence"])
+            deadline = rules.quiet_deadline(
+                promoted_at=active["promoted_at"],
+                old_last_used_at=last_used,
+                quiet_period=(policy or Policy()).quiet_period,
+            )
+        return CredentialFigures(
+            name=name,
+            needs_attention=active is not None and active["state"] == State.NEEDS_ATTENTION.value,
+            on_hold=bool(row.get("on_hold", False)),
+            secret_created_at=row["secret_created_at"],
+            max_age=policy.max_age if policy else None,
+            draining=draining,
+            drain_deadline=deadline,
+            drain_old_last_used_at=last_used,
+        )
+
+
+def _old_last_used(evidence: Mapping[str, Any] | None) -> datetime | None:
+    value = (evidence or {}).get("old_last_used_at")
+    return _aware(datetime.fromisoformat(value)) if value else None
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
