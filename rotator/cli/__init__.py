@@ -118,10 +118,22 @@ class _Main(click.Group):
     type=click.Choice(["auto", "json", "console"]),
     help="auto: JSON lines unless stderr is a terminal.",
 )
+@click.option(
+    "--actor",
+    "claimed_actor",
+    metavar="NAME",
+    envvar="ROTATOR_ACTOR",
+    help="Who you say you are (a ticket, a name): recorded as claimed, beside the verified "
+    "AWS caller and OS user.",
+)
 @click.version_option(package_name="rotator")
 @click.pass_context
 def main(
-    ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str
+    ctx: click.Context,
+    config_path: str | None,
+    log_level: str | None,
+    log_format: str,
+    claimed_actor: str | None,
 ) -> None:
     """Rotate Adobe OAuth Server-to-Server client secrets through AWS Secrets Manager.
 
@@ -137,6 +149,7 @@ def main(
     level = log_level or ("INFO" if ctx.invoked_subcommand == "run" else "WARNING")
     logs.configure(level, json=None if log_format == "auto" else log_format == "json")
     ctx.obj = Ctx(config_path, level, log_format)
+    ctx.obj.claimed_actor = claimed_actor.strip()[:128] if claimed_actor else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,18 @@
-"""`rotator audit ...`: tools for the audit trail."""
+"""`rotator audit ...`: verify the audit chain, print its head as a checkpoint."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rotator.cli.context import Ctx, pass_ctx
-from rotator.cli.output import EXIT_FAILED, die, errors, say
+from rotator.cli.output import EXIT_FAILED, EXIT_USAGE, die, errors, say
+
+if TYPE_CHECKING:
+    from rotator.audit import Checkpoint
 
 
 @click.group()
@@ -13,12 +20,77 @@ def audit() -> None:
     """Audit-trail tools."""
 
 
+def read_checkpoint(given: str) -> Checkpoint:
+    """A checkpoint from a file (JSON, or JSON lines: the newest wins) or inline JSON."""
+    from rotator.audit import Checkpoint
+
+    text = given
+    if not given.lstrip().startswith("{"):
+        try:
+            text = Path(given).read_text(encoding="utf-8")
+        except OSError as exc:
+            die(f"--checkpoint: cannot read {given}: {exc.strerror or exc}", EXIT_USAGE)
+    try:
+        return Checkpoint.parse(text)
+    except ValueError as exc:
+        die(f"--checkpoint: {exc}", EXIT_USAGE)
+
+
 @audit.command("verify")
+@click.option(
+    "--checkpoint",
+    "checkpoint_arg",
+    metavar="FILE|JSON",
+    help="A checkpoint published earlier (the checkpoint file, a log excerpt with "
+    "`audit checkpoint` lines, or one JSON object): proves nothing up to it was removed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def audit_verify(ctx: Ctx) -> None:
-    """Check the hash chain of the audit events; exit 1 naming the first changed row."""
+def audit_verify(ctx: Ctx, checkpoint_arg: str | None, as_json: bool) -> None:
+    """Verify the audit chain: every link (keyed with the [audit] keys), the checkpoint if
+    given, no event past the head, and every rotation and credential row against its
+    newest event. Exit 1 naming each problem.
+
+    Says what the result proves: unkeyed, it proves only accidental damage; keyed without
+    a checkpoint, removal of the newest events cannot be seen.
+    """
+    checkpoint = read_checkpoint(checkpoint_arg) if checkpoint_arg else None
     with errors(), ctx.store() as store:
-        checked, problem = store.verify_chain()
-    if problem:
-        die(f"audit chain broken at {problem} ({checked} events verified before it)", EXIT_FAILED)
-    say(f"audit chain intact: {checked} events verified")
+        result = store.verify(checkpoint)
+    if as_json:
+        say(json.dumps(result.as_dict(), indent=2))
+    elif result.ok:
+        say(
+            f"audit chain intact: {result.checked} events verified, {result.replayed} rows replayed"
+        )
+    else:
+        for problem in result.problems:
+            say(f"audit problem: {problem}", err=True)
+    if not as_json:
+        say(f"scope: {result.scope}", err=not result.ok)
+    if not result.ok:
+        if not as_json:
+            die(
+                f"audit chain broken at {result.problems[0]} "
+                f"({result.checked} events verified before it)",
+                EXIT_FAILED,
+            )
+        raise SystemExit(EXIT_FAILED)
+
+
+@audit.command("checkpoint")
+@pass_ctx
+def audit_checkpoint(ctx: Ctx) -> None:
+    """Print the chain head as a checkpoint (JSON), and publish it to the configured sinks.
+
+    Keep the line somewhere the database's writers cannot change (a ticket, a log store):
+    `rotator audit verify --checkpoint` checks against it later.
+    """
+    from rotator.checkpoints import CheckpointSink
+
+    with errors(), ctx.store() as store:
+        head = store.checkpoint()
+    if head is None:
+        die("no audit events yet: nothing to checkpoint", EXIT_FAILED)
+    CheckpointSink(ctx.settings.audit.checkpoint_file)(head)
+    say(json.dumps(head.as_dict()))

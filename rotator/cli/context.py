@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from rotator.adapters.db.store import Store
+    from rotator.adapters.identity import IdentityProbe
     from rotator.app import App
     from rotator.config import Settings
     from rotator.notify import Deliverer
@@ -22,6 +22,8 @@ class Ctx:
         self.log_level = log_level
         self.log_format = log_format
         self._settings: Settings | None = None
+        self.claimed_actor: str | None = None  # --actor: recorded as claimed, never verified
+        self._probe: IdentityProbe | None = None
 
     @property
     def settings(self) -> Settings:
@@ -37,7 +39,9 @@ class Ctx:
         before the command exits; any that fail stay owed, for the daemon or the next command."""
         from rotator import app as app_mod
 
+        probe = self.identity_probe()  # STS answers while the app is built
         built = app_mod.build(self.settings)
+        built.store.audit.identity = probe.result
         sender: Deliverer | None = None
         try:
             if notify and self.settings.notifications.webhooks:
@@ -52,6 +56,15 @@ class Ctx:
                     sender.close()
             finally:
                 built.close()
+
+    def identity_probe(self) -> IdentityProbe:
+        """The verified identity (AWS caller ARN, OS user), asked for once per command."""
+        if self._probe is None:
+            from rotator.adapters.identity import IdentityProbe
+
+            aws = self.settings.aws
+            self._probe = IdentityProbe(aws.region, aws.endpoint_url)
+        return self._probe
 
     @contextmanager
     def store(self) -> Iterator[Store]:
@@ -69,8 +82,13 @@ pass_ctx = click.make_pass_decorator(Ctx)
 
 
 def actor() -> str:
-    """Who the audit trail records for a CLI action."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
+    """Who the audit trail records as the CLI actor: `--actor` as given, else the OS user of
+    the process's uid (never LOGNAME). Either way it is a claim; the verified identity
+    (AWS caller, OS user) is recorded beside it by the store."""
+    context = click.get_current_context(silent=True)
+    obj = context.find_object(Ctx) if context is not None else None
+    if obj is not None and obj.claimed_actor:
+        return obj.claimed_actor
+    from rotator.adapters.identity import os_user
+
+    return "cli:" + os_user().removeprefix("os:").split("(", 1)[0]

@@ -115,7 +115,8 @@ def history(ctx: Ctx, name: str | None, as_json: bool, limit: int) -> None:
         move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
         detail = json.dumps(e.detail, sort_keys=True) if e.detail else ""
         rid = f"rotation {e.rotation_id}" if e.rotation_id else "credential"
+        verified = f" (verified: {e.actor_verified})" if e.actor_verified else ""
         say(
-            f"{ts(e.at)}  #{e.id}  {e.credential}  {rid}  {e.kind}  {move}  by {e.actor}  "
-            f"{detail}".rstrip()
+            f"{ts(e.at)}  #{e.id}  {e.credential}  {rid}  {e.kind}  {move}  "
+            f"by {e.actor}{verified}  {detail}".rstrip()
         )

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 import click
 
 from rotator.cli.context import Ctx, actor, pass_ctx
-from rotator.cli.output import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, die, errors, say, ts
+from rotator.cli.output import (
+    EXIT_ATTENTION,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    die,
+    errors,
+    say,
+    ts,
+)
 from rotator.domain.model import Rotation, State, Trigger
 
 if TYPE_CHECKING:
@@ -146,6 +155,8 @@ def rotate(ctx: Ctx, name: str, emergency: bool, reason: str, wait: bool) -> Non
         f"interrupted; {name}'s rotation resumes from its last saved step "
         f"(`rotator rotate {name}` or the daemon)"
     )
+    if emergency and not reason.strip():
+        die("--emergency needs --reason (what leaked, and how you know)", EXIT_USAGE)
     with errors(interrupted):
         ctx.settings.credential(name)  # an unknown name: exit 2 before anything is opened
         final = _rotate(ctx, name, emergency=emergency, reason=reason, wait=wait)
