@@ -152,6 +152,19 @@ def test_the_image_ships_the_migrations() -> None:
     assert list((ROOT / "migrations" / "versions").glob("0*.py"))
 
 
+def test_every_package_directory_ships() -> None:
+    """An explicit package list misses a new subpackage silently: the editable dev install
+    still imports it, the image (a real install) does not."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "rotator").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    missing = found - set(setuptools["packages"])
+    assert not missing, f"add to [tool.setuptools] packages: {sorted(missing)}"
+
+
 def test_the_image_has_oci_labels() -> None:
     labels = " ".join(_all("LABEL"))
     for key in ("title", "description", "version", "revision", "created", "licenses"):

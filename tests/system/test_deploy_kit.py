@@ -1,0 +1,633 @@
+"""deploy/ checked by the tools its users run: kubernetes-validate, promtool, systemd-analyze,
+pip (the image's install step, from the lock, in a fresh venv) and a live `rotator run`.
+
+What cannot run here, and what runs instead:
+- no container engine (`docker` is a client without a daemon): the Dockerfile's build-stage
+  RUN steps run on this machine with /opt/rotator and /src mapped to a temporary directory,
+  then the final stage's ENTRYPOINT + CMD run from that venv with config.example.toml;
+- no Kubernetes API server: built-in kinds are validated offline against the Kubernetes
+  schemas (kubernetes-validate, strict), ServiceMonitor and PrometheusRule against the
+  Prometheus Operator's own CRD schemas (tests/system/crds/, unknown fields rejected);
+- no systemd as PID 1: `systemd-analyze verify` runs on a copy of the unit whose ExecStart
+  names this venv's `rotator` (the unit's /opt/rotator path does not exist here); the user
+  it names is created by its sysusers.d file under a temporary root.
+The tools come from `.ci/run` (promtool from Debian's prometheus package, kubernetes-validate
+from the dev extra); a missing tool fails the test, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from rotator import config
+from rotator.localaws import free_port
+from tests.system.conftest import System
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBE = DEPLOY / "kubernetes"
+RULES = DEPLOY / "prometheus" / "rotator-rules.yml"
+DASHBOARD = DEPLOY / "grafana" / "rotator-dashboard.json"
+UNIT = DEPLOY / "systemd" / "rotator.service"
+LOCK = DEPLOY / "image" / "requirements.lock"
+CRDS = Path(__file__).parent / "crds"
+OPERATIONS = ROOT / "docs" / "operations.md"
+METRIC = re.compile(r"\brotator_[a-z0-9_]+\b")
+# Kubernetes versions the manifests must be valid for: the oldest we claim, and the newest.
+KUBE_VERSIONS = ("1.29.0", "1.37.0")
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.fail(f"{name} is missing: `bash .ci/run` installs it", pytrace=False)
+    return path
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _manifests() -> dict[str, list[dict[str, Any]]]:
+    return {p.name: _documents(p) for p in sorted(KUBE.glob("*.yaml"))}
+
+
+def _strict(schema: Any) -> Any:
+    """The API server drops fields a CRD schema does not know: reject them instead."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if isinstance(out.get("pattern"), str) and out["pattern"].startswith("^(?i)"):
+            out["pattern"] = "(?i)^" + out["pattern"][5:]  # Go's RE2 allows flags mid-pattern
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def _crd_schemas() -> dict[tuple[str, str], Any]:
+    found = {}
+    for path in CRDS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schema = _strict(version["schema"]["openAPIV3Schema"])
+            found[(f"{group}/{version['name']}", kind)] = schema
+    return found
+
+
+def _by_kind(kind: str) -> dict[str, Any]:
+    docs = [d for ds in _manifests().values() for d in ds if d["kind"] == kind]
+    assert len(docs) == 1, f"{len(docs)} {kind}s in deploy/kubernetes"
+    return docs[0]
+
+
+def test_every_kubernetes_manifest_validates_against_the_schemas() -> None:
+    import kubernetes_validate
+
+    crds = _crd_schemas()
+    checked = []
+    for name, docs in _manifests().items():
+        assert docs, f"{name} is empty"
+        for doc in docs:
+            if doc["kind"] == "Kustomization":
+                continue
+            key = (doc["apiVersion"], doc["kind"])
+            if key in crds:
+                jsonschema.Draft7Validator(crds[key]).validate(doc)
+            else:
+                for version in KUBE_VERSIONS:
+                    kubernetes_validate.validate(doc, version, strict=True)
+            checked.append(doc["kind"])
+    assert {"Deployment", "ConfigMap", "Secret", "ServiceAccount", "Service"} <= set(checked)
+    assert {"ServiceMonitor", "PrometheusRule"} <= set(checked)
+
+
+def test_the_strict_crd_check_catches_a_misspelt_field() -> None:
+    """The CRD check can fail: a typo the API server would silently drop is an error here."""
+    schema = _crd_schemas()[("monitoring.coreos.com/v1", "ServiceMonitor")]
+    broken = json.loads(json.dumps(_by_kind("ServiceMonitor")))
+    broken["spec"]["endpoints"][0]["intervall"] = "30s"
+    with pytest.raises(jsonschema.ValidationError, match="intervall"):
+        jsonschema.Draft7Validator(schema).validate(broken)
+
+
+def test_the_kustomization_lists_every_manifest_but_the_secret_example() -> None:
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk - {"secret.example.yaml"}, (listed, on_disk)
+
+
+def test_the_deployment_runs_two_hardened_replicas_on_postgresql() -> None:
+    deployment = _by_kind("Deployment")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert spec["replicas"] == 2
+    # The database URL from the Secret, through the variable that overrides [database] url.
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["ROTATOR_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    secret = _by_kind("Secret")
+    assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    assert secret["stringData"][ref["key"]].startswith("postgresql+psycopg://")
+    # The config from the ConfigMap, where ROTATOR_CONFIG says.
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config_dir = mounts["config"]["mountPath"]
+    assert volumes["config"]["configMap"]["name"] == _by_kind("ConfigMap")["metadata"]["name"]
+    assert env["ROTATOR_CONFIG"]["value"] == f"{config_dir}/rotator.toml"
+    # Probes on the daemon's own paths, on the port it listens on.
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (port,) = container["ports"]
+    assert container["readinessProbe"]["httpGet"]["port"] == port["name"]
+    listen = _configmap_settings().daemon.listen
+    assert listen == f"0.0.0.0:{port['containerPort']}", listen
+    # Non-root, read-only root filesystem, no privilege escalation; /tmp writable.
+    security = container["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert mounts["tmp"]["mountPath"] == "/tmp" and "emptyDir" in volumes["tmp"]  # noqa: S108
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    # The identity: a ServiceAccount with the IRSA annotation as the example.
+    account = _by_kind("ServiceAccount")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+def test_the_service_and_servicemonitor_reach_metrics_on_every_replica() -> None:
+    pod_labels = _by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = _by_kind("Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Not-ready replicas are scraped too, or rotator_ready == 0 could never be seen.
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    (port,) = service["spec"]["ports"]
+    monitor = _by_kind("ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == port["name"] and endpoint["path"] == "/metrics"
+
+
+def _configmap_settings() -> config.Settings:
+    text = _by_kind("ConfigMap")["data"]["rotator.toml"]
+    return config.from_mapping(tomllib.loads(text), source="configmap.yaml")
+
+
+def test_the_configmap_is_a_valid_config_whose_database_comes_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    text = _by_kind("ConfigMap")["data"]["rotator.toml"]
+    assert "[database]" not in text, "the URL (with its password) belongs in the Secret"
+    path = tmp_path / "rotator.toml"
+    path.write_text(text)
+    url = "postgresql+psycopg://rotator@db.example.internal:5432/rotator"
+    env = {**os.environ, "ROTATOR_DATABASE_URL": url}
+    code = "import sys; from rotator import config; print(config.load(sys.argv[1]).database.url)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == url, "ROTATOR_DATABASE_URL does not override [database] url"
+
+
+# --- alert rules and the dashboard ---------------------------------------------------------
+
+
+def _rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation but - and _ dropped, spaces -> -."""
+    found = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", markdown, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_the_rules_pass_promtool() -> None:
+    done = subprocess.run(
+        [tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_prometheusrule_holds_the_same_groups_as_the_rules_file() -> None:
+    assert _by_kind("PrometheusRule")["spec"] == yaml.safe_load(RULES.read_text())
+
+
+def test_every_alert_says_what_to_do_and_links_its_runbook() -> None:
+    rules = _rules()
+    names = {r["alert"] for r in rules}
+    for needed in (
+        "RotatorCredentialNeedsAttention",
+        "RotatorSecretAgeAtMaxAge",
+        "RotatorRotationFailed",
+        "RotatorNotReady",
+        "RotatorOutboxBacklog",
+    ):
+        assert needed in names, needed
+    anchors = _anchors(OPERATIONS.read_text())
+    fleet = _fleet_metric_names()
+    for rule in rules:
+        notes = rule["annotations"]
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert re.search(r"`rotator |Check|fix", notes["summary"]), notes["summary"]
+        url = notes["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page.endswith("docs/operations.md") and anchor in anchors, url
+        # Fleet series are reported by every replica: never add them up.
+        if set(METRIC.findall(rule["expr"])) & fleet:
+            assert "sum" not in rule["expr"], rule["alert"]
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, expr) of every query in the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["targets"], panel["title"]
+        found += [(panel["title"], t["expr"]) for t in panel["targets"]]
+    return found
+
+
+def _as_promql(expr: str) -> str:
+    """A Grafana query with its variables replaced by what Grafana would send."""
+    for variable, value in (
+        ("$__rate_interval", "2m"),
+        ("$__interval", "1m"),
+        ("$__range", "1h"),
+        ("$job", ".+"),
+    ):
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def test_every_dashboard_query_parses_as_promql(tmp_path: Path) -> None:
+    """promtool parses each panel's query (with Grafana's variables filled in) as a rule."""
+    queries = _dashboard_queries()
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": _as_promql(expr)}
+        for i, (_, expr) in enumerate(queries)
+    ]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(
+        [tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_dashboard_shows_what_an_operator_asks_first() -> None:
+    text = " ".join(expr for _, expr in _dashboard_queries())
+    for needed in (
+        "rotator_secret_age_seconds",
+        "rotator_secret_max_age_seconds",
+        "rotator_rotations_total",
+        "rotator_drain_deadline_timestamp_seconds",
+        "rotator_credential_needs_attention",
+        "rotator_tick_seconds_bucket",
+        "rotator_adobe_requests_total",
+        "rotator_aws_requests_total",
+        'outcome="error"',
+    ):
+        assert needed in text, needed
+
+
+def _fleet_metric_names() -> set[str]:
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    fleet = text.split("## Fleet", 1)[1].split("## Process", 1)[0]
+    return set(re.findall(r"^\| `(rotator_\w+)`", fleet, re.M))
+
+
+def _used_metric_names() -> set[str]:
+    exprs = [r["expr"] for r in _rules()] + [e for _, e in _dashboard_queries()]
+    return {name for expr in exprs for name in METRIC.findall(expr)}
+
+
+def _contract_names() -> set[str]:
+    """Every sample name docs/metrics.md promises (a counter's _total, a histogram's parts)."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    names = set()
+    for name, kind in re.findall(r"^\| `(rotator_\w+)` \| (\w+) \|", text, re.M):
+        names.add(name)
+        if kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def test_every_metric_the_rules_and_dashboard_use_is_in_the_metric_contract() -> None:
+    missing = _used_metric_names() - _contract_names()
+    assert not missing, f"not in docs/metrics.md: {sorted(missing)}"
+
+
+def _exposed(scrape: str) -> set[str]:
+    """Sample names a scrape declares, including families that have no sample yet."""
+    names = set()
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "summary": ("", "_sum", "_count"),
+        "gauge": ("",),
+        "untyped": ("",),
+        "info": ("_info",),
+    }
+    for family in text_string_to_metric_families(scrape):
+        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def test_every_metric_the_rules_and_dashboard_use_is_in_a_real_scrape(system: System) -> None:
+    """`rotator run` with a credential mid-rotation (draining, so the drain series exist),
+    scraped over HTTP; `promtool check metrics` lints that scrape."""
+    system.credential("analytics", quiet_period="1h")
+    daemon = system.start_daemon()
+    daemon.wait_ready()
+    system.wait_state("draining", timeout=40)
+    daemon.wait_until(
+        lambda: daemon.metric("rotator_secret_age_seconds", credential="analytics") is not None,
+        20,
+        "a secret age on /metrics",
+    )
+    scrape = daemon.get("/metrics").text
+    lint = subprocess.run(
+        [tool("promtool"), "check", "metrics"], input=scrape, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    missing = _used_metric_names() - _exposed(scrape)
+    assert not missing, f"used by deploy/ but not served on /metrics: {sorted(missing)}"
+
+
+# --- systemd ------------------------------------------------------------------------------
+
+
+def _unit() -> dict[str, list[str]]:
+    """Service-section settings (name -> values), comments and continuations dropped."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_the_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
+    """The unit as shipped, except ExecStart: /opt/rotator does not exist on this machine,
+    so the copy names this venv's `rotator` (the binary verify checks is then real)."""
+    analyze = tool("systemd-analyze")
+    rotator = Path(sys.executable).parent / "rotator"
+    text = UNIT.read_text()
+    assert "ExecStart=/opt/rotator/bin/rotator " in text
+    copy = tmp_path / "rotator.service"
+    copy.write_text(text.replace("ExecStart=/opt/rotator/bin/rotator ", f"ExecStart={rotator} "))
+    verify = subprocess.run(
+        [analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    # systemd's own exposure score: 2.0 or below ("OK"); the unit as written scores 1.4.
+    security = subprocess.run(
+        [analyze, "security", "--offline=yes", "--threshold=20", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+    )
+    assert security.returncode == 0, security.stdout[-3000:]
+    # And the user it runs as is what its sysusers.d file creates.
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    sysusers = subprocess.run(
+        [tool("systemd-sysusers"), f"--root={root}", str(UNIT.with_name("rotator.sysusers.conf"))],
+        capture_output=True,
+        text=True,
+    )
+    assert sysusers.returncode == 0, sysusers.stderr
+    passwd = (root / "etc" / "passwd").read_text()
+    assert re.search(rf"^{_unit()['User'][0]}:x:\d+:\d+:", passwd, re.M), passwd
+
+
+def test_the_systemd_unit_is_a_hardened_single_host_service() -> None:
+    unit = _unit()
+    assert unit["Type"] == ["simple"]
+    assert unit["Restart"] == ["on-failure"]
+    for key, value in (
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("PrivateTmp", "yes"),
+        ("StateDirectory", "rotator"),
+    ):
+        assert unit[key] == [value], key
+    assert unit["User"] != ["root"] and unit["EnvironmentFile"]
+    command = shlex.split(unit["ExecStart"][0])
+    assert command[-1] == "run"
+    # The config it names is deploy/systemd/rotator.toml: SQLite in the state directory.
+    config_path = command[command.index("--config") + 1]
+    assert config_path == "/etc/rotator/rotator.toml"
+    settings = config.load(UNIT.with_name("rotator.toml"))
+    assert settings.database.url == "sqlite:////var/lib/rotator/rotator.db"
+    assert unit["WorkingDirectory"] == ["/var/lib/rotator"]
+
+
+# --- the image ----------------------------------------------------------------------------
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (continuations joined)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((word.upper(), rest.strip()))
+    return stages
+
+
+@pytest.fixture(scope="module")
+def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Dockerfile's build stage, run here: its COPYs and RUNs in order, with the
+    image's /opt/rotator and /src under a temporary root (pip's cache allowed)."""
+    root = tmp_path_factory.mktemp("image")
+    bin_dir = root / "usr-local-bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(Path(sys._base_executable))  # the base interpreter
+    env = {k: v for k, v in os.environ.items() if k not in {"PIP_NO_CACHE_DIR", "VIRTUAL_ENV"}}
+    env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
+
+    def mapped(path: str) -> str:
+        return re.sub(r"(?<![\w/])/(opt/rotator|src)\b", lambda m: f"{root}/{m[1]}", path)
+
+    build = _stages()[0]
+    for instruction, args in build:
+        if instruction == "COPY":
+            *sources, dest = shlex.split(args)
+            target = Path(mapped(dest))
+            for source in sources:
+                origin = ROOT / source.rstrip("/")
+                into = target / origin.name if dest.endswith("/") and origin.is_file() else target
+                if origin.is_dir():
+                    shutil.copytree(origin, into, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(origin, into)
+        elif instruction == "RUN":
+            done = subprocess.run(
+                ["sh", "-c", mapped(args)], capture_output=True, text=True, env=env, cwd=root
+            )
+            assert done.returncode == 0, f"RUN {args}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    yield root / "opt" / "rotator"
+
+
+def test_the_image_install_holds_exactly_the_lock_and_no_demo_dependency(
+    image_venv: Path,
+) -> None:
+    listed = subprocess.run(
+        [str(image_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+    )
+    installed = {
+        p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed.stdout)
+    }
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), re.M))
+    locked = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    extra = set(installed) - set(locked) - {"rotator", "pip"}
+    assert not extra, f"installed but not locked: {extra}"
+    assert all(installed[name] == version for name, version in locked.items())
+    assert "moto" not in installed and "psycopg" in installed
+
+
+def test_the_lock_pins_what_the_test_suite_runs_on() -> None:
+    """The image ships the versions CI tested: the dev venv and the lock agree."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--format=json"], capture_output=True, text=True
+    )
+    here = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed.stdout)}
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), re.M))
+    differ = {
+        name: (version, here[name.lower()])
+        for name, version in pins.items()
+        if name.lower() in here and here[name.lower()] != version and name not in {"setuptools"}
+    }
+    assert not differ, f"lock vs dev venv (lock, venv): {differ}; re-run pip-compile or pip"
+
+
+def test_the_image_command_starts_the_daemon_with_the_example_config(
+    image_venv: Path, tmp_path: Path
+) -> None:
+    """ENTRYPOINT + CMD from the installed venv, config.example.toml as the mounted config
+    (only [daemon] listen changed, to a free port on the wildcard address as in a container;
+    its Adobe and AWS endpoints are unreachable here, which the daemon survives)."""
+    final = _stages()[-1]
+    entrypoint = json.loads(next(a for i, a in reversed(final) if i == "ENTRYPOINT"))
+    command = json.loads(next(a for i, a in reversed(final) if i == "CMD"))
+    healthcheck = json.loads(next(a for i, a in final if i == "HEALTHCHECK").split("CMD ", 1)[1])
+    port = free_port()
+    example = (ROOT / "config.example.toml").read_text()
+    mounted = tmp_path / "rotator.toml"
+    mounted.write_text(example.replace('listen = "127.0.0.1:9477"', f'listen = "0.0.0.0:{port}"'))
+    assert mounted.read_text() != example
+    workdir = tmp_path / "var-lib-rotator"  # WORKDIR: the SQLite file lands here
+    workdir.mkdir()
+    env = {
+        "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
+        "ROTATOR_CONFIG": str(mounted),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HOME": str(workdir),
+    }
+    argv = [shutil.which(entrypoint[0], path=env["PATH"]) or "missing", *entrypoint[1:], *command]
+    assert argv[0].startswith(str(image_venv)), argv
+    log = (tmp_path / "daemon.log").open("wb")
+    daemon = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()[-3000:]
+            time.sleep(0.2)
+        assert (workdir / "rotator.db").is_file(), "the default SQLite database is in WORKDIR"
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert metrics.status_code == 200 and "rotator_" in metrics.text
+        check_argv = [str(image_venv / "bin" / healthcheck[0]), *healthcheck[1:]]
+        check_argv = [re.sub(r"^/opt/rotator", str(image_venv), part) for part in check_argv]
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
+        health = subprocess.run(check_argv, capture_output=True, text=True, env=env, timeout=30)
+        assert health.returncode == (0 if ready == 200 else 1), health.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            code = daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            raise
+        finally:
+            log.close()
+    assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+
+
+# --- README -------------------------------------------------------------------------------
+
+
+def test_the_readme_deployment_section_links_every_artefact() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
+    for path in (
+        "Dockerfile",
+        "deploy/image/requirements.lock",
+        "deploy/kubernetes/",
+        "deploy/prometheus/rotator-rules.yml",
+        "deploy/kubernetes/prometheusrule.yaml",
+        "deploy/grafana/rotator-dashboard.json",
+        "deploy/systemd/rotator.service",
+        "docs/operations.md#staging-the-sandbox-and-moto",
+        "docs/operations.md#alert-runbook",
+    ):
+        assert f"]({path})" in section, path
+        file_part, _, anchor = path.partition("#")
+        assert (ROOT / file_part).exists(), path
+        if anchor:
+            assert anchor in _anchors((ROOT / file_part).read_text()), path
