@@ -53,6 +53,7 @@ from starlette.routing import Route
 from rotator import app as app_mod
 from rotator import notify
 from rotator.adapters.db import migrate
+from rotator.audit import Checkpoint
 from rotator.config import Settings
 from rotator.domain import policy as rules
 from rotator.domain.errors import ConfigError
@@ -93,6 +94,7 @@ class Daemon:
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self.app: app_mod.App | None = None
+        self._last_checkpoint: Checkpoint | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class Daemon:
         except BaseException:
             listener.close()
             raise
+        self._audit_setup(self.app)
         self.app.engine.step_observer = self.metrics.steps
         self._attach_metrics(self.app)
         if self._stop.is_set():  # a signal arrived while the database was being migrated
@@ -155,8 +158,38 @@ class Daemon:
             coalesce=True,
             misfire_grace_time=1,
         )
+        self.scheduler.add_job(
+            self.checkpoint,
+            "interval",
+            seconds=self.settings.audit.checkpoint_interval.total_seconds(),
+            id="audit-checkpoint",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=60,
+        )
         self.scheduler.start()
         self._ready = True
+
+    def _audit_setup(self, app: app_mod.App) -> None:
+        """Load the audit keys now (a bad key stops the start, not a rotation later), and
+        record the daemon's verified identity (AWS caller, OS user) on its events."""
+        from rotator.adapters.identity import IdentityProbe
+
+        aws = self.settings.aws
+        app.store.audit.identity = IdentityProbe(aws.region, aws.endpoint_url).result
+        app.store.audit.keyring()
+
+    def checkpoint(self) -> None:
+        """Publish the chain head outside the database (when it moved since the last one)."""
+        if self._stop.is_set() or self.app is None:
+            return
+        try:
+            head = self.app.store.checkpoint()
+            if head is not None and head != self._last_checkpoint:
+                self.app.store.audit.publish(head)
+                self._last_checkpoint = head
+        except Exception as exc:  # the database may be away: the next one tries again
+            log.warning("audit checkpoint failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def _start_delivery(self) -> None:
         """Webhooks go out from the outbox on a thread of their own, stopped with the rest."""
