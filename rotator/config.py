@@ -247,6 +247,9 @@ class AuditConfig(_Section):
 
 class Settings(_Section):
     database: DatabaseConfig = DatabaseConfig()
+WebhookConfig.model_rebuild()  # its `secret` names KeySourceConfig, defined just above
+
+
     adobe: AdobeConfig = AdobeConfig()
     aws: AwsConfig = AwsConfig()
     defaults: PolicyConfig = PolicyConfig()
