@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from rotator import redaction
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
 from rotator.adapters.db import migrate, outbox
 from rotator.adapters.db.store import Store, make_engine
 from rotator.checkpoints import audit_log
 from rotator.config import Settings
-from rotator.domain.errors import ConfigError
+from rotator.domain.errors import ConfigError, RotatorError
 from rotator.engine import Engine, Listener
 
 
@@ -32,6 +34,53 @@ class App:
         self.store.engine.dispose()
 
 
+class DatabaseUnreachable(RotatorError):
+    """The database did not answer (down, refusing, timing out): the operation failed
+    (exit 1); the configuration may well be right."""
+
+
+def safe_url(url: str) -> str:
+    """The database URL without its password, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<not a database URL>"
+
+
+def database_failure(settings: Settings, exc: BaseException, doing: str) -> RotatorError:
+    """What a failure to open or migrate the database means, in one line: an outage
+    (exit 1) or a configuration error (exit 2)."""
+    from sqlalchemy import exc as db_errors
+
+    first = (str(exc).splitlines() or [""])[0][:200]
+    url = settings.database.url
+    remote = not url.startswith("sqlite")  # SQLite's operational errors are about the file
+    if remote and isinstance(exc, db_errors.OperationalError | db_errors.InterfaceError):
+        return DatabaseUnreachable(f"cannot reach the database {safe_url(url)}: {first}")
+    return ConfigError(
+        f"{settings.source}: database.url: cannot {doing} the database: "
+        f"{type(exc).__name__}: {first}"
+    )
+
+
+def require_driver(settings: Settings) -> None:
+    """A PostgreSQL URL needs psycopg, an optional extra: say how to install it."""
+    try:
+        url = make_url(settings.database.url)
+    except Exception:
+        return  # said by whoever opens it
+    if url.get_backend_name() != "postgresql":
+        return
+    driver = url.get_driver_name()
+    try:
+        importlib.import_module(driver)
+    except ImportError:
+        raise ConfigError(
+            f"{settings.source}: database.url: PostgreSQL needs the {driver} driver, which "
+            f"is not installed: pip install 'rotator[postgres]'"
+        ) from None
+
+
 def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
     """The state database; refuses to run on an old schema unless asked to upgrade it.
 
@@ -44,6 +93,8 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
             f"{settings.source}: database.url: not a database URL "
             f"(like sqlite:///rotator.db or postgresql://user@host/db)"
         ) from None
+    redaction.register(url.password if isinstance(url.password, str) else None)
+    require_driver(settings)
     if not upgrade and url.get_backend_name() == "sqlite":
         path = url.database or ""
         if path not in ("", ":memory:") and not Path(path).exists():
@@ -64,10 +115,7 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(
-            f"{settings.source}: database.url: cannot open the database: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        ) from None
+        raise database_failure(settings, exc, "open") from None
     receivers = [
         outbox.Receiver(hook.receiver, frozenset(hook.events))
         for hook in settings.notifications.webhooks

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -49,7 +51,19 @@ class _Section(BaseModel):
 
 
 class DatabaseConfig(_Section):
+    """`url`: SQLite (one daemon) or PostgreSQL (replicas). `postgres://` and
+    `postgresql://` mean the installed driver, psycopg. A relative SQLite path is resolved
+    against the config file's directory (by `load`), never the working directory."""
+
     url: str = "sqlite:///rotator.db"
+
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        scheme, sep, rest = value.strip().partition("://")
+        if sep and scheme in ("postgres", "postgresql"):
+            return f"postgresql+psycopg://{rest}"
+        return value.strip()
 
 
 class AdobeConfig(_Section):
@@ -65,7 +79,7 @@ class AdobeConfig(_Section):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
+        return require_tls(value).rstrip("/")
 
 
 class AwsConfig(_Section):
@@ -170,6 +184,11 @@ class WebhookConfig(_Section):
             raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(allowed)}")
         return value
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return require_tls(value)
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -228,6 +247,9 @@ class KeySourceConfig(_Section):
             raise ValueError(str(exc)) from None
 
 
+WebhookConfig.model_rebuild()  # its `secret` names KeySourceConfig, defined just above
+
+
 class AuditConfig(_Section):
     """[audit]: the chain's HMAC keys (the first signs new events; the others, older keys,
     still verify the events they signed) and where checkpoints of the chain head go."""
@@ -247,9 +269,6 @@ class AuditConfig(_Section):
 
 class Settings(_Section):
     database: DatabaseConfig = DatabaseConfig()
-WebhookConfig.model_rebuild()  # its `secret` names KeySourceConfig, defined just above
-
-
     adobe: AdobeConfig = AdobeConfig()
     aws: AwsConfig = AwsConfig()
     defaults: PolicyConfig = PolicyConfig()
@@ -261,14 +280,22 @@ WebhookConfig.model_rebuild()  # its `secret` names KeySourceConfig, defined jus
 
     @model_validator(mode="after")
     def _unique(self) -> Settings:
-        seen: dict[str, int] = {}
+        """Two entries naming one Adobe credential or one AWS secret would fight: each
+        rotation would delete or overwrite the secret the other just published."""
+        seen: dict[tuple[str, str], int] = {}
         for index, cred in enumerate(self.credentials):
-            if cred.name in seen:
-                raise ValueError(
-                    f"credentials[{index}].name {cred.name!r} "
-                    f"repeats credentials[{seen[cred.name]}]"
-                )
-            seen[cred.name] = index
+            for what, key in (
+                ("name", cred.name),
+                ("org_id+credential_id", f"{cred.org_id}/{cred.credential_id}"),
+                ("client_id", cred.client_id),
+                ("secret_id", _secret_name(cred.secret_id)),
+            ):
+                if (what, key) in seen:
+                    raise ValueError(
+                        f"credentials[{index}].{what} {key!r} repeats "
+                        f"credentials[{seen[what, key]}] ({what} must be unique)"
+                    )
+                seen[what, key] = index
         return self
 
     def credential(self, name: str) -> CredentialConfig:
@@ -337,6 +364,54 @@ def _days(spec: str, text: str) -> frozenset[int]:
     return frozenset(days)
 
 
+def require_tls(url: str) -> str:
+    """`http://` only to this machine: elsewhere a client secret, token or signed notice
+    would cross the network in clear text."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises on a malformed port)
+        if "]" in parts.netloc and not re.search(r"\](:\d*)?$", parts.netloc):
+            raise ValueError
+    except ValueError:
+        raise ValueError("not a valid URL (host or port malformed)") from None
+    if parts.scheme.lower() == "http" and not _loopback(host):
+        raise ValueError(
+            f"http://{host}: plain http is allowed only to loopback hosts "
+            f"(127.0.0.1, ::1, localhost); use https"
+        )
+    return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret_name(secret_id: str) -> str:
+    """An AWS secret named by its ARN or its name: the name (the ARN adds a 6-character
+    suffix after a dash)."""
+    match = re.match(
+        r"^arn:aws[\w-]*:secretsmanager:[^:]*:\d*:secret:(.+)-[A-Za-z0-9]{6}$", secret_id
+    )
+    return match[1] if match else secret_id
+
+
+def resolve_sqlite(url: str, base: Path) -> str:
+    """A relative SQLite path in `url`, made absolute against `base` (the config's folder)."""
+    match = re.match(r"^(sqlite(?:\+\w+)?:///)([^?]*)(.*)$", url.strip())
+    if not match:
+        return url
+    prefix, path, query = match.groups()
+    if not path or path == ":memory:" or path.startswith(("/", "file:")):
+        return url
+    return f"{prefix}{(base / path).resolve()}{query}"
+
+
 def default_path() -> Path:
     return Path(os.environ.get("ROTATOR_CONFIG") or "rotator.toml")
 
@@ -354,10 +429,21 @@ def load(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    database = raw.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        raw["database"] = {**database, "url": resolve_sqlite(database["url"], path.parent)}
     return from_mapping(raw, source=str(path))
 
 
 def from_mapping(raw: dict[str, Any], *, source: str = "<memory>") -> Settings:
+    """Validate a parsed config. `ROTATOR_DATABASE_URL`, when set, replaces
+    `[database] url` (a password kept in a Kubernetes Secret, say), used as given."""
+    if override := os.environ.get("ROTATOR_DATABASE_URL", "").strip():
+        database = raw.get("database")
+        raw = {
+            **raw,
+            "database": {**(database if isinstance(database, dict) else {}), "url": override},
+        }
     try:
         return Settings.model_validate({**raw, "source": source})
     except ValidationError as exc:

@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotator import app as app_mod
-from rotator import notify
+from rotator import daemon_lock, notify
 from rotator.adapters.db import migrate
 from rotator.audit import Checkpoint
 from rotator.config import Settings
@@ -102,6 +102,14 @@ class Daemon:
         """Run until a signal; return the exit status (0 after a graceful stop)."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        lock = daemon_lock.acquire(self.settings.database.url)  # SQLite: one daemon per file
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> int:
         listener = _bind(self.settings.daemon.listen)
         try:
             self.app = app_mod.build(self.settings, upgrade=True, owner=self.owner)
@@ -124,6 +132,8 @@ class Daemon:
             self._start_delivery()
             log.info(
                 "daemon started",
+                config=self.settings.source,
+                database=app_mod.safe_url(self.settings.database.url),
                 owner=self.app.engine.owner,
                 tick=self.settings.daemon.tick.total_seconds(),
                 workers=self.settings.daemon.workers,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from rotator import redaction
 from rotator.domain.errors import NotFound, PermanentError, StepError, TransientError
@@ -180,6 +180,12 @@ class AwsSecrets:
             return answer
         except ClientError as exc:
             raise _error(exc, secret_id, step) from None
+        except NoCredentialsError:
+            raise PermanentError(
+                "no AWS credentials found (environment, shared config/profile, or an "
+                "instance/IRSA role)",
+                step=f"{step} of {secret_id}",
+            ) from None
         except BotoCoreError as exc:
             raise TransientError(
                 f"AWS unreachable: {type(exc).__name__}", step=f"{step} of {secret_id}"

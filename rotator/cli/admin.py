@@ -8,7 +8,6 @@ import click
 
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_FAILED, EXIT_OK, errors, say
-from rotator.domain.errors import ConfigError
 
 
 @click.group()
@@ -23,15 +22,14 @@ def db_upgrade(ctx: Ctx) -> None:
     with errors():
         from rotator.adapters.db import migrate
         from rotator.adapters.db.store import make_engine
+        from rotator.app import database_failure, require_driver
 
+        require_driver(ctx.settings)
         engine = make_engine(ctx.settings.database.url)
         try:
             before, after = migrate.upgrade(engine)
         except Exception as exc:
-            raise ConfigError(
-                f"database.url: cannot migrate: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]}"
-            ) from None
+            raise database_failure(ctx.settings, exc, "migrate") from None
         finally:
             engine.dispose()
     say(

@@ -42,8 +42,10 @@ def _describe(rotation: Rotation) -> str:
             f"new last used {ts(ev.new_last_used_at)}, "
             f"next check {ts(rotation.next_attempt_at)}"
         )
-    if rotation.last_error:
-        if rotation.state in {State.NEEDS_ATTENTION, State.FAILED, State.CANCELLED}:
+    # A cancelled rotation's last error is what it needed before the cancel (with advice
+    # such as "run `rotator cancel`" that is now done): not shown.
+    if rotation.last_error and rotation.state is not State.CANCELLED:
+        if rotation.state in {State.NEEDS_ATTENTION, State.FAILED}:
             parts.append(rotation.last_error)
         elif not rotation.state.terminal:  # a step failed and is retried when due
             parts.append(f"retry at {ts(rotation.next_attempt_at)}: {rotation.last_error}")

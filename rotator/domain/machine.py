@@ -99,10 +99,11 @@ def judge_strays(
     if blocking:
         s = blocking[0]
         used = s.last_used_at.isoformat() if s.last_used_at else "never"
+        recent = "used" if s.last_used_at and s.last_used_at >= s.created_at else "created"
         why = (
             "prune_strays is false"
             if not policy.prune_strays
-            else (f"it was used within the quiet period of {_human(policy.quiet_period)}")
+            else f"it was {recent} within the quiet period of {_human(policy.quiet_period)}"
         )
         return StrayVerdict(
             attention=(
