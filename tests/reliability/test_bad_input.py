@@ -246,8 +246,8 @@ CASES = [
     Bad(
         "db-unreachable",
         _edit("database", "url", "postgresql://postgres@127.0.0.1:1/rotator"),
-        2,
-        ("database.url",),
+        1,  # an outage, not a configuration error
+        ("cannot reach the database",),
     ),
     Bad("db-not-migrated", _unmigrated, 2, ("db upgrade",)),
     # --- AWS --------------------------------------------------------------------------------
