@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import signal
 import sys
 import tempfile
@@ -396,6 +397,9 @@ class _Demo:
         self.config_path = self.dir / "rotator.toml"
         self.db_path = self.dir / "rotator.db"
         self.sandbox_state = self.dir / "sandbox-state.json"
+        self.audit_key = self.dir / "audit.key"
+        self.checkpoints = self.dir / "checkpoints.jsonl"
+        self.report_path = self.dir / "report.html"
         self.problems: list[str] = []
 
     def run(self) -> bool:
@@ -422,7 +426,8 @@ class _Demo:
             try:
                 ok = self._rotate_twice(app, consumer, sandbox.admin, aws.endpoint_url)
                 ok = self._audit(app) and ok
-                ok = self._leak_check(sandbox.admin) and ok
+                report_text = self._report(app)
+                ok = self._leak_check(sandbox.admin, report_text) and ok
                 sandbox.admin.save()
                 self._files()
                 if self.keep_running:
@@ -430,6 +435,7 @@ class _Demo:
             finally:
                 consumer.stop()
                 app.close()
+        out.line(f"the auditor's report of this run: {self.report_path}", style="bold")
         verdict = "demo passed" if ok else "demo FAILED: " + "; ".join(self.problems)
         out.line(
             f"{verdict} in {time.monotonic() - started:.1f}s; the servers have stopped",
@@ -460,9 +466,15 @@ class _Demo:
             f"secret {cred.secret.uuid}, and AWS secret {AWS_NAME} holding "
             f'{{"client_secret", "secret_uuid"}}'
         )
+        # The audit chain's HMAC key, kept outside the database (here: a file of its own).
+        self.audit_key.touch(mode=0o600)
+        self.audit_key.write_text(secrets.token_urlsafe(32), "utf-8")
         self.config_path.write_text(self._config_text(sandbox_url, aws_url, cred), "utf-8")
         settings = config.load(self.config_path)  # the demo runs on exactly the file it wrote
         app = app_mod.build(settings, upgrade=True)
+        from rotator.adapters.identity import IdentityProbe
+
+        app.store.audit.identity = IdentityProbe("us-east-1", aws_url).result
         consumer = Consumer(
             ims_url=settings.adobe.ims_url,
             aws_endpoint=aws_url,
@@ -506,6 +518,10 @@ max_drain = {q(MAX_DRAIN)}
 
 [daemon]
 lease = "30s"
+
+[audit]  # the chain is keyed (HMAC-SHA256); checkpoints of its head go to a file as well
+keys = [{{ id = "demo-1", file = {q(str(self.audit_key))} }}]
+checkpoint_file = {q(str(self.checkpoints))}
 
 [[credentials]]
 name = {q(CREDENTIAL)}
@@ -693,30 +709,53 @@ secret_id = {q(AWS_NAME)}
                 f"by {e.actor}  {detail}".rstrip()
             )
             index += run
-        checked, problem = app.store.verify_chain()
-        if problem:
-            out.line(f"   ✗ audit chain broken: {problem}", style="red")
-            self.problems.append(f"audit chain broken: {problem}")
+        from rotator.audit import Checkpoint
+
+        checkpoint = Checkpoint.parse(self.checkpoints.read_text("utf-8"))
+        result = app.store.verify(checkpoint)
+        if not result.ok:
+            out.line(f"   ✗ audit chain broken: {result.problems[0]}", style="red")
+            self.problems.append(f"audit chain broken: {result.problems[0]}")
             return False
         out.line(
-            f"   ✓ audit chain verified: {checked} events, each hashing the one before it",
+            f"   ✓ audit chain verified: {result.checked} events, each keyed to the one before "
+            f"it, {result.replayed} rows replayed; {result.scope}",
             style="green",
         )
         return True
 
-    def _leak_check(self, admin: SandboxAdmin) -> bool:
-        """I5 on this very output: no client secret or access token the sandbox issued."""
-        secrets = admin.secret_values()
+    def _report(self, app: App) -> str:
+        """The auditor's report of this run (HTML, and the same as JSON beside it)."""
+        from rotator.cli.report import build_report
+        from rotator.report import render
+
+        report = build_report(app.settings, app.store)
+        html = render(report, "html")
+        self.report_path.write_text(html, "utf-8")
+        json_text = render(report, "json")
+        self.report_path.with_suffix(".json").write_text(json_text, "utf-8")
+        self.out.line()
+        self.out.line(f"4. the auditor's report: {self.report_path}", style="bold")
+        self.out.line(
+            f"   one self-contained HTML file (also {self.report_path.with_suffix('.json').name}); "
+            f"`{_program()} --config {self.config_path} report` writes it again"
+        )
+        return html + json_text
+
+    def _leak_check(self, admin: SandboxAdmin, report: str = "") -> bool:
+        """I5 on this very output and the report: no client secret or access token the
+        sandbox issued, nor the audit key."""
+        secrets = [*admin.secret_values(), self.audit_key.read_text("utf-8")]
         tokens = admin.token_values()
-        printed = self.out.printed()
+        printed = self.out.printed() + report
         leaked = sum(1 for value in [*secrets, *tokens] if value and value in printed)
         if leaked:
             self.out.line(f"   ✗ {leaked} secret values appear in this output", style="red")
             self.problems.append(f"{leaked} secret values were printed")
             return False
         self.out.line(
-            f"   ✓ none of the {len(secrets)} client secrets and {len(tokens)} access tokens "
-            f"the sandbox issued appears in this output",
+            f"   ✓ none of the {len(secrets) - 1} client secrets and {len(tokens)} access "
+            f"tokens the sandbox issued, nor the audit key, appears in this output or the report",
             style="green",
         )
         return True
@@ -731,8 +770,14 @@ secret_id = {q(AWS_NAME)}
             f"   {self.sandbox_state.name:<19} the fake Adobe's own database (mode 0600; its "
             f"sandbox secrets are worthless against real Adobe)"
         )
+        out.line(f"   {self.audit_key.name:<19} the audit chain's HMAC key (mode 0600)")
+        out.line(f"   {self.checkpoints.name:<19} checkpoints of the audit chain's head")
+        out.line(f"   {self.report_path.name:<19} the auditor's report (and report.json)")
         out.line(f"   {_program()} --config {self.config_path} history")
-        out.line(f"   {_program()} --config {self.config_path} audit verify")
+        out.line(
+            f"   {_program()} --config {self.config_path} audit verify --checkpoint "
+            f"{self.checkpoints}"
+        )
         if not self.keep_running:
             out.line(
                 "the sandbox and the AWS stand-in stop when the demo exits (AWS's state was in "

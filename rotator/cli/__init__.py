@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "status": "rotator.cli.inspect:status",
     "history": "rotator.cli.inspect:history",
     "audit": "rotator.cli.audit:audit",
+    "report": "rotator.cli.report:report",
     "db": "rotator.cli.admin:db",
     "check": "rotator.cli.admin:check",
     "run": "rotator.cli.admin:run",
