@@ -36,6 +36,7 @@ __all__ = [
 COMMANDS: dict[str, str] = {
     "rotate": "rotator.cli.rotation:rotate",
     "cancel": "rotator.cli.rotation:cancel",
+    "resume": "rotator.cli.hold:resume",
     "adopt": "rotator.cli.rotation:adopt",
     "status": "rotator.cli.inspect:status",
     "history": "rotator.cli.inspect:history",

@@ -38,6 +38,10 @@ def _status_rows(app: App) -> list[dict[str, Any]]:
             if row and row.last_rotated_at
             else None,
             "last_error": row.last_error if row else None,
+            # Set by `rotator cancel`: no scheduled rotation until `rotator resume`.
+            "hold": {"since": row.held_at.isoformat(), "by": row.held_by, "reason": row.hold_reason}
+            if row and row.held_at
+            else None,
             "rotation": None,
         }
         if active is not None:
@@ -88,6 +92,8 @@ def status(ctx: Ctx, as_json: bool) -> None:
                 line += f"; {rot['last_error']}"
         elif r["last_error"]:
             line += f"; {r['last_error']}"
+        if r["hold"]:
+            line += f"; on hold since {r['hold']['since']} by {r['hold']['by']}"
         say(line)
     if not rows:
         say("no credentials configured")

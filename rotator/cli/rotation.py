@@ -184,8 +184,13 @@ def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) ->
         rotation = app.engine.request(name, trigger, actor=actor(), reason=reason)
         if emergency and not rotation.emergency:
             say(
-                f"rotation {rotation.id} of {name} is {rotation.state.value}: it ends "
-                f"first (safely), then the emergency rotation starts"
+                f"rotation {rotation.id} of {name} is mid-step ({rotation.state.value}): it is "
+                f"abandoned at its step boundary, then the emergency rotation starts"
+            )
+        elif emergency and before is not None and before.id != rotation.id:
+            say(
+                f"rotation {before.id} of {name} ({before.state.value}) abandoned for the "
+                f"emergency, which deletes what it left behind"
             )
         elif before is not None and before.id == rotation.id:
             say(f"{name} already has rotation {rotation.id} ({rotation.state.value}); following it")
@@ -197,10 +202,12 @@ def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) ->
 @click.option("--reason", default="", help="Recorded in the audit trail.")
 @pass_ctx
 def cancel(ctx: Ctx, name: str, reason: str) -> None:
-    """Cancel NAME's unfinished rotation, safely at any state.
+    """Cancel NAME's unfinished rotation, safely at any state, and hold NAME.
 
     Before promotion the new secret is deleted and AWSPENDING dropped; after promotion
-    draining stops and both secrets stay valid. Exit 0 once cancelled, 3 if it needs a
+    draining stops and both secrets stay valid. NAME stays on hold (no scheduled rotation)
+    until `rotator resume NAME`. An emergency rotation past its promotion is refused:
+    finishing it is what deletes the leaked secret. Exit 0 once cancelled, 3 if it needs a
     person, else 1: it ended otherwise, or was still on its way after two minutes (the
     request stands, and whoever holds the rotation carries it out).
     """
@@ -218,6 +225,7 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
                 show=lambda r: say(_describe(r)),
                 deadline=time.monotonic() + 120,
             )
+    say(f"{name} is on hold: no scheduled rotation starts until `rotator resume {name}`")
     if final.state is State.CANCELLED:
         sys.exit(EXIT_OK)
     if not final.state.terminal:
