@@ -7,32 +7,83 @@ themselves does not. Values are kept only in this process's memory.
 Values are indexed by their first characters, so `redact` costs one dictionary look-up per
 position of the text whatever the number of known values (a daemon learns four per
 rotation), and `register` is a dictionary insert: no regex to rebuild as values arrive.
+
+A daemon runs for months, so the registry keeps only what can still matter:
+- an access token until it expires (`until=`, plus an hour's grace for clocks and lines
+  already on their way);
+- a credential's secrets per `scope` (its Adobe client id, its AWS secret id): the last
+  `KEEP_PER_SCOPE` values seen. A credential has at most two secrets at Adobe and three
+  labelled versions in AWS, and rotator reads the ones it uses before each use (which
+  counts as seen again), so anything older has been deleted at Adobe and unlabelled in AWS;
+- anything else (HMAC keys, webhook URLs, a database password) for the life of the process:
+  there is a fixed number of those.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 MASK = "[REDACTED]"
 _MIN_LENGTH = 8  # shorter strings would mask ordinary words; real secrets are far longer
+KEEP_PER_SCOPE = 12  # values kept per scope (see above): 3 versions' worth of JSON fields
+TOKEN_GRACE = 3600.0  # seconds a token stays masked after it expires
+
+#: Wall-clock seconds; bench/year.py replaces it to live a year in minutes.
+clock: Callable[[], float] = time.time
 
 _lock = threading.Lock()
 _values: set[str] = set()
 _index: dict[str, tuple[str, ...]] = {}  # first _MIN_LENGTH characters -> values, longest first
+_permanent: set[str] = set()
+_scopes: dict[str, dict[str, None]] = {}  # scope -> its values, least recently seen first
+_scoped: dict[str, int] = {}  # value -> how many scopes hold it
+_until: dict[str, float] = {}  # value -> when its latest temporary registration ends
+_expiries: list[tuple[float, str]] = []  # heap of (end, value), possibly stale
 
 
-def register(*values: str | None) -> None:
-    """Remember secret values so that any later output masks them."""
-    fresh = {v for v in values if v and len(v) >= _MIN_LENGTH and v not in _values}
+def register(*values: str | None, scope: str | None = None, until: float | None = None) -> None:
+    """Remember secret values so that any later output masks them.
+
+    `until` (epoch seconds): a token's expiry; `scope`: whose secret it is (see above).
+    Neither: kept for the life of the process.
+    """
+    fresh = [v for v in values if v and len(v) >= _MIN_LENGTH]
     if not fresh:
         return
+    if scope is None and until is None and _permanent.issuperset(fresh):
+        if not _expiries or _expiries[0][0] > clock():
+            return  # the hot path: a known permanent value, nothing due to expire, no lock
     with _lock:
-        for value in fresh - _values:
-            _values.add(value)
-            key = value[:_MIN_LENGTH]
-            bucket = (*_index.get(key, ()), value)
-            _index[key] = tuple(sorted(bucket, key=len, reverse=True))
+        for value in fresh:
+            if until is not None:
+                end = until + TOKEN_GRACE
+                if end > _until.get(value, 0.0):
+                    _until[value] = end
+                    heapq.heappush(_expiries, (end, value))
+            elif scope is not None:
+                _hold_in_scope(scope, value)
+            else:
+                _permanent.add(value)
+            _add(value)
+        _expire(clock())
+
+
+def forget(*values: str | None) -> None:
+    """Stop masking values (whatever held them): they exist nowhere any more."""
+    with _lock:
+        for value in values:
+            if not value:
+                continue
+            _permanent.discard(value)
+            _until.pop(value, None)
+            for members in _scopes.values():
+                if members.pop(value, 0) is None:
+                    _scoped[value] -= 1
+            _scoped.pop(value, None)
+            _drop(value)
 
 
 def redact(text: str) -> str:
@@ -63,3 +114,78 @@ def redact_all(texts: Iterable[str]) -> list[str]:
 
 def known_count() -> int:
     return len(_values)
+
+
+def sizes() -> dict[str, int]:
+    """How much the registry holds, by why (for benchmarks and /metrics-style checks)."""
+    with _lock:
+        _expire(clock())
+        return {
+            "values": len(_values),
+            "permanent": len(_permanent),
+            "scoped": len(_scoped),
+            "scopes": len(_scopes),
+            "expiring": len(_until),
+        }
+
+
+def reset() -> None:
+    """Forget everything (tests)."""
+    with _lock:
+        for container in (_values, _index, _permanent, _scopes, _scoped, _until):
+            container.clear()
+        _expiries.clear()
+
+
+# --- under the lock ------------------------------------------------------------------------
+
+
+def _add(value: str) -> None:
+    if value in _values:
+        return
+    _values.add(value)
+    key = value[:_MIN_LENGTH]
+    bucket = (*_index.get(key, ()), value)
+    _index[key] = tuple(sorted(bucket, key=len, reverse=True))
+
+
+def _drop(value: str) -> None:
+    if value not in _values:
+        return
+    _values.discard(value)
+    key = value[:_MIN_LENGTH]
+    bucket = tuple(v for v in _index.get(key, ()) if v != value)
+    if bucket:
+        _index[key] = bucket
+    else:
+        _index.pop(key, None)
+
+
+def _held(value: str, now: float) -> bool:
+    return value in _permanent or value in _scoped or _until.get(value, 0.0) > now
+
+
+def _hold_in_scope(scope: str, value: str) -> None:
+    members = _scopes.setdefault(scope, {})
+    if value in members:
+        del members[value]  # seen again: now the most recent
+    else:
+        _scoped[value] = _scoped.get(value, 0) + 1
+    members[value] = None
+    while len(members) > KEEP_PER_SCOPE:
+        oldest = next(iter(members))
+        del members[oldest]
+        _scoped[oldest] -= 1
+        if not _scoped[oldest]:
+            del _scoped[oldest]
+            if not _held(oldest, clock()):
+                _drop(oldest)
+
+
+def _expire(now: float) -> None:
+    while _expiries and _expiries[0][0] <= now:
+        end, value = heapq.heappop(_expiries)
+        if _until.get(value) == end:  # else a later registration extended it
+            del _until[value]
+            if not _held(value, now):
+                _drop(value)

@@ -32,7 +32,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -176,15 +177,23 @@ class _Pacer:
 class _Token:
     value: str
     use_until: float  # clock time after which a new token is minted (expiry - margin)
+    expires_at: float = float("inf")  # clock time after which IMS refuses it anyway
 
 
 @dataclass
 class _KeyState:
-    """Tokens of one (client id, secret): the one in use and every one this process minted."""
+    """Tokens of one (client id, secret): the one in use and every unexpired one this
+    process minted (an expired token needs no invalidation, so it is not kept: a daemon's
+    memory and an emergency's invalidation calls do not grow with uptime)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     current: _Token | None = None
-    minted: list[str] = field(default_factory=list)
+    minted: list[_Token] = field(default_factory=list)
+    retired: bool = False  # swept from the map (nothing unexpired left): look it up again
+
+    def remember(self, token: _Token, now: float) -> None:
+        self.minted = [t for t in self.minted if t.expires_at > now]
+        self.minted.append(token)
 
 
 class AdobeClient:
@@ -248,6 +257,7 @@ class AdobeClient:
         )
         self._keys_lock = threading.Lock()
         self._keys: dict[tuple[str, str], _KeyState] = {}
+        self._sweep_at = 64  # `_keys` is swept of spent states when it reaches this size
         self._stats_lock = threading.Lock()
         #: Requests sent per endpoint kind (token, list, add, delete, invalidate), plus
         #: "retries", "throttled" (429s) and "token_cache_hits". Read it; do not write it.
@@ -306,12 +316,11 @@ class AdobeClient:
         The verification token then serves as that secret's management token, so a
         rotation costs one management token plus one verification token.
         """
-        redaction.register(secret)
-        state = self._key_state(cred, secret)
-        with state.lock:
+        redaction.register(secret, scope=_scope(cred))
+        with self._locked_state(cred, secret) as state:
             token = self._mint(cred, secret, step="verify secret")
             state.current = token
-            state.minted.append(token.value)
+            state.remember(token, self._clock())
 
     def invalidate_tokens(self, cred: CredentialRef, secret: str) -> int:
         """Invalidate at IMS every token this process minted with `secret`; returns how many.
@@ -321,7 +330,7 @@ class AdobeClient:
         some fail, the rest are still tried, the failed ones stay recorded (a repeat only
         retries those) and the first error is raised.
         """
-        redaction.register(secret)
+        redaction.register(secret, scope=_scope(cred))
         key = _cache_key(cred, secret)
         with self._keys_lock:
             state = self._keys.get(key)
@@ -331,9 +340,13 @@ class AdobeClient:
         first_error: StepError | None = None
         with state.lock:
             state.current = None  # whatever happens next, stop handing these tokens out
+            now = self._clock()
             for token in list(state.minted):
+                if token.expires_at <= now:  # IMS refuses it already: nothing to call
+                    state.minted.remove(token)
+                    continue
                 try:
-                    self._invalidate_one(cred, secret, token)
+                    self._invalidate_one(cred, secret, token.value)
                 except StepError as exc:
                     first_error = first_error or exc
                     continue
@@ -365,29 +378,55 @@ class AdobeClient:
         with self._keys_lock:
             state = self._keys.get(key)
             if state is None:
+                if len(self._keys) >= self._sweep_at:
+                    self._sweep()
                 state = self._keys[key] = _KeyState()
             return state
+
+    @contextmanager
+    def _locked_state(self, cred: CredentialRef, secret: str) -> Iterator[_KeyState]:
+        """The key's state, locked; never one that `_sweep` has just taken out of the map."""
+        while True:
+            state = self._key_state(cred, secret)
+            with state.lock:
+                if not state.retired:
+                    yield state
+                    return
+
+    def _sweep(self) -> None:
+        """Drop the states of secrets with no unexpired token (deleted ones, mostly); called
+        with `_keys_lock` held when the map has doubled, so the cost is amortised."""
+        now = self._clock()
+        for key, state in list(self._keys.items()):
+            if not state.lock.acquire(blocking=False):
+                continue  # in use
+            try:
+                state.minted = [t for t in state.minted if t.expires_at > now]
+                if not state.minted:
+                    state.retired = True
+                    del self._keys[key]
+            finally:
+                state.lock.release()
+        self._sweep_at = max(64, 2 * len(self._keys))
 
     def _management_token(self, cred: CredentialRef, secret: str, step: str) -> str:
         """The cached token for (client id, secret), minting one if there is none fresh.
 
         The per-key lock makes concurrent callers for one credential wait for a single mint.
         """
-        state = self._key_state(cred, secret)
-        with state.lock:
+        with self._locked_state(cred, secret) as state:
             current = state.current
             if current is not None and self._clock() < current.use_until:
                 self._count("token_cache_hits")
                 return current.value
             token = self._mint(cred, secret, step=f"{step} (mint token)")
             state.current = token
-            state.minted.append(token.value)
+            state.remember(token, self._clock())
             return token.value
 
     def _drop_token(self, cred: CredentialRef, secret: str, value: str) -> None:
         """Forget `value` as the current token, unless another thread already replaced it."""
-        state = self._key_state(cred, secret)
-        with state.lock:
+        with self._locked_state(cred, secret) as state:
             if state.current is not None and state.current.value == value:
                 state.current = None
 
@@ -420,11 +459,12 @@ class AdobeClient:
             raise PermanentError(
                 "token answer has no access_token", credential=cred.name, step=step
             )
-        redaction.register(value)
         lifetime = _number(body.get("expires_in"))
         if lifetime is None or lifetime <= 0:
             lifetime = _DEFAULT_TOKEN_LIFETIME
-        return _Token(value, self._clock() + max(0.0, lifetime - self._token_margin))
+        redaction.register(value, until=redaction.clock() + lifetime)
+        now = self._clock()
+        return _Token(value, now + max(0.0, lifetime - self._token_margin), now + lifetime)
 
     def _invalidate_one(self, cred: CredentialRef, secret: str, token: str) -> None:
         step = "invalidate token"
@@ -476,7 +516,7 @@ class AdobeClient:
         idempotent: bool = True,
     ) -> httpx.Response:
         """One management API call with a cached token; a 401 gets one fresh-token retry."""
-        redaction.register(secret)
+        redaction.register(secret, scope=_scope(cred))
         resp: httpx.Response | None = None
         for _ in range(2):
             token = self._management_token(cred, secret, step)
@@ -657,6 +697,11 @@ class AdobeClient:
 # ---------------------------------------------------------------------- parsing helpers
 
 
+def _scope(cred: CredentialRef) -> str:
+    """The redactor keeps a credential's last few secrets (rotator.redaction)."""
+    return f"adobe:{cred.client_id}"
+
+
 def _cache_key(cred: CredentialRef, secret: str) -> tuple[str, str]:
     """Key tokens by a digest so the cache never holds the secret itself."""
     return cred.client_id, hashlib.sha256(secret.encode()).hexdigest()
@@ -793,7 +838,7 @@ def _parse_new(body: object, cred: CredentialRef, step: str) -> NewSecret:
     """Register the plaintext before anything else can touch it, then read the rest."""
     value = body.get("client_secret") if isinstance(body, dict) else None
     if isinstance(value, str) and value:
-        redaction.register(value)
+        redaction.register(value, scope=_scope(cred))
     problem: str
     try:
         if not isinstance(value, str) or not value:

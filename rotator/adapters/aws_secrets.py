@@ -132,7 +132,8 @@ class AwsSecrets:
                 f"secret {secret_id!r} is JSON but not an object", step="read AWSCURRENT"
             )
         redaction.register(
-            *(v for k, v in value.items() if isinstance(v, str) and k not in self._public_keys)
+            *(v for k, v in value.items() if isinstance(v, str) and k not in self._public_keys),
+            scope=f"aws:{secret_id}",  # a secret's last few versions (rotator.redaction)
         )
         return SecretVersion(answer["VersionId"], tuple(answer.get("VersionStages", ())), value)
 

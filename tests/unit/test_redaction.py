@@ -23,8 +23,16 @@ from rotator.redaction import MASK
 
 @pytest.fixture(autouse=True)
 def empty_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redaction, "_values", set())
-    monkeypatch.setattr(redaction, "_index", {})
+    for name, empty in (
+        ("_values", set()),
+        ("_index", {}),
+        ("_permanent", set()),
+        ("_scopes", {}),
+        ("_scoped", {}),
+        ("_until", {}),
+        ("_expiries", []),
+    ):
+        monkeypatch.setattr(redaction, name, empty)
 
 
 @pytest.fixture
@@ -234,3 +242,46 @@ def test_short_values_are_not_masked_in_logs(buf: io.StringIO) -> None:
     [line] = lines(buf)
     assert line["event"] == "info about level"
     assert line["level"] == "info"
+
+
+# --- a registry that stays flat over a year ---------------------------------------------------
+
+
+def test_a_token_is_masked_until_an_hour_after_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(redaction, "clock", lambda: now[0])
+    token, other = fresh_secret(), fresh_secret()
+    redaction.register(token, until=now[0] + 86400)
+
+    now[0] += 86400 + redaction.TOKEN_GRACE - 1
+    redaction.register(other)  # any registration sweeps what has expired
+    assert redaction.redact(token) == MASK
+    now[0] += 2
+    redaction.register(other)
+    assert redaction.redact(token) == token
+    assert redaction.sizes()["expiring"] == 0 and redaction.known_count() == 1
+
+
+def test_a_scope_keeps_its_most_recently_seen_secrets_only() -> None:
+    first, *rest = [fresh_secret() for _ in range(redaction.KEEP_PER_SCOPE + 1)]
+    redaction.register(first, scope="client-a")
+    for value in rest[:-1]:
+        redaction.register(value, scope="client-a")
+    redaction.register(first, scope="client-a")  # seen again: the most recent now
+    redaction.register(rest[-1], scope="client-a")
+
+    assert redaction.redact(first) == MASK  # still in use: kept
+    assert redaction.redact(rest[0]) == rest[0]  # the least recently seen: forgotten
+    assert redaction.known_count() == redaction.KEEP_PER_SCOPE
+
+
+def test_a_value_held_for_another_reason_outlives_its_scope() -> None:
+    shared, *others = [fresh_secret() for _ in range(redaction.KEEP_PER_SCOPE + 1)]
+    redaction.register(shared, scope="aws:adobe/a")
+    redaction.register(shared, scope="adobe:client-a")
+    redaction.register(shared)  # and permanently
+    for value in others:
+        redaction.register(value, scope="aws:adobe/a")
+    assert redaction.redact(shared) == MASK
+    redaction.forget(shared)
+    assert redaction.redact(shared) == shared
