@@ -265,7 +265,7 @@ def _timeline(cred: dict[str, Any], period: dict[str, Any]) -> str:
     secrets = cred["secrets"]
     height = _TOP + max(len(secrets), 1) * _ROW + 30
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" '
+        f'<svg width="{_W}" height="{height}" '
         f'role="img" aria-label="timeline of {escape(cred["name"])}" '
         f'viewBox="0 0 {_W} {height}" font-family="system-ui,sans-serif" font-size="11">',
         f'<rect x="0" y="0" width="{_W}" height="{height}" fill="#fbfcfd"/>',

@@ -252,14 +252,21 @@ def _secrets(
         )
     # A secret that was current before the trail first recorded the credential's uuid is
     # known from the rotation that replaced it (its old_uuid), current until its promotion.
+    # Its creation time is the `old_created_at` its rotation's plan recorded, if it did.
     known = {s["uuid"] for s in segments}
+    born = {e.rotation_id: e.detail.get("old_created_at") for e in trail if e.kind == "planned"}
     for event in trail:
         snap = (event.state or {}).get("rotation") or {}
         old, promoted = snap.get("old_uuid"), snap.get("promoted_at")
         if old and promoted and old not in known:
             known.add(old)
             segments.append(
-                {"uuid": old, "created_at": None, "current_from": None, "current_until": promoted}
+                {
+                    "uuid": old,
+                    "created_at": born.get(event.rotation_id),
+                    "current_from": None,
+                    "current_until": promoted,
+                }
             )
     segments.sort(key=lambda s: s["current_until"] or "9999")
     deleted = {d["uuid"]: d["deleted_at"] for d in deletions}
