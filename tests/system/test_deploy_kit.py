@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -553,26 +554,38 @@ def test_the_lock_pins_what_the_test_suite_runs_on() -> None:
 def test_the_image_command_starts_the_daemon_with_the_example_config(
     image_venv: Path, tmp_path: Path
 ) -> None:
-    """ENTRYPOINT + CMD from the installed venv, config.example.toml as the mounted config
-    (only [daemon] listen changed, to a free port on the wildcard address as in a container;
-    its Adobe and AWS endpoints are unreachable here, which the daemon survives)."""
+    """ENTRYPOINT + CMD from the installed venv, with config.example.toml as the mounted
+    config, changed only where docs/operations.md#in-a-container says to: `[daemon] listen`
+    on the wildcard address (a free port here) and an absolute SQLite path in the volume
+    (WORKDIR, a temporary directory here). Its Adobe and AWS endpoints are unreachable from
+    this machine, which the daemon survives: its surveys fail, its ticks complete."""
     final = _stages()[-1]
     entrypoint = json.loads(next(a for i, a in reversed(final) if i == "ENTRYPOINT"))
     command = json.loads(next(a for i, a in reversed(final) if i == "CMD"))
     healthcheck = json.loads(next(a for i, a in final if i == "HEALTHCHECK").split("CMD ", 1)[1])
     port = free_port()
-    example = (ROOT / "config.example.toml").read_text()
-    mounted = tmp_path / "rotator.toml"
-    mounted.write_text(example.replace('listen = "127.0.0.1:9477"', f'listen = "0.0.0.0:{port}"'))
-    assert mounted.read_text() != example
-    workdir = tmp_path / "var-lib-rotator"  # WORKDIR: the SQLite file lands here
+    workdir = tmp_path / "var-lib-rotator"  # WORKDIR and VOLUME: the SQLite file lands here
     workdir.mkdir()
+    example = (ROOT / "config.example.toml").read_text()
+    changes = {
+        'listen = "127.0.0.1:9477"': f'listen = "0.0.0.0:{port}"',
+        'url = "sqlite:///rotator.db"': f'url = "sqlite:///{workdir}/rotator.db"',
+    }
+    mounted_text = example
+    for before, after in changes.items():
+        assert mounted_text.count(before) == 1, before
+        mounted_text = mounted_text.replace(before, after)
+    mounted = tmp_path / "etc-rotator" / "rotator.toml"
+    mounted.parent.mkdir()
+    mounted.write_text(mounted_text)
     env = {
         "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
         "ROTATOR_CONFIG": str(mounted),
         "PYTHONDONTWRITEBYTECODE": "1",
         "AWS_EC2_METADATA_DISABLED": "true",
         "HOME": str(workdir),
+        # Key material the example takes from the environment (`env = "NAME"`), generated.
+        **{name: secrets.token_hex(32) for name in _env_key_names(tomllib.loads(example))},
     }
     argv = [shutil.which(entrypoint[0], path=env["PATH"]) or "missing", *entrypoint[1:], *command]
     assert argv[0].startswith(str(image_venv)), argv
@@ -583,20 +596,20 @@ def test_the_image_command_starts_the_daemon_with_the_example_config(
         while True:
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()[-3000:]
             time.sleep(0.2)
-        assert (workdir / "rotator.db").is_file(), "the default SQLite database is in WORKDIR"
+        assert (workdir / "rotator.db").is_file(), "the SQLite database is in the volume"
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
         assert metrics.status_code == 200 and "rotator_" in metrics.text
         check_argv = [str(image_venv / "bin" / healthcheck[0]), *healthcheck[1:]]
         check_argv = [re.sub(r"^/opt/rotator", str(image_venv), part) for part in check_argv]
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         health = subprocess.run(check_argv, capture_output=True, text=True, env=env, timeout=30)
-        assert health.returncode == (0 if ready == 200 else 1), health.stderr
+        assert health.returncode == 0, health.stderr
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -607,6 +620,16 @@ def test_the_image_command_starts_the_daemon_with_the_example_config(
         finally:
             log.close()
     assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+
+
+def _env_key_names(node: Any) -> set[str]:
+    """Every `env = "NAME"` of a key source anywhere in a parsed config."""
+    if isinstance(node, dict):
+        found = {node["env"]} if isinstance(node.get("env"), str) and node["env"] else set()
+        return found.union(*(_env_key_names(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_env_key_names(v) for v in node))
+    return set()
 
 
 # --- README -------------------------------------------------------------------------------
@@ -624,6 +647,7 @@ def test_the_readme_deployment_section_links_every_artefact() -> None:
         "deploy/grafana/rotator-dashboard.json",
         "deploy/systemd/rotator.service",
         "docs/operations.md#staging-the-sandbox-and-moto",
+        "docs/operations.md#shell-completion",
         "docs/operations.md#alert-runbook",
     ):
         assert f"]({path})" in section, path

@@ -1,0 +1,160 @@
+"""docs/operations.md's staging guide and shell-completion section, run as written.
+
+The guide's ```sh blocks are taken from the document (not copied here), joined in order
+and run by bash with `set -eu`, in an empty directory, with this venv's `rotator` and
+`moto_server` first on PATH. The only change: the three port numbers of its first line
+become free ports, so the run cannot collide with anything else on the machine. Every
+background process the guide starts lives in the script's own process group, which the
+test kills afterwards whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from rotator.localaws import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATIONS = ROOT / "docs" / "operations.md"
+BIN = Path(sys.executable).parent
+
+
+def _section(title: str) -> str:
+    doc = OPERATIONS.read_text()
+    start = doc.index(f"\n## {title}\n")
+    end = doc.find("\n## ", start + 1)
+    return doc[start : end if end != -1 else len(doc)]
+
+
+def _sh_blocks(title: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", _section(title), re.S)
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROTATOR_"))}
+    env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["HOME"] = str(home)
+    return env
+
+
+@pytest.fixture
+def guide_run(tmp_path: Path) -> Iterator[tuple[subprocess.CompletedProcess[str], Path]]:
+    blocks = _sh_blocks("Staging: the sandbox and moto")
+    assert len(blocks) >= 5, "the guide lost its steps"
+    ports = re.compile(r"\b(SANDBOX_PORT|MOTO_PORT|METRICS_PORT)=\d+")
+    assert len(ports.findall(blocks[0])) == 3, blocks[0]
+    blocks[0] = ports.sub(lambda m: f"{m[1]}={free_port()}", blocks[0])
+    script = tmp_path / "guide.sh"
+    script.write_text("set -eu\n" + "\n".join(blocks))
+    work = tmp_path / "staging"
+    work.mkdir()
+    proc = subprocess.Popen(
+        ["bash", str(script)],
+        cwd=work,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the guide's `&` jobs included
+    )
+    try:
+        out, _ = proc.communicate(timeout=120)
+        yield subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), work
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_the_staging_guide_ends_in_a_completed_rotation(
+    guide_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, work = guide_run
+    logs = "".join(
+        f"\n--- {name}\n{(work / name).read_text()[-2000:]}"
+        for name in ("daemon.log", "moto.log")
+        if (work / name).exists()
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + logs
+    # The database the guide's config names: one rotation, completed.
+    engine = create_engine(f"sqlite:///{work / 'staging.db'}")
+    try:
+        with engine.connect() as conn:
+            states = conn.execute(text("SELECT state FROM rotations")).scalars().all()
+    finally:
+        engine.dispose()
+    assert states == ["completed"], states
+    # Adobe (the sandbox's saved world) holds exactly one secret, the new one; no value of
+    # it, nor of the old one, was printed by any command of the guide.
+    world = json.loads((work / "sandbox-state.json").read_text())
+    printed = done.stdout + "".join(p.read_text() for p in work.glob("*.log"))
+    values = _strings_under(world, "value") | _strings_under(world, "client_secret")
+    assert values, "the sandbox state file has no secret values: test out of date"
+    assert not [v for v in values if len(v) >= 8 and v in printed]
+    assert "[[credentials]]" in (work / "staging.toml").read_text()
+
+
+def _strings_under(node: object, key: str) -> set[str]:
+    if isinstance(node, dict):
+        found = {node[key]} if isinstance(node.get(key), str) else set()
+        return found.union(*(_strings_under(v, key) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_strings_under(v, key) for v in node))
+    return set()
+
+
+# --- shell completion ---------------------------------------------------------------------
+
+
+def _completion_commands() -> dict[str, str]:
+    """shell -> the documented command line that writes its completion script."""
+    lines = [
+        line
+        for block in _sh_blocks("Shell completion")
+        for line in block.splitlines()
+        if line.startswith("_ROTATOR_COMPLETE=")
+    ]
+    found = {}
+    for line in lines:
+        shell = re.match(r"_ROTATOR_COMPLETE=(\w+)_source rotator > ", line)
+        assert shell, line
+        found[shell[1]] = line
+    return found
+
+
+def test_the_documented_completion_scripts_complete_rotator(tmp_path: Path) -> None:
+    commands = _completion_commands()
+    assert set(commands) == {"bash", "zsh", "fish"}
+    env = _env(tmp_path)
+    for shell, line in commands.items():
+        target = Path(line.split(" > ", 1)[1].replace("~", str(tmp_path)))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        script = target.read_text()
+        assert "_ROTATOR_COMPLETE" in script and f"{shell}_complete" in script, shell
+    # bash runs its script: `rotator sta<TAB>` offers status, `rotator sandbox <TAB>` the
+    # sandbox's subcommands.
+    bash_script = commands["bash"].split(" > ", 1)[1].replace("~", str(tmp_path))
+    probe = (
+        f"source {bash_script}\n"
+        "COMP_WORDS=(rotator sta); COMP_CWORD=1; _rotator_completion rotator\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"; echo ---\n'
+        "COMP_WORDS=(rotator sandbox ''); COMP_CWORD=2; _rotator_completion rotator\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(["bash", "-c", probe], env=env, capture_output=True, text=True)
+    first, _, second = done.stdout.partition("---")
+    assert "status" in first.split(), done.stdout + done.stderr
+    assert {"create-credential", "list"} <= set(second.split()), done.stdout + done.stderr
