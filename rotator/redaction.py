@@ -12,9 +12,10 @@ A daemon runs for months, so the registry keeps only what can still matter:
 - an access token until it expires (`until=`, plus an hour's grace for clocks and lines
   already on their way);
 - a credential's secrets per `scope` (its Adobe client id, its AWS secret id): the last
-  `KEEP_PER_SCOPE` values seen. A credential has at most two secrets at Adobe and three
-  labelled versions in AWS, and rotator reads the ones it uses before each use (which
-  counts as seen again), so anything older has been deleted at Adobe and unlabelled in AWS;
+  `KEEP_PER_SCOPE` registrations (a secret; or the fields of one AWS version, registered
+  together). A credential has at most two secrets at Adobe and three labelled versions in
+  AWS (current, previous, pending), and rotator registers a secret again each time it
+  uses it, so anything older has been deleted at Adobe and unlabelled in AWS;
 - anything else (HMAC keys, webhook URLs, a database password) for the life of the process:
   there is a fixed number of those.
 """
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable
 
 MASK = "[REDACTED]"
 _MIN_LENGTH = 8  # shorter strings would mask ordinary words; real secrets are far longer
-KEEP_PER_SCOPE = 12  # values kept per scope (see above): 3 versions' worth of JSON fields
+KEEP_PER_SCOPE = 3  # registrations kept per scope (see above)
 TOKEN_GRACE = 3600.0  # seconds a token stays masked after it expires
 
 #: Wall-clock seconds; bench/year.py replaces it to live a year in minutes.
@@ -38,8 +39,9 @@ _lock = threading.Lock()
 _values: set[str] = set()
 _index: dict[str, tuple[str, ...]] = {}  # first _MIN_LENGTH characters -> values, longest first
 _permanent: set[str] = set()
-_scopes: dict[str, dict[str, None]] = {}  # scope -> its values, least recently seen first
-_scoped: dict[str, int] = {}  # value -> how many scopes hold it
+# scope -> its registrations (tuples of values), least recently seen first
+_scopes: dict[str, dict[tuple[str, ...], None]] = {}
+_scoped: dict[str, int] = {}  # value -> how many registrations in scopes hold it
 _until: dict[str, float] = {}  # value -> when its latest temporary registration ends
 _expiries: list[tuple[float, str]] = []  # heap of (end, value), possibly stale
 
@@ -53,19 +55,19 @@ def register(*values: str | None, scope: str | None = None, until: float | None 
     fresh = [v for v in values if v and len(v) >= _MIN_LENGTH]
     if not fresh:
         return
-    if scope is None and until is None and _permanent.issuperset(fresh):
-        if not _expiries or _expiries[0][0] > clock():
-            return  # the hot path: a known permanent value, nothing due to expire, no lock
+    hot = scope is None and until is None and _permanent.issuperset(fresh)
+    if hot and (not _expiries or _expiries[0][0] > clock()):
+        return  # a known permanent value and nothing due to expire: no lock
     with _lock:
+        if scope is not None and until is None:
+            _hold_in_scope(scope, tuple(sorted(set(fresh))))
         for value in fresh:
             if until is not None:
                 end = until + TOKEN_GRACE
                 if end > _until.get(value, 0.0):
                     _until[value] = end
                     heapq.heappush(_expiries, (end, value))
-            elif scope is not None:
-                _hold_in_scope(scope, value)
-            else:
+            elif scope is None:
                 _permanent.add(value)
             _add(value)
         _expire(clock())
@@ -80,8 +82,8 @@ def forget(*values: str | None) -> None:
             _permanent.discard(value)
             _until.pop(value, None)
             for members in _scopes.values():
-                if members.pop(value, 0) is None:
-                    _scoped[value] -= 1
+                for batch in [b for b in members if value in b]:
+                    _release(members, batch)
             _scoped.pop(value, None)
             _drop(value)
 
@@ -165,21 +167,28 @@ def _held(value: str, now: float) -> bool:
     return value in _permanent or value in _scoped or _until.get(value, 0.0) > now
 
 
-def _hold_in_scope(scope: str, value: str) -> None:
+def _hold_in_scope(scope: str, batch: tuple[str, ...]) -> None:
     members = _scopes.setdefault(scope, {})
-    if value in members:
-        del members[value]  # seen again: now the most recent
+    if batch in members:
+        del members[batch]  # seen again: now the most recent
     else:
-        _scoped[value] = _scoped.get(value, 0) + 1
-    members[value] = None
+        for value in batch:
+            _scoped[value] = _scoped.get(value, 0) + 1
+    members[batch] = None
     while len(members) > KEEP_PER_SCOPE:
-        oldest = next(iter(members))
-        del members[oldest]
-        _scoped[oldest] -= 1
-        if not _scoped[oldest]:
-            del _scoped[oldest]
-            if not _held(oldest, clock()):
-                _drop(oldest)
+        _release(members, next(iter(members)))
+
+
+def _release(members: dict[tuple[str, ...], None], batch: tuple[str, ...]) -> None:
+    """A scope lets go of one registration; its values go unless held otherwise."""
+    del members[batch]
+    now = clock()
+    for value in batch:
+        _scoped[value] -= 1
+        if not _scoped[value]:
+            del _scoped[value]
+            if not _held(value, now):
+                _drop(value)
 
 
 def _expire(now: float) -> None:

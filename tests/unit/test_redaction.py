@@ -262,17 +262,25 @@ def test_a_token_is_masked_until_an_hour_after_it_expires(monkeypatch: pytest.Mo
     assert redaction.sizes()["expiring"] == 0 and redaction.known_count() == 1
 
 
-def test_a_scope_keeps_its_most_recently_seen_secrets_only() -> None:
+def test_a_scope_keeps_its_most_recent_registrations_only() -> None:
     first, *rest = [fresh_secret() for _ in range(redaction.KEEP_PER_SCOPE + 1)]
-    redaction.register(first, scope="client-a")
+    redaction.register(first, scope="adobe:client-a")
     for value in rest[:-1]:
-        redaction.register(value, scope="client-a")
-    redaction.register(first, scope="client-a")  # seen again: the most recent now
-    redaction.register(rest[-1], scope="client-a")
+        redaction.register(value, scope="adobe:client-a")
+    redaction.register(first, scope="adobe:client-a")  # used again: the most recent now
+    redaction.register(rest[-1], scope="adobe:client-a")
 
     assert redaction.redact(first) == MASK  # still in use: kept
-    assert redaction.redact(rest[0]) == rest[0]  # the least recently seen: forgotten
+    assert redaction.redact(rest[0]) == rest[0]  # the least recently used: forgotten
     assert redaction.known_count() == redaction.KEEP_PER_SCOPE
+
+
+def test_the_fields_of_one_version_are_kept_and_let_go_together() -> None:
+    versions = [(fresh_secret(), fresh_secret()) for _ in range(redaction.KEEP_PER_SCOPE + 1)]
+    for fields in versions:
+        redaction.register(*fields, scope="aws:adobe/a")
+    assert [redaction.redact(v) for v in versions[0]] == list(versions[0])
+    assert all(redaction.redact(v) == MASK for fields in versions[1:] for v in fields)
 
 
 def test_a_value_held_for_another_reason_outlives_its_scope() -> None:
