@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +41,11 @@ class Webhooks:
     def __init__(self) -> None:
         self.bodies: list[str] = []
         receiver = self
+        # The webhook signing secret (issue 12): read from a file, searched for like the rest.
+        self.signing = secrets.token_urlsafe(32)
+        handle, self.secret_file = tempfile.mkstemp(prefix="rotator-leak-webhook-")
+        os.write(handle, self.signing.encode())
+        os.close(handle)
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -61,6 +68,7 @@ class Webhooks:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        os.unlink(self.secret_file)
 
 
 @pytest.fixture
@@ -113,6 +121,7 @@ def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str,
                     "url": webhooks.url,
                     "events": ["started", "completed", "failed", "needs_attention", "cancelled"],
                     "timeout": "2s",
+                    "secret": {"id": "leak-scan", "file": webhooks.secret_file},
                 }
             ]
         }
@@ -130,7 +139,8 @@ def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str,
     # 2. An emergency rotation (tokens minted with the old secret are invalidated).
     faults.add("delete_secret", status=500, count=1, client_id=client)
     codes["emergency"] = hay.run(
-        "emergency", _rotator(case, "rotate", case.name, "--emergency", "--wait")
+        "emergency",
+        _rotator(case, "rotate", case.name, "--emergency", "--reason", "leak scan", "--wait"),
     )
 
     # 3. Adobe never accepts the new secret: rolled back, failed.
@@ -210,6 +220,7 @@ def test_no_secret_or_token_anywhere(rig: Rig, db: str, webhooks: Webhooks) -> N
 
     needles = [row["client_secret"] for row in rig.state.all_secret_values()]
     needles += rig.state.all_token_values()
+    needles.append(webhooks.signing)
     haystack = hay.parts
     hits = [
         f"{needle[:4]}… in {where}"
@@ -228,5 +239,6 @@ def test_no_secret_or_token_anywhere(rig: Rig, db: str, webhooks: Webhooks) -> N
     assert "retry" in logs  # the fault paths logged
     assert len(webhooks.bodies) >= 6
     assert any('"event": "failed"' in b for b in webhooks.bodies)
+    assert "event_id" in haystack["database"]  # the outbox's rows were searched too
     assert len(needles) >= 10
     assert hits == []
