@@ -4,12 +4,14 @@ person sees it: rendered by headless Chromium, not blank, saying what the JSON s
 One story through the installed `rotator` command: a rotation before any audit key
 (verify says "UNKEYED"), an audit key configured, a rotation claimed as a ticket by
 someone whose LOGNAME lies, an emergency refused without a reason and run with one,
-verify against the published checkpoints, the report in three formats, and a direct edit
-of the rotations table caught.
+verify against the published checkpoints, the report in three formats, no secret value
+nor the audit key in checkpoints, reports, database or output (DEBUG logs included), and a
+direct edit of the rotations table caught.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -25,7 +27,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, update
 
-from rotator.adapters.db.tables import rotations
+from rotator.adapters.db.tables import metadata, rotations
 from tests.system.conftest import System, to_toml
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -140,7 +142,9 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
 
     env_lies = {"LOGNAME": "mallory", "USER": "mallory"}
     system.env = lambda: {**System.env(system), **env_lies}  # type: ignore[method-assign]
-    claimed = system.rotator("--actor", "ticket-4711", "rotate", "analytics", "--wait")
+    claimed = system.rotator(
+        "--log-level", "DEBUG", "--actor", "ticket-4711", "rotate", "analytics", "--wait"
+    )
     assert claimed.code == 0, claimed
     started = [e for e in system.events() if e["kind"] == "started"][-1]
     assert started["actor"] == "ticket-4711"
@@ -152,7 +156,9 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     refused = system.rotator("rotate", "analytics", "--emergency")
     assert refused.code == 2 and "--reason" in refused.err, refused
     assert len(system.events()) == before  # nothing changed
-    emergency = system.rotator("rotate", "analytics", "--emergency", "--reason", "key in a log")
+    emergency = system.rotator(
+        "--log-level", "DEBUG", "rotate", "analytics", "--emergency", "--reason", "key in a log"
+    )
     assert emergency.code == 0, emergency
 
     history = system.rotator("history", "analytics")
@@ -165,7 +171,7 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     # The report, three ways.
     paths = {fmt: tmp_path / f"report.{fmt}" for fmt in ("html", "json", "csv")}
     for fmt, path in paths.items():
-        ran = system.rotator("report", "--format", fmt, "--output", str(path))
+        ran = system.rotator("--log-level", "DEBUG", "report", "--format", fmt, "-o", str(path))
         assert ran.code == 0 and f"report written to {path}" in ran.out, ran
     report = json.loads(paths["json"].read_text())
     (cred,) = report["credentials"]
@@ -214,8 +220,25 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
         "not offline"
     )
 
-    # A direct edit of the rotations table is caught by replay.
+    # No secret value and no form of the audit key in checkpoints, reports, the database
+    # (every table) or anything printed (the `system` fixture scans that for Adobe's).
+    key = key_file.read_text()
+    needles = [*system.admin.secret_values(), *system.admin.token_values(), key]
+    needles += [key.encode().hex(), base64.b64encode(key.encode()).decode()]
     engine = create_engine(system.world.db_url)
+    with engine.connect() as conn:
+        database = [str(list(conn.execute(table.select()))) for table in metadata.sorted_tables]
+    haystacks = {
+        "checkpoints": checkpoints.read_text(),
+        **{f"report.{fmt}": path.read_text() for fmt, path in paths.items()},
+        "database": "\n".join(database),
+        "output": "\n".join(system.transcript),
+    }
+    assert checkpoints.read_text().count("audit checkpoint") >= 2
+    leaked = [(where, n[:6]) for where, text in haystacks.items() for n in needles if n in text]
+    assert leaked == [], f"secret values found: {leaked}"
+
+    # A direct edit of the rotations table is caught by replay.
     with engine.begin() as conn:
         conn.execute(update(rotations).where(rotations.c.trigger == "emergency").values(reason="x"))
     engine.dispose()
