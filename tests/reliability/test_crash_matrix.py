@@ -179,7 +179,8 @@ def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
     problems: list[str] = []
     log: list[str] = []
     case = rig.new_case(db, shared_db="crash-matrix" if db == "postgres" else None, defaults=FAST)
-    command = ["rotate", case.name, "--wait"] + (["--emergency"] if scenario == "emergency" else [])
+    emergency = ["--emergency", "--reason", "crash matrix"] if scenario == "emergency" else []
+    command = ["rotate", case.name, "--wait", *emergency]
     first: Proc | None = None
     holds: list[Hold] = []
     try:

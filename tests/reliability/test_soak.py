@@ -97,7 +97,9 @@ def _driver(
     """One credential's operator from hell: rotate, kill, race, declare emergencies."""
     while time.monotonic() < deadline:
         emergency = rng.random() < 0.25
-        command = ["rotate", case.name, "--wait"] + (["--emergency"] if emergency else [])
+        command = ["rotate", case.name, "--wait"] + (
+            ["--emergency", "--reason", "soak"] if emergency else []
+        )
         procs = [_start(rig, config, *command)]
         with tally.lock:
             tally.started["emergency" if emergency else "normal"] += 1

@@ -237,7 +237,9 @@ def test_debug_logs_are_json_lines_with_context_and_no_secret(system: System) ->
     assert system.rotator("db", "upgrade").code == 0
 
     normal = system.rotator("--log-level", "DEBUG", "rotate", "analytics", "--wait")
-    emergency = system.rotator("--log-level", "DEBUG", "rotate", "analytics", "--emergency")
+    emergency = system.rotator(
+        "--log-level", "DEBUG", "rotate", "analytics", "--emergency", "--reason", "test"
+    )
 
     assert normal.code == emergency.code == 0, (normal, emergency)
     lines = [json.loads(line) for line in (normal.err + emergency.err).splitlines()]
