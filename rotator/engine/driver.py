@@ -1,0 +1,293 @@
+"""The driver: claim a rotation, run one step through the ports, save under the fence.
+
+The state is saved only after the step's effects took hold; the steps themselves live in
+`steps.py`, the operator's requests in `operator.py`, the one delete in `deletes.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from rotator.adapters.db.store import AlreadyActive, Claim, Store
+from rotator.config import Settings
+from rotator.domain import machine
+from rotator.domain.errors import ConfigError, LeaseLost, NeedsAttention, StepError
+from rotator.domain.model import AdobeSecret, Rotation, State, Trigger
+from rotator.engine import operator, survey
+from rotator.engine.context import StepContext
+from rotator.engine.lease import Heartbeat, default_owner
+from rotator.engine.outcome import Outcome
+from rotator.engine.steps import STEPS
+from rotator.ports import AdobeApi, SecretsStore
+
+log = structlog.get_logger("rotator.engine")
+
+Listener = Callable[[str, Rotation], None]
+MAX_STEPS_PER_DRIVE = 50  # a whole rotation is about ten; more means a loop
+UNCONFIGURED_RECHECK = timedelta(hours=1)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        adobe: AdobeApi,
+        aws: SecretsStore,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        listeners: list[Listener] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.adobe = adobe
+        self.aws = aws
+        self.owner = owner or default_owner()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.lease = settings.daemon.lease
+        self.listeners = listeners or []
+        self.stopping = threading.Event()  # set: finish the current step, take no new one
+        # New secret values by rotation id, in memory only, from creation until promotion,
+        # so verification needs no second read of AWSPENDING.
+        self.fresh: dict[int, str] = {}
+        self.step_observer: Any = None  # a prometheus Histogram with a `state` label, or None
+
+    # --- requests ------------------------------------------------------------------------
+
+    def request(self, name: str, trigger: Trigger, *, actor: str, reason: str = "") -> Rotation:
+        """Start a rotation, or return the unfinished one; an emergency pre-empts a normal one."""
+        self.settings.credential(name)  # unknown name: ConfigError before any write
+        self.store.sync_credentials({name: self._config_hash(name)})
+        if trigger is Trigger.EMERGENCY:
+            rotation = self.store.request_emergency(name, actor=actor, reason=reason)
+            if not rotation.emergency:
+                return rotation  # only a request on a running rotation: nothing started yet
+        else:
+            try:
+                rotation = self.store.start(name, trigger, actor=actor, reason=reason)
+            except AlreadyActive as exc:
+                return exc.rotation
+        self._emit("started", rotation)
+        return rotation
+
+    def _config_hash(self, name: str) -> str:
+        cfg = self.settings.credential(name)
+        return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+
+    def sync(self) -> None:
+        self.store.sync_credentials(
+            {c.name: self._config_hash(c.name) for c in self.settings.credentials}
+        )
+
+    # --- driving -------------------------------------------------------------------------
+
+    def claim(self, rotation_id: int, *, due_only: bool = False) -> Claim | None:
+        """Take one rotation's lease; `due_only` leaves it be until its next attempt is due."""
+        claims = self.store.claim(
+            self.owner, self.lease, rotation_id=rotation_id, due_only=due_only
+        )
+        return claims[0] if claims else None
+
+    def run_due(self, limit: int = 1) -> int:
+        """Claim up to `limit` due rotations and drive each until it waits or ends."""
+        done = 0
+        for claim in self.store.claim(self.owner, self.lease, limit=limit):
+            self.drive(claim)
+            done += 1
+        return done
+
+    def drive(
+        self,
+        claim: Claim,
+        *,
+        stop: Callable[[Rotation], bool] | None = None,
+        on_step: Callable[[Rotation], None] | None = None,
+    ) -> Rotation:
+        """Step a claimed rotation while it has work now; release the lease when it waits."""
+        current: Claim | None = claim
+        last = claim.rotation
+        with Heartbeat(self.store, claim, self.lease):
+            for _ in range(MAX_STEPS_PER_DRIVE):
+                if current is None:
+                    break
+                if self.stopping.is_set() or (stop is not None and stop(current.rotation)):
+                    self.store.release(current)
+                    break
+                current = self.step(current)
+                if current is not None:
+                    last = current.rotation
+                    if on_step:
+                        on_step(last)
+            else:  # a rotation that never waits is a bug; do not spin on it
+                if current is not None:
+                    log.error(
+                        "rotation did not settle; releasing it",
+                        credential=current.rotation.credential,
+                        rotation_id=current.rotation.id,
+                        steps=MAX_STEPS_PER_DRIVE,
+                    )
+                    self.store.release(current)
+                    current = None
+        if current is None:
+            last = self.store.get(claim.rotation.id)
+            if on_step:
+                on_step(last)
+        return last
+
+    def step(self, claim: Claim) -> Claim | None:
+        """Run one step; return the claim if there is more to do at once, else None."""
+        rotation = claim.rotation
+        structlog.contextvars.bind_contextvars(
+            credential=rotation.credential, rotation_id=rotation.id
+        )
+        try:
+            now = self.clock()
+            try:
+                step = StepContext(self, rotation, claim)
+            except ConfigError as exc:  # the credential left the config: park it, loudly
+                log.error("rotation of an unconfigured credential", error=str(exc))
+                parked = Outcome(
+                    rotation.state,
+                    kind="unconfigured",
+                    changes={"last_error": f"credential not in the configuration: {exc}"},
+                    wait_until=now + UNCONFIGURED_RECHECK,
+                )
+                return self._save(claim, parked, now)
+            started = time.monotonic()
+            try:
+                outcome = self._decide(step, rotation, now)
+            except NeedsAttention as exc:
+                outcome = Outcome.attention(
+                    str(exc),
+                    resume=rotation.resume_state or rotation.state,
+                    wait_until=now + step.policy.poll_interval,
+                )
+            except StepError as exc:
+                outcome = self._failure(
+                    rotation,
+                    exc.located(credential=rotation.credential, step=rotation.state.value),
+                    now,
+                )
+            if self.step_observer is not None:
+                self.step_observer.labels(state=rotation.state.value).observe(
+                    time.monotonic() - started
+                )
+            return self._save(claim, outcome, now)
+        except LeaseLost as exc:
+            log.warning("lease lost; stopping", error=str(exc))
+            return None
+        finally:
+            structlog.contextvars.unbind_contextvars("credential", "rotation_id")
+
+    def _decide(self, step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
+        # A request is acted on once; the rollback or retirement it starts then runs as usual.
+        # An emergency outranks a cancel. Whatever ends a rotation with an emergency waiting,
+        # the store starts the emergency rotation in the same transaction.
+        handling = rotation.state is State.ROLLING_BACK or rotation.detail.get("preempted")
+        if rotation.emergency_requested and not rotation.emergency and not handling:
+            return operator.preempt(rotation, now)
+        # A cancel that finds the old secret already being retired is too late: retiring
+        # finishes (stopping halfway would leave an emergency's leaked secret alive).
+        if rotation.cancel_requested and not handling and rotation.state is not State.RETIRING:
+            return operator.cancel(step, rotation, now)
+        if rotation.state is State.NEEDS_ATTENTION:
+            return operator.retry_attention(step, rotation, now)
+        return STEPS[rotation.state](step, rotation, now)
+
+    def _failure(self, rotation: Rotation, error: StepError, now: datetime) -> Outcome:
+        failure = machine.on_step_error(rotation, error, now)
+        log.warning(
+            "step failed",
+            step=rotation.state.value,
+            error=str(error),
+            transient=error.transient,
+            next_state=failure.state.value,
+        )
+        changes: dict[str, Any] = {
+            "last_error": failure.message,
+            "resume_state": failure.resume_state,
+        }
+        if failure.state is rotation.state:
+            changes["attempts"] = rotation.attempts + 1
+        kind = (
+            "retry"
+            if error.transient
+            else ("needs_attention" if failure.state is State.NEEDS_ATTENTION else "error")
+        )
+        return Outcome(
+            failure.state,
+            changes=changes,
+            kind=kind,
+            detail={"error": failure.message},
+            wait_until=failure.next_attempt_at,
+        )
+
+    # --- saving --------------------------------------------------------------------------
+
+    def _save(self, claim: Claim, outcome: Outcome, now: datetime) -> Claim | None:
+        old = claim.rotation
+        machine.check_transition(old.state, outcome.state)
+        changes = dict(outcome.changes)
+        if outcome.state is not old.state:
+            changes.setdefault("attempts", 0)
+        if outcome.state in {State.FAILED, State.CANCELLED} or (outcome.state is State.COMPLETED):
+            changes.setdefault("resume_state", None)
+        new = old.evolve(state=outcome.state, next_attempt_at=outcome.wait_until or now, **changes)
+        keep = None if outcome.wait_until or outcome.state.terminal else self.lease
+        credential_update = outcome.credential_update
+        if outcome.state is State.FAILED:
+            credential_update = {**(credential_update or {}), "last_failed_at": now}
+        saved = self.store.save(
+            claim,
+            new,
+            kind=outcome.kind,
+            actor=self.owner,
+            detail=outcome.detail,
+            keep_lease=keep,
+            credential_update=credential_update,
+        )
+        log.info(
+            "rotation step",
+            kind=outcome.kind,
+            from_state=old.state.value,
+            to_state=outcome.state.value,
+            **{k: v for k, v in outcome.detail.items() if isinstance(v, str | int | bool | None)},
+        )
+        entered_attention = outcome.kind == "needs_attention" and (
+            old.state is not State.NEEDS_ATTENTION or old.last_error != saved.rotation.last_error
+        )
+        if outcome.state is not old.state or entered_attention:
+            if outcome.state.terminal or outcome.state is State.NEEDS_ATTENTION:
+                self._emit(outcome.state.value, saved.rotation)
+            else:
+                self._emit("transition", saved.rotation)
+        return None if keep is None else saved
+
+    def _emit(self, kind: str, rotation: Rotation) -> None:
+        for listener in self.listeners:
+            try:
+                listener(kind, rotation)
+            except Exception as exc:  # a broken notifier must not break a rotation
+                log.warning("listener failed", listener=repr(listener), error=str(exc))
+
+    # --- reading -------------------------------------------------------------------------
+
+    def adobe_secrets(self, name: str) -> list[AdobeSecret]:
+        """Adobe's list for a credential, with a token minted from AWSCURRENT (read-only)."""
+        return survey.adobe_secrets(self, name)
+
+    def adopt(self, name: str, uuid: str, *, actor: str) -> None:
+        """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put."""
+        survey.adopt(self, name, uuid, actor=actor)
+
+    def survey(self, name: str) -> None:
+        """Learn the current uuid and its age, so due-ness can be judged without a rotation."""
+        survey.survey(self, name)
