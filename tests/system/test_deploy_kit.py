@@ -482,7 +482,7 @@ def _stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The Dockerfile's build stage, run here: its COPYs and RUNs in order, with the
     image's /opt/rotator and /src under a temporary root (pip's cache allowed)."""
@@ -517,9 +517,7 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield root / "opt" / "rotator"
 
 
-def test_the_image_install_holds_exactly_the_lock_and_no_demo_dependency(
-    image_venv: Path,
-) -> None:
+def _assert_installs_exactly_the_lock(image_venv: Path) -> None:
     listed = subprocess.run(
         [str(image_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
         capture_output=True,
@@ -551,7 +549,7 @@ def test_the_lock_pins_what_the_test_suite_runs_on() -> None:
     assert not differ, f"lock vs dev venv (lock, venv): {differ}; re-run pip-compile or pip"
 
 
-def test_the_image_command_starts_the_daemon_with_the_example_config(
+def test_the_image_installs_the_lock_and_its_command_starts_the_daemon(
     image_venv: Path, tmp_path: Path
 ) -> None:
     """ENTRYPOINT + CMD from the installed venv, with config.example.toml as the mounted
@@ -559,6 +557,7 @@ def test_the_image_command_starts_the_daemon_with_the_example_config(
     on the wildcard address (a free port here) and an absolute SQLite path in the volume
     (WORKDIR, a temporary directory here). Its Adobe and AWS endpoints are unreachable from
     this machine, which the daemon survives: its surveys fail, its ticks complete."""
+    _assert_installs_exactly_the_lock(image_venv)  # one test: one build, whatever xdist does
     final = _stages()[-1]
     entrypoint = json.loads(next(a for i, a in reversed(final) if i == "ENTRYPOINT"))
     command = json.loads(next(a for i, a in reversed(final) if i == "CMD"))

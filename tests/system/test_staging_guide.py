@@ -17,13 +17,17 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from sqlalchemy import create_engine, text
 
-from rotator.localaws import free_port
+from rotator.localaws import LocalAws, free_port
+from rotator.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -158,3 +162,56 @@ def test_the_documented_completion_scripts_complete_rotator(tmp_path: Path) -> N
     first, _, second = done.stdout.partition("---")
     assert "status" in first.split(), done.stdout + done.stderr
     assert {"create-credential", "list"} <= set(second.split()), done.stdout + done.stderr
+
+
+# --- the sandbox subcommands' refusals ----------------------------------------------------
+
+
+def _sandbox_cli(*args: str, aws: LocalAws, url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **_env(Path.cwd()),
+        "ROTATOR_SANDBOX_URL": url,
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    return subprocess.run(
+        [str(BIN / "rotator"), "sandbox", *args], env=env, capture_output=True, text=True
+    )
+
+
+def test_create_credential_prints_a_config_table_and_refuses_bad_input_changing_nothing(
+    sandbox: SandboxServer, local_aws: LocalAws
+) -> None:
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    made = _sandbox_cli(
+        "create-credential", "--name", name, "--age", "91d", aws=local_aws, url=sandbox.url
+    )
+    assert made.returncode == 0, made.stderr
+    table = tomllib.loads(made.stdout)["credentials"][0]
+    assert table["name"] == name and table["secret_id"] == f"adobe/{name}"
+    (secret,) = sandbox.admin.secrets(table["credential_id"])
+    assert sandbox.admin.now_ms() - secret["created_at"] > 90 * 86400 * 1000
+    sm = boto3.client(
+        "secretsmanager", region_name="us-east-1", endpoint_url=local_aws.endpoint_url
+    )
+    value = json.loads(sm.get_secret_value(SecretId=f"adobe/{name}")["SecretString"])
+    assert value["secret_uuid"] == secret["uuid"]
+    assert value["client_secret"] not in made.stdout + made.stderr
+
+    before = len(sandbox.admin.state()["credentials"])
+    refusals = [
+        (("--name", name), 1, "already exists"),  # its AWS secret exists
+        (("--name", "bad name!"), 2, "--name"),
+        (("--name", name + "x", "--age", "ninety"), 2, "--age"),
+    ]
+    for args, code, words in refusals:
+        done = _sandbox_cli("create-credential", *args, aws=local_aws, url=sandbox.url)
+        assert done.returncode == code, (args, done.stderr)
+        assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    down = _sandbox_cli("list", "--wait", "0", aws=local_aws, url=f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 1 and "does not answer" in down.stderr, down.stderr
+    assert len(sandbox.admin.state()["credentials"]) == before, "a refusal created something"
+    listed = _sandbox_cli("list", "--json", aws=local_aws, url=sandbox.url)
+    ids = [c["credential_id"] for c in json.loads(listed.stdout)]
+    assert table["credential_id"] in ids
