@@ -240,7 +240,19 @@ class Store:
     # --- credentials ---------------------------------------------------------------------
 
     def sync_credentials(self, configured: dict[str, str]) -> None:
-        """Make sure every configured credential has a row; record config changes."""
+        """Make sure every configured credential has a row; record config changes.
+
+        Replicas starting together race to insert the same new rows: the loser looks again
+        (a duplicate key used to end its start with an IntegrityError).
+        """
+        for attempt in range(3):
+            try:
+                return self._sync_credentials(configured)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def _sync_credentials(self, configured: dict[str, str]) -> None:
         with self._tx() as conn:
             now = self._db_now(conn)
             existing = dict(
