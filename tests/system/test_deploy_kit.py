@@ -209,18 +209,28 @@ def _configmap_settings() -> config.Settings:
 def test_the_configmap_is_a_valid_config_whose_database_comes_from_the_environment(
     tmp_path: Path,
 ) -> None:
-    text = _by_kind("ConfigMap")["data"]["rotator.toml"]
-    assert "[database]" not in text, "the URL (with its password) belongs in the Secret"
+    """The URL comes from ROTATOR_DATABASE_URL; without it, the ConfigMap's placeholder
+    names a host that cannot resolve (never a silent SQLite fallback beside a replica)."""
     path = tmp_path / "rotator.toml"
-    path.write_text(text)
-    url = "postgresql+psycopg://rotator@db.example.internal:5432/rotator"
-    env = {**os.environ, "ROTATOR_DATABASE_URL": url}
+    path.write_text(_by_kind("ConfigMap")["data"]["rotator.toml"])
     code = "import sys; from rotator import config; print(config.load(sys.argv[1]).database.url)"
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == url, "ROTATOR_DATABASE_URL does not override [database] url"
+    env = {k: v for k, v in os.environ.items() if k != "ROTATOR_DATABASE_URL"}
+    url = "postgresql+psycopg://rotator@db.example.internal:5432/rotator"
+    loaded = {}
+    for name, extra in (("without", {}), ("with", {"ROTATOR_DATABASE_URL": url})):
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        loaded[name] = done.stdout.strip()
+    assert loaded["with"] == url, "ROTATOR_DATABASE_URL does not replace [database] url"
+    placeholder = loaded["without"]
+    assert placeholder.startswith("postgresql") and ".invalid/" in placeholder, placeholder
+    userinfo = placeholder.split("//", 1)[1].split("@", 1)[0]
+    assert ":" not in userinfo, "a password in the ConfigMap"
 
 
 # --- alert rules and the dashboard ---------------------------------------------------------
