@@ -441,3 +441,35 @@ def quiet_logs() -> None:
     from rotator import logs
 
     logs.configure("WARNING", json=True)
+
+
+def watch_rotations(
+    daemon: Any, on_rows: Callable[[list[Any]], None], stop: threading.Event, interval: float = 0.2
+) -> threading.Thread:
+    """Call `on_rows` with every rotation row (credential, state, promoted_at, finished_at)
+    each `interval` while a daemon runs: what an engine listener used to report, read from the
+    database (the engine no longer calls listeners; the outbox carries its outcomes)."""
+    from sqlalchemy import select
+
+    from rotator.adapters.db.tables import rotations
+
+    query = select(
+        rotations.c.credential, rotations.c.state, rotations.c.promoted_at, rotations.c.finished_at
+    )
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            app = daemon.app
+            if app is None:
+                continue
+            try:
+                with app.store.engine.connect() as conn:
+                    rows = list(conn.execute(query).all())
+            except Exception as exc:  # the daemon is starting or stopping: look again
+                print(f"    (watch: {type(exc).__name__}; looking again)")
+                continue
+            on_rows(rows)
+
+    thread = threading.Thread(target=loop, daemon=True, name="watch-rotations")
+    thread.start()
+    return thread

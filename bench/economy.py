@@ -234,16 +234,13 @@ def daemon_part(args: argparse.Namespace) -> None:
         daemon = Daemon(settings)
         completed: set[str] = set()
         done = threading.Event()
-        on_event = daemon.metrics.on_event
 
-        def listener(kind: str, rotation: Rotation) -> None:
-            on_event(kind, rotation)
-            if rotation.state is State.COMPLETED:
-                completed.add(rotation.credential)
-                if len(completed) == len(creds):
-                    done.set()
+        def seen(rows: list[Any]) -> None:
+            completed.update(r.credential for r in rows if r.state == State.COMPLETED.value)
+            if len(completed) == len(creds):
+                done.set()
 
-        daemon.metrics.on_event = listener  # type: ignore[method-assign]
+        h.watch_rotations(daemon, seen, done)
 
         def stopper() -> None:
             done.wait(args.timeout)

@@ -54,7 +54,7 @@ from rotator import app as app_mod
 from rotator.adapters.aws_secrets import AwsSecrets
 from rotator.config import DaemonConfig
 from rotator.daemon import Daemon
-from rotator.domain.model import Rotation, State, Trigger
+from rotator.domain.model import State, Trigger
 
 WRITES = {"PutSecretValue", "UpdateSecret", "UpdateSecretVersionStage"}
 LATENCY_MS = 50
@@ -198,19 +198,18 @@ def one_run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         ticks: list[tuple[float, float]] = []
         done = threading.Event()
         lock = threading.Lock()
-        on_event = daemon.metrics.on_event
         real_tick = daemon.tick
         fleet_names = {c["name"] for c in creds}
+        troubled = {State.FAILED.value, State.NEEDS_ATTENTION.value, State.CANCELLED.value}
 
-        def listener(kind: str, rotation: Rotation) -> None:
-            on_event(kind, rotation)
-            if rotation.credential not in fleet_names:
-                return
+        def seen(rows: list[Any]) -> None:
+            """Fleet rotations that reached draining (at promotion), and those in trouble."""
+            offset = time.monotonic() - time.time()
+            mine = [r for r in rows if r.credential in fleet_names]
             with lock:
-                if rotation.state is State.DRAINING and kind == "transition":
-                    arrivals.append(time.monotonic())
-                elif rotation.state in {State.FAILED, State.NEEDS_ATTENTION, State.CANCELLED}:
-                    trouble[rotation.state.value] += 1
+                arrivals[:] = [r.promoted_at.timestamp() + offset for r in mine if r.promoted_at]
+                trouble.clear()
+                trouble.update(r.state for r in mine if r.state in troubled)
                 if len(arrivals) + sum(trouble.values()) >= args.count:
                     done.set()
 
@@ -219,10 +218,10 @@ def one_run(args: argparse.Namespace, db: str) -> dict[str, Any]:
             real_tick()
             ticks.append((started, time.monotonic()))
 
-        # Hooks the daemon picks up when run() wires itself: its metrics listener (every
-        # engine event passes it) and the job APScheduler calls on each tick.
-        daemon.metrics.on_event = listener  # type: ignore[method-assign]
+        # The job APScheduler calls on each tick is picked up when run() wires itself; the
+        # rotations are watched in the database.
         daemon.tick = tick  # type: ignore[method-assign]
+        h.watch_rotations(daemon, seen, done)
         pids = {"sandbox": sandbox.proc.pid, "moto": moto.proc.pid, "rotator": os.getpid()}
         cpu0 = {k: h.cpu_seconds(p) for k, p in pids.items()}
         busy0, total0 = machine_busy()

@@ -151,15 +151,14 @@ def install_tick_prototype(daemon: Daemon) -> None:
     """The tick fixes proposed in README (finding 3), patched in to measure them.
 
     Policy per credential computed once; credential rows read incrementally (only rows
-    whose updated_at moved since the last read); the per-credential attention gauge set
-    only for credentials whose value changed.
+    whose updated_at moved since the last read).
     """
     from sqlalchemy import func, select
 
     from rotator.adapters.db.store import CredentialRow
     from rotator.adapters.db.tables import credentials
 
-    settings, store, metrics = daemon.settings, daemon.app.store, daemon.metrics  # type: ignore[union-attr]
+    settings, store = daemon.settings, daemon.app.store  # type: ignore[union-attr]
     original = type(settings).policy
     policies = {c.name: original(settings, c) for c in settings.credentials}
     type(settings).policy = lambda self, cred: policies.get(cred.name) or original(self, cred)  # type: ignore[method-assign]
@@ -180,36 +179,16 @@ def install_tick_prototype(daemon: Daemon) -> None:
         return dict(cache["rows"])
 
     store.credential_rows = credential_rows  # type: ignore[method-assign]
-    flagged: set[str] = set()
-    observe = metrics.observe_credentials
-
-    def observe_credentials(created: dict[str, Any], needing_attention: set[str]) -> None:
-        with metrics._lock:
-            metrics._created = {n: at for n, at in created.items() if at is not None}
-        for name in flagged ^ needing_attention:
-            metrics.credential_attention.labels(credential=name).set(
-                1 if name in needing_attention else 0
-            )
-        flagged.clear()
-        flagged.update(needing_attention)
-        metrics.attention.set(len(needing_attention))
-
-    assert observe is not None
-    metrics.observe_credentials = observe_credentials  # type: ignore[method-assign]
+    # (The per-credential attention gauge the prototype also trimmed is gone: /metrics now
+    # reads the fleet from the database at scrape time, not on every tick.)
 
 
 def tick_times(
     settings: Settings, repeats: int, prototype: bool = False
 ) -> tuple[list[float], int, dict[str, float]]:
     """Time `Daemon.tick()`, wired as `Daemon.run()` wires it (no clock, no HTTP)."""
-    from rotator.notify import once_each
-
     daemon = Daemon(settings)
-    daemon.app = app_mod.build(
-        settings,
-        upgrade=True,
-        listeners=[once_each([daemon.metrics.on_event, daemon.notifier])],
-    )
+    daemon.app = app_mod.build(settings, upgrade=True)
     daemon.app.engine.sync()
     policy = type(settings).policy
     if prototype:
@@ -235,14 +214,10 @@ def tick_parts(daemon: Daemon, repeats: int) -> dict[str, float]:
     """Median time of the pieces of one tick's `_start_due`, called as it calls them."""
     assert daemon.app is not None
     store, cfgs = daemon.app.store, daemon.settings.credentials
-    rows = store.credential_rows()
     pieces = {
         "store.credential_rows()": store.credential_rows,
         "store.unfinished()": store.unfinished,
         "settings.policy(cfg) x N": lambda: [daemon.settings.policy(c) for c in cfgs],
-        "metrics.observe_credentials()": lambda: daemon.metrics.observe_credentials(
-            {c.name: rows[c.name].secret_created_at for c in cfgs}, set()
-        ),
     }
     out = {}
     for label, fn in pieces.items():

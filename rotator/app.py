@@ -17,7 +17,7 @@ from rotator.adapters.db.store import Store, make_engine
 from rotator.checkpoints import audit_log
 from rotator.config import Settings
 from rotator.domain.errors import ConfigError, RotatorError
-from rotator.engine import Engine, Listener
+from rotator.engine import Engine
 
 
 @dataclass
@@ -133,7 +133,6 @@ def build(
     *,
     upgrade: bool = False,
     owner: str | None = None,
-    listeners: list[Listener] | None = None,
 ) -> App:
     store = open_store(settings, upgrade=upgrade)
     adobe = AdobeClient(
@@ -151,5 +150,5 @@ def build(
         write_rate=settings.aws.write_rate * PACING_MARGIN,
         public_keys=frozenset(settings.uuid_key(c) for c in settings.credentials),
     )
-    engine = Engine(settings, store, adobe, aws, owner=owner, listeners=listeners)
+    engine = Engine(settings, store, adobe, aws, owner=owner)
     return App(settings, store, adobe, aws, engine)

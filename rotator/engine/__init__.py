@@ -6,8 +6,8 @@ Modules, one concept each: `driver` (Engine: requests, claim, drive, step, save)
 `deletes` (the single destroy gate), `survey` (read-only looks: list, adopt, survey).
 """
 
-from rotator.engine.driver import MAX_STEPS_PER_DRIVE, Engine, Listener
+from rotator.engine.driver import MAX_STEPS_PER_DRIVE, Engine
 from rotator.engine.lease import default_owner
 from rotator.engine.outcome import Outcome
 
-__all__ = ["MAX_STEPS_PER_DRIVE", "Engine", "Listener", "Outcome", "default_owner"]
+__all__ = ["MAX_STEPS_PER_DRIVE", "Engine", "Outcome", "default_owner"]

@@ -29,7 +29,6 @@ from rotator.ports import AdobeApi, SecretsStore
 
 log = structlog.get_logger("rotator.engine")
 
-Listener = Callable[[str, Rotation], None]
 MAX_STEPS_PER_DRIVE = 50  # a whole rotation is about ten; more means a loop
 UNCONFIGURED_RECHECK = timedelta(hours=1)
 
@@ -44,7 +43,6 @@ class Engine:
         *,
         owner: str | None = None,
         clock: Callable[[], datetime] | None = None,
-        listeners: list[Listener] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -53,7 +51,6 @@ class Engine:
         self.owner = owner or default_owner()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lease = settings.daemon.lease
-        self.listeners = listeners or []
         self.stopping = threading.Event()  # set: finish the current step, take no new one
         # New secret values by rotation id, in memory only, from creation until promotion,
         # so verification needs no second read of AWSPENDING.
@@ -75,7 +72,6 @@ class Engine:
                 rotation = self.store.start(name, trigger, actor=actor, reason=reason)
             except AlreadyActive as exc:
                 return exc.rotation
-        self._emit("started", rotation)
         return rotation
 
     def _config_hash(self, name: str) -> str:
@@ -261,22 +257,8 @@ class Engine:
             to_state=outcome.state.value,
             **{k: v for k, v in outcome.detail.items() if isinstance(v, str | int | bool | None)},
         )
-        entered_attention = outcome.kind == "needs_attention" and (
-            old.state is not State.NEEDS_ATTENTION or old.last_error != saved.rotation.last_error
-        )
-        if outcome.state is not old.state or entered_attention:
-            if outcome.state.terminal or outcome.state is State.NEEDS_ATTENTION:
-                self._emit(outcome.state.value, saved.rotation)
-            else:
-                self._emit("transition", saved.rotation)
+        # Notices of this outcome were written to the outbox by the save (rotator/notify.py).
         return None if keep is None else saved
-
-    def _emit(self, kind: str, rotation: Rotation) -> None:
-        for listener in self.listeners:
-            try:
-                listener(kind, rotation)
-            except Exception as exc:  # a broken notifier must not break a rotation
-                log.warning("listener failed", listener=repr(listener), error=str(exc))
 
     # --- reading -------------------------------------------------------------------------
 
