@@ -360,7 +360,28 @@ class LatencyIn(_In):
 
 class TimingIn(_In):
     usage_lag_ms: int | None = Field(default=None, ge=0)
+    usage_lag_jitter_ms: int | None = Field(default=None, ge=0)
     accept_delay_ms: int | None = Field(default=None, ge=0)
+    client_id: str | None = None
+    seed: int | None = None
+
+
+class AddStatusIn(_In):
+    status: int | None
+    client_id: str | None = None
+
+
+class OmissionIn(_In):
+    client_id: str | None = None
+    uuid: str | None = None
+    count: int | None = Field(default=None, ge=1)
+    rate: float = Field(default=1.0, ge=0, le=1)
+    seed: int | None = None
+
+
+class UsagesIn(OmissionIn):
+    mode: Literal["null", "stale"] = "null"
+    stale_ms: int = Field(default=0, ge=0)
 
 
 class HoldIn(_In):
@@ -568,7 +589,9 @@ async def _add_fault(state: SandboxState, request: Request) -> Any:
 
 
 async def _remove_fault(state: SandboxState, request: Request) -> Any:
-    state.faults.remove(_path(request, "fault_id"))
+    rule_id = _path(request, "fault_id")
+    if not state.faults.consistency.remove(rule_id):
+        state.faults.remove(rule_id)
 
 
 async def _latency(state: SandboxState, request: Request) -> Any:
@@ -579,8 +602,34 @@ async def _latency(state: SandboxState, request: Request) -> Any:
 
 async def _timing(state: SandboxState, request: Request) -> Any:
     spec = await _payload(request, TimingIn)
-    state.faults.set_timing(usage_lag_ms=spec.usage_lag_ms, accept_delay_ms=spec.accept_delay_ms)
+    state.faults.set_timing(**spec.model_dump())
     return state.faults.view()
+
+
+async def _add_status(state: SandboxState, request: Request) -> Any:
+    spec = await _payload(request, AddStatusIn)
+    state.faults.consistency.set_add_status(spec.status, client_id=spec.client_id)
+    return state.faults.view()
+
+
+async def _omission(state: SandboxState, request: Request) -> Any:
+    spec = await _payload(request, OmissionIn)
+    return _json({"id": state.faults.consistency.omit(**spec.model_dump())}, 201)
+
+
+async def _usages(state: SandboxState, request: Request) -> Any:
+    spec = await _payload(request, UsagesIn)
+    return _json({"id": state.faults.consistency.distort_usages(**spec.model_dump())}, 201)
+
+
+async def _oracle(state: SandboxState, request: Request) -> Any:
+    return state.oracle.view(request.query_params.get("credential_id"))
+
+
+async def _credential_oracle(state: SandboxState, request: Request) -> Any:
+    credential_id = _path(request, "credential_id")
+    state.credential_view(credential_id)  # 404 for an unknown credential
+    return state.oracle.view(credential_id)
 
 
 async def _holds(state: SandboxState, request: Request) -> Any:
@@ -661,6 +710,11 @@ def _admin_routes(state_file: Path | None) -> list[Route]:
         ("/faults/rules/{fault_id}", _remove_fault, ["DELETE"]),
         ("/faults/latency", _latency, ["PUT"]),
         ("/faults/timing", _timing, ["PUT"]),
+        ("/faults/add-status", _add_status, ["PUT"]),
+        ("/faults/omissions", _omission, ["POST"]),
+        ("/faults/usages", _usages, ["POST"]),
+        ("/oracle", _oracle, ["GET"]),
+        ("/credentials/{credential_id}/oracle", _credential_oracle, ["GET"]),
         ("/holds", _holds, ["GET"]),
         ("/holds", _arm_hold, ["POST"]),
         ("/holds", _clear_holds, ["DELETE"]),

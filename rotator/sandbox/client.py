@@ -305,6 +305,7 @@ class SandboxAdmin:
         return self.add_fault(endpoint, action="drop", count=count, **kw)
 
     def remove_fault(self, rule_id: str) -> None:
+        """Disarm a fault rule, an omission or a usage regression by its id."""
         self._call("DELETE", f"/faults/rules/{rule_id}")
 
     def set_latency(
@@ -315,12 +316,77 @@ class SandboxAdmin:
         self._call("PUT", "/faults/latency", body)
 
     def set_timing(
-        self, *, usage_lag_ms: int | None = None, accept_delay_ms: int | None = None
+        self,
+        *,
+        usage_lag_ms: int | None = None,
+        accept_delay_ms: int | None = None,
+        usage_lag_jitter_ms: int | None = None,
+        client_id: str | None = None,
+        seed: int | None = None,
     ) -> None:
-        """``usage_lag_ms``: uses show in last_used_at late; ``accept_delay_ms``: new secrets
-        are refused by IMS for that long after the API created them."""
-        body = {"usage_lag_ms": usage_lag_ms, "accept_delay_ms": accept_delay_ms}
+        """``usage_lag_ms`` (+ a uniform draw up to ``usage_lag_jitter_ms`` per use): uses
+        show in last_used_at late; ``accept_delay_ms``: new secrets are refused by IMS for
+        that long after the API created them. For one ``client_id``, or everyone."""
+        body = {
+            "usage_lag_ms": usage_lag_ms,
+            "usage_lag_jitter_ms": usage_lag_jitter_ms,
+            "accept_delay_ms": accept_delay_ms,
+            "client_id": client_id,
+            "seed": seed,
+        }
         self._call("PUT", "/faults/timing", body)
+
+    def set_add_status(self, status: int | None, *, client_id: str | None = None) -> None:
+        """Answer adds with 200, 201 or 202 (full body each); None: back to the setting."""
+        self._call("PUT", "/faults/add-status", {"status": status, "client_id": client_id})
+
+    def omit_secret(
+        self,
+        *,
+        client_id: str | None = None,
+        uuid: str | None = None,
+        count: int | None = None,
+        rate: float = 1.0,
+        seed: int | None = None,
+    ) -> str:
+        """The next ``count`` list answers leave ``uuid`` out (None: a random listed one)."""
+        body = {"client_id": client_id, "uuid": uuid, "count": count, "rate": rate, "seed": seed}
+        rule_id: str = self._call("POST", "/faults/omissions", body)["id"]
+        return rule_id
+
+    def regress_usages(
+        self,
+        mode: Literal["null", "stale"] = "null",
+        *,
+        stale_ms: int = 0,
+        client_id: str | None = None,
+        uuid: str | None = None,
+        count: int | None = None,
+        rate: float = 1.0,
+        seed: int | None = None,
+    ) -> str:
+        """The next ``count`` list answers show ``secret_usages`` as null, or as they were
+        ``stale_ms`` ago (``mode="stale"``), for ``uuid`` (None: every secret)."""
+        body = {
+            "mode": mode,
+            "stale_ms": stale_ms,
+            "client_id": client_id,
+            "uuid": uuid,
+            "count": count,
+            "rate": rate,
+            "seed": seed,
+        }
+        rule_id: str = self._call("POST", "/faults/usages", body)["id"]
+        return rule_id
+
+    # ------------------------------------------------------------------ oracle
+
+    def oracle(self, credential_id: str | None = None) -> dict[str, Any]:
+        """The truth: every secret's uses (with source), refusals, deletion and what the
+        list answers showed and hid. See ``rotator.sandbox.oracle``."""
+        path = "/oracle" if credential_id is None else f"/credentials/{credential_id}/oracle"
+        result: dict[str, Any] = self._call("GET", path)
+        return result
 
     # ------------------------------------------------------------------ holds
 

@@ -20,6 +20,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from rotator.sandbox.consistency import Consistency
+
 __all__ = [
     "ANY_ENDPOINT",
     "API_ENDPOINTS",
@@ -129,8 +131,9 @@ class EndpointCounter:
 class FaultPlan:
     """Everything a test has armed, plus what the server has counted, behind one lock.
 
-    ``usage_lag_ms`` and ``accept_delay_ms`` are read by the Adobe model (plain ints, so
-    without this lock); the rest is consulted by the HTTP layer around each request.
+    :attr:`consistency` (lags, acceptance delay, omissions, usage regressions, add status;
+    ``consistency.py``) is read by the Adobe model; the rest is consulted by the HTTP
+    layer around each request.
     """
 
     def __init__(self) -> None:
@@ -138,8 +141,8 @@ class FaultPlan:
         self._fault_ids = itertools.count(1)
         self._rules: list[FaultRule] = []
         self._latency: dict[str, Latency] = {}
-        self.usage_lag_ms = 0
-        self.accept_delay_ms = 0
+        #: Eventual-consistency switches (``consistency.py``), cleared with the faults.
+        self.consistency = Consistency()
         self._holds: dict[str, Hold] = {}
         self._counters = {name: EndpointCounter() for name in ENDPOINTS}
         self.in_flight = 0
@@ -219,26 +222,40 @@ class FaultPlan:
                 self._latency[endpoint] = Latency(ms, jitter_ms, random.Random(seed))
 
     def set_timing(
-        self, *, usage_lag_ms: int | None = None, accept_delay_ms: int | None = None
+        self,
+        *,
+        usage_lag_ms: int | None = None,
+        accept_delay_ms: int | None = None,
+        usage_lag_jitter_ms: int | None = None,
+        client_id: str | None = None,
+        seed: int | None = None,
     ) -> None:
-        """Adobe's eventual consistency: uses show late; new secrets are accepted late."""
-        with self._lock:
-            if usage_lag_ms is not None:
-                if usage_lag_ms < 0:
-                    raise ValueError("usage_lag_ms cannot be negative")
-                self.usage_lag_ms = usage_lag_ms
-            if accept_delay_ms is not None:
-                if accept_delay_ms < 0:
-                    raise ValueError("accept_delay_ms cannot be negative")
-                self.accept_delay_ms = accept_delay_ms
+        """Adobe's eventual consistency: uses show late (plus a per-use jitter); new secrets
+        are accepted late. For one client id, or everyone (``client_id`` None)."""
+        self.consistency.set_timing(
+            client_id=client_id,
+            usage_lag_ms=usage_lag_ms,
+            usage_lag_jitter_ms=usage_lag_jitter_ms,
+            accept_delay_ms=accept_delay_ms,
+            seed=seed,
+        )
+
+    @property
+    def usage_lag_ms(self) -> int:
+        """The lag set for everyone (without jitter), as ``set_timing`` left it."""
+        return int(self.consistency.view()["timing"].get("*", {}).get("usage_lag_ms", 0))
+
+    @property
+    def accept_delay_ms(self) -> int:
+        """The acceptance delay set for everyone."""
+        return int(self.consistency.view()["timing"].get("*", {}).get("accept_delay_ms", 0))
 
     def clear_faults(self) -> None:
-        """Drop fault rules, latency and timing faults (holds are separate)."""
+        """Drop fault rules, latency, timing and consistency switches (holds are separate)."""
         with self._lock:
             self._rules.clear()
             self._latency.clear()
-            self.usage_lag_ms = 0
-            self.accept_delay_ms = 0
+            self.consistency.clear()
 
     def view(self) -> JSON:
         with self._lock:
@@ -249,6 +266,7 @@ class FaultPlan:
                 },
                 "usage_lag_ms": self.usage_lag_ms,
                 "accept_delay_ms": self.accept_delay_ms,
+                "consistency": self.consistency.view(),
             }
 
     def latency_s(self, endpoint: str) -> float:

@@ -36,6 +36,7 @@ import secrets
 import threading
 import time
 import uuid as uuidlib
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -43,7 +44,9 @@ from hashlib import sha256
 from http import HTTPStatus
 from typing import Any, Final, cast
 
+from rotator.sandbox.consistency import ADD_STATUSES
 from rotator.sandbox.faults import IMS_ENDPOINTS, FaultPlan
+from rotator.sandbox.oracle import Oracle, UseSource
 from rotator.sandbox.rs256 import JWTError, b64url_encode, load_public_key, verify_rs256
 
 __all__ = [
@@ -78,6 +81,7 @@ READ_SCOPE: Final = "read_client_secret"
 MANAGE_SCOPE: Final = "manage_client_secrets"
 
 JWT_MAX_LIFETIME_MS: Final = 24 * 3600 * 1000
+HISTORY: Final = 10_000  # uses kept per secret for stale answers (benchmarks mint many)
 PERSIST_FORMAT: Final = 1
 
 
@@ -154,8 +158,8 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse settings Adobe could not produce."""
-        if self.add_status not in (200, 201):
-            raise ValueError("add_status must be 200 or 201")
+        if self.add_status not in ADD_STATUSES:
+            raise ValueError("add_status must be 200, 201 or 202")
         if self.delete_status not in (200, 204):
             raise ValueError("delete_status must be 200 or 204")
         if self.token_lifetime_s < 1:
@@ -191,7 +195,11 @@ class Org:
 
 @dataclass
 class Secret:
-    """One client secret; ``usages`` is what Adobe shows, ``pending`` what it has not yet."""
+    """One client secret; ``usages`` is what Adobe shows, ``pending`` what it has not yet.
+
+    ``history`` (not saved) keeps each use with the instant it became visible, so a
+    ``stale`` answer can show what a replica that far behind would (``consistency.py``).
+    """
 
     uuid: str
     value: str
@@ -199,6 +207,9 @@ class Secret:
     accepted_at: int
     usages: dict[str, int] = field(default_factory=dict)
     pending: list[tuple[int, int, str]] = field(default_factory=list)  # (visible_at, at, grant)
+    history: deque[tuple[int, int, str]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY), repr=False
+    )
 
     def settle(self, now: int) -> None:
         """Make uses older than the configured lag visible."""
@@ -214,6 +225,14 @@ class Secret:
 
     def last_used_at(self) -> int | None:
         return max(self.usages.values()) if self.usages else None
+
+    def usages_as_of(self, moment: int) -> dict[str, int]:
+        """What Adobe showed at ``moment``: the uses that had become visible by then."""
+        shown: dict[str, int] = {}
+        for visible_at, used_at, grant in self.history:
+            if visible_at <= moment:
+                shown[grant] = max(shown.get(grant, used_at), used_at)
+        return shown
 
 
 @dataclass
@@ -278,6 +297,8 @@ class SandboxState:
         self.revision = 0
         #: Faults, holds and counters: about the test run, not about Adobe (``faults.py``).
         self.faults = FaultPlan()
+        #: The truth behind the answers: every use and deletion (``oracle.py``).
+        self.oracle = Oracle()
         self._clear()
 
     def _clear(self) -> None:
@@ -305,6 +326,7 @@ class SandboxState:
         """Forget everything (settings back to the server's defaults); free held requests."""
         with self._lock:
             self.faults.reset()
+            self.oracle.clear()
             self._clear()
             self._touch()
 
@@ -374,11 +396,15 @@ class SandboxState:
             )
             self._credentials[credential_id] = credential
             self._by_client_id[credential.client_id] = credential
-            first = self._new_secret(credential, accept_delay_ms=0) if with_secret else None
+            first = (
+                self._new_secret(credential, accept_delay_ms=0, by="console")
+                if with_secret
+                else None
+            )
             self._touch()
             return credential, first
 
-    def _new_secret(self, credential: Credential, *, accept_delay_ms: int) -> Secret:
+    def _new_secret(self, credential: Credential, *, accept_delay_ms: int, by: str) -> Secret:
         now = self.now_ms()
         secret = Secret(
             uuid=uuidlib.uuid4().hex,
@@ -387,6 +413,7 @@ class SandboxState:
             accepted_at=now + accept_delay_ms,
         )
         credential.secrets[secret.uuid] = secret
+        self.oracle.created(credential.credential_id, secret.uuid, secret.value, now, by=by)
         return secret
 
     def admin_add_secret(self, credential_id: str) -> Secret:
@@ -395,14 +422,14 @@ class SandboxState:
             credential = self._credential(credential_id)
             if len(credential.secrets) >= self.settings.secret_limit:
                 raise OverflowError("the credential already has the maximum number of secrets")
-            secret = self._new_secret(credential, accept_delay_ms=0)
+            secret = self._new_secret(credential, accept_delay_ms=0, by="console")
             self._touch()
             return secret
 
     def admin_delete_secret(self, credential_id: str, uuid: str) -> None:
         with self._lock:
             credential = self._credential(credential_id)
-            self._retire(credential, self._secret(credential, uuid))
+            self._retire(credential, self._secret(credential, uuid), by="admin")
             self._touch()
 
     def add_public_key(self, credential_id: str, pem: str) -> None:
@@ -430,13 +457,18 @@ class SandboxState:
             if never_used:
                 secret.usages.clear()
                 secret.pending.clear()
+                secret.history.clear()
             if last_used_at is not None:
                 secret.pending.clear()
                 secret.usages = {grant_type: last_used_at}
+                secret.history = deque([(last_used_at, last_used_at, grant_type)], maxlen=HISTORY)
             self._touch()
 
     def consume(self, credential_id: str, uuid: str, scope: str | None = None) -> Reply:
-        """Mint a token with one secret, as a consumer would, without knowing its value."""
+        """Mint a token with one secret, as a consumer would, without knowing its value.
+
+        The oracle records the use (or the refusal) as a consumer's.
+        """
         with self._lock:
             credential = self._credential(credential_id)
             secret = self._secret(credential, uuid)
@@ -447,7 +479,7 @@ class SandboxState:
             }
             if scope is not None:
                 form["scope"] = scope
-            return self.mint_client_credentials(form)
+            return self.mint_client_credentials(form, source="consumer")
 
     def _credential(self, credential_id: str) -> Credential:
         try:
@@ -464,9 +496,12 @@ class SandboxState:
                 f"no secret {uuid} on credential {credential.credential_id}"
             ) from None
 
-    def _retire(self, credential: Credential, secret: Secret) -> None:
+    def _retire(self, credential: Credential, secret: Secret, *, by: str) -> None:
         del credential.secrets[secret.uuid]
         self._retired.append(RetiredSecret(credential.credential_id, secret.uuid, secret.value))
+        self.oracle.deleted(
+            credential.credential_id, secret.uuid, secret.value, self.now_ms(), by=by
+        )
 
     # ------------------------------------------------------------------ admin: reading
 
@@ -604,15 +639,24 @@ class SandboxState:
     # ------------------------------------------------------------------ IMS
 
     def _authenticate(
-        self, client_id: str | None, client_secret: str | None, now: int
+        self,
+        client_id: str | None,
+        client_secret: str | None,
+        now: int,
+        source: UseSource = "http",
     ) -> tuple[Credential, Secret] | Reply:
         credential = self._by_client_id.get(client_id or "")
         if credential is None:
             return INVALID_CLIENT_ID
         offered = (client_secret or "").encode()
         for secret in credential.secrets.values():
-            if hmac.compare_digest(secret.value.encode(), offered) and secret.accepted_at <= now:
-                return credential, secret
+            if hmac.compare_digest(secret.value.encode(), offered):
+                if secret.accepted_at <= now:
+                    return credential, secret
+                self.oracle.refused(secret.value, now, "not accepted yet", source)
+                return INVALID_CLIENT_SECRET
+        if client_secret:
+            self.oracle.refused(client_secret, now, "no such secret", source)
         return INVALID_CLIENT_SECRET
 
     def _mint(
@@ -622,6 +666,7 @@ class SandboxState:
         grant_type: str,
         scopes: frozenset[str],
         now: int,
+        source: UseSource = "http",
     ) -> Reply:
         lifetime_ms = self.settings.token_lifetime_s * 1000
         value = self._token_value(credential.client_id, scopes, now, lifetime_ms)
@@ -634,8 +679,11 @@ class SandboxState:
             issued_at=now,
             expires_at=now + lifetime_ms,
         )
-        secret.pending.append((now + self.faults.usage_lag_ms, now, grant_type))
+        visible_at = now + self.faults.consistency.usage_lag_ms(credential.client_id)
+        secret.pending.append((visible_at, now, grant_type))
+        secret.history.append((visible_at, now, grant_type))
         secret.settle(now)
+        self.oracle.used(credential.credential_id, secret.uuid, now, source)
         self._mints += 1
         if self._mints % 4096 == 0:
             self._prune_tokens(now)
@@ -683,9 +731,16 @@ class SandboxState:
         return frozenset(s for s in raw.replace(",", " ").split() if s)
 
     def mint_client_credentials(
-        self, form: Mapping[str, str], basic: tuple[str, str] | None = None
+        self,
+        form: Mapping[str, str],
+        basic: tuple[str, str] | None = None,
+        *,
+        source: UseSource = "http",
     ) -> Reply:
-        """``POST /ims/token/v3``: client_secret_post (form) or client_secret_basic."""
+        """``POST /ims/token/v3``: client_secret_post (form) or client_secret_basic.
+
+        ``source`` tells the oracle who asked (a test's consumer passes ``"consumer"``).
+        """
         with self._lock:
             if form.get("grant_type") != CLIENT_CREDENTIALS:
                 return ims_error("unsupported_grant_type", "unsupported grant_type parameter")
@@ -695,7 +750,7 @@ class SandboxState:
                     return ims_error("invalid_request", "client_id does not match authorization")
                 client_id, client_secret = basic
             now = self.now_ms()
-            found = self._authenticate(client_id, client_secret, now)
+            found = self._authenticate(client_id, client_secret, now, source)
             if isinstance(found, Reply):
                 return found
             credential, secret = found
@@ -703,7 +758,7 @@ class SandboxState:
             unknown = sorted(scopes - set(credential.scopes))
             if unknown:
                 return ims_error("invalid_scope", f"invalid scope parameter: {','.join(unknown)}")
-            return self._mint(credential, secret, CLIENT_CREDENTIALS, scopes, now)
+            return self._mint(credential, secret, CLIENT_CREDENTIALS, scopes, now, source)
 
     def exchange_jwt(self, form: Mapping[str, str], ims_bases: Iterable[str]) -> Reply:
         """``POST /ims/exchange/jwt``: the legacy Service Account flow.
@@ -849,10 +904,15 @@ class SandboxState:
         return credential
 
     @staticmethod
-    def _entry(secret: Secret) -> JSON:
+    def _entry(secret: Secret, shown: Mapping[str, int] | None = None) -> JSON:
+        """A list entry; ``shown`` replaces the usages Adobe would show (a distorted answer)."""
+        usages_by_grant = secret.usages if shown is None else shown
         usages = (
-            [{"last_used_at": str(at), "grant_type": g} for g, at in sorted(secret.usages.items())]
-            if secret.usages
+            [
+                {"last_used_at": str(at), "grant_type": g}
+                for g, at in sorted(usages_by_grant.items())
+            ]
+            if usages_by_grant
             else None
         )
         return {
@@ -867,17 +927,41 @@ class SandboxState:
     def list_secrets(
         self, org_id: str, credential_id: str, api_key: str | None, authorization: str | None
     ) -> Reply:
-        """``GET .../secrets``: oldest first, no values, usages only once visible."""
+        """``GET .../secrets``: oldest first, no values, usages only once visible.
+
+        The consistency switches may leave a secret out or show its usages as null or
+        stale; the oracle notes what each answer showed and what it hid.
+        """
         with self._lock:
             credential = self._gate(org_id, credential_id, api_key, authorization, READ_SCOPE)
             if isinstance(credential, Reply):
                 return credential
             now = self.now_ms()
+            switches = self.faults.consistency
+            ordered = self._ordered(credential)
+            left_out = switches.omissions(credential.client_id, [s.uuid for s in ordered])
             entries = []
-            for secret in self._ordered(credential):
+            for secret in ordered:
                 secret.settle(now)
-                entries.append(self._entry(secret))
+                if secret.uuid in left_out:
+                    self.oracle.hidden(credential.credential_id, secret.uuid, "omitted")
+                    continue
+                shown = self._shown_usages(credential, secret, now)
+                entries.append(self._entry(secret, shown))
+                last = max(shown.values()) if shown else None
+                self.oracle.reported(credential.credential_id, secret.uuid, last)
             return Reply(200, {"client_id": credential.client_id, "client_secrets": entries})
+
+    def _shown_usages(self, credential: Credential, secret: Secret, now: int) -> dict[str, int]:
+        """The usages this answer shows: the visible ones, unless a regression fires."""
+        rule = self.faults.consistency.distortion(credential.client_id, secret.uuid)
+        if rule is None:
+            return dict(secret.usages)
+        shown = {} if rule.mode == "null" else secret.usages_as_of(now - rule.stale_ms)
+        if shown != secret.usages:
+            how = "null" if not shown and secret.usages else "stale"
+            self.oracle.hidden(credential.credential_id, secret.uuid, how)
+        return shown
 
     def add_secret(
         self, org_id: str, credential_id: str, api_key: str | None, authorization: str | None
@@ -894,11 +978,12 @@ class SandboxState:
                     "400003",
                     f"Maximum number of client secrets ({limit}) reached for this credential",
                 )
-            secret = self._new_secret(credential, accept_delay_ms=self.faults.accept_delay_ms)
+            switches = self.faults.consistency
+            delay = switches.accept_delay_ms(credential.client_id) or 0
+            secret = self._new_secret(credential, accept_delay_ms=delay, by="api")
             self._touch()
-            return Reply(
-                self.settings.add_status, {**self._entry(secret), "client_secret": secret.value}
-            )
+            status = switches.add_status(credential.client_id) or self.settings.add_status
+            return Reply(status, {**self._entry(secret), "client_secret": secret.value})
 
     def delete_secret(
         self,
@@ -918,7 +1003,7 @@ class SandboxState:
                 return SECRET_NOT_FOUND
             if len(credential.secrets) == 1 and not self.settings.allow_delete_last_secret:
                 return gateway_error(400, "400004", "The last client secret cannot be deleted")
-            self._retire(credential, secret)
+            self._retire(credential, secret, by="api")
             self._touch()
             return Reply(self.settings.delete_status)
 

@@ -127,7 +127,11 @@ def test_the_per_test_fixture_starts_from_a_clean_world(sandbox: SandboxServer) 
 @pytest.mark.parametrize(
     ("call", "status"),
     [
-        (lambda a: a.configure(add_status=202), 422),
+        (lambda a: a.configure(add_status=204), 422),
+        (lambda a: a.set_add_status(204), 422),
+        (lambda a: a.regress_usages("stale"), 422),
+        (lambda a: a.omit_secret(count=0), 422),
+        (lambda a: a.remove_fault("omission-nope"), 404),
         (lambda a: a.configure(unknown=1), 422),
         (lambda a: a.credential("424242"), 404),
         (lambda a: a.delete_secret("424242", "x"), 404),

@@ -69,7 +69,7 @@ def test_add_returns_the_plaintext_once_with_201(adobe: Adobe, admin: SandboxAdm
     adobe.token(secret=body["client_secret"])
 
 
-@pytest.mark.parametrize("status", [200, 201])
+@pytest.mark.parametrize("status", [200, 201, 202])
 def test_the_add_status_is_a_setting(adobe: Adobe, admin: SandboxAdmin, status: int) -> None:
     admin.configure(add_status=status)
     response = adobe.add_secret()

@@ -137,7 +137,7 @@ def test_a_hold_catches_one_request_and_can_be_released(state: SandboxState) -> 
 @pytest.mark.parametrize(
     "changes",
     [
-        {"add_status": 202},
+        {"add_status": 204},
         {"add_status": "200"},
         {"delete_status": 201},
         {"token_lifetime_s": 0},
