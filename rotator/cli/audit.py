@@ -52,30 +52,29 @@ def audit_verify(ctx: Ctx, checkpoint_arg: str | None, as_json: bool) -> None:
     newest event. Exit 1 naming each problem.
 
     Says what the result proves: unkeyed, it proves only accidental damage; keyed without
-    a checkpoint, removal of the newest events cannot be seen.
+    a checkpoint, removal of the newest events cannot be seen. The first problem is the
+    error line (stderr); any others, and what the result proves, go to standard output.
     """
     checkpoint = read_checkpoint(checkpoint_arg) if checkpoint_arg else None
     with errors(), ctx.store() as store:
         result = store.verify(checkpoint)
     if as_json:
         say(json.dumps(result.as_dict(), indent=2))
-    elif result.ok:
-        say(
-            f"audit chain intact: {result.checked} events verified, {result.replayed} rows replayed"
-        )
     else:
-        for problem in result.problems:
-            say(f"audit problem: {problem}", err=True)
-    if not as_json:
-        say(f"scope: {result.scope}", err=not result.ok)
-    if not result.ok:
-        if not as_json:
-            die(
-                f"audit chain broken at {result.problems[0]} "
-                f"({result.checked} events verified before it)",
-                EXIT_FAILED,
+        if result.ok:
+            say(
+                f"audit chain intact: {result.checked} events verified, "
+                f"{result.replayed} rows replayed"
             )
-        raise SystemExit(EXIT_FAILED)
+        for problem in result.problems[1:]:
+            say(f"also: {problem}")
+        say(f"scope: {result.scope}")
+    if not result.ok:
+        die(
+            f"audit chain broken at {result.problems[0]} "
+            f"({result.checked} events verified before it)",
+            EXIT_FAILED,
+        )
 
 
 @audit.command("checkpoint")

@@ -2,7 +2,7 @@
 real server: a role with exactly those grants runs rotations, and its UPDATE, DELETE and
 TRUNCATE on `events` are refused.
 
-The SQL is read from the docs themselves (the block after `-- grants: rotator_daemon`), so
+The SQL is read from the docs themselves (the plpgsql block after `-- grants: rotator_daemon`), so
 the documented grants are the tested ones.
 """
 
@@ -30,7 +30,7 @@ DOCS = Path(__file__).parents[2] / "docs" / "operations.md"
 
 def documented_grants() -> list[str]:
     text_ = DOCS.read_text(encoding="utf-8")
-    block = re.search(r"```sql\n-- grants: rotator_daemon\n(.*?)```", text_, re.S)
+    block = re.search(r"```plpgsql\n-- grants: rotator_daemon\n(.*?)```", text_, re.S)
     assert block, "docs/operations.md has no `-- grants: rotator_daemon` SQL block"
     lines = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("--")]
     return [s.strip() for s in " ".join(lines).split(";") if s.strip()]

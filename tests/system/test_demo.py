@@ -149,6 +149,21 @@ def test_it_says_where_its_files_are_and_they_work_afterwards(demo_run: Run) -> 
     assert "audit chain intact" in verify.stdout
 
 
+def test_it_ends_by_writing_the_auditors_report(demo_run: Run) -> None:
+    report = demo_run.dir / "report.html"
+    last_lines = demo_run.out.splitlines()[-2:]
+    assert last_lines[0] == f"the auditor's report of this run: {report}", last_lines
+    data = json.loads((demo_run.dir / "report.json").read_text())
+    assert data["verification"]["ok"] and data["verification"]["keyed"]
+    assert data["verification"]["checkpoint"] is not None  # against the demo's checkpoints
+    (cred,) = data["credentials"]
+    assert [r["trigger"] for r in cred["rotations"]] == ["manual", "emergency"]
+    assert [r["outcome"] for r in cred["rotations"]] == ["completed", "completed"]
+    assert len(cred["deletions"]) == 2
+    html = report.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "<script" not in html
+
+
 def test_a_quiet_period_shorter_than_a_token_lifetime_is_a_usage_error() -> None:
     result = subprocess.run(
         [str(ROTATOR), "demo", "--quiet-period", "500ms"],
