@@ -122,8 +122,11 @@ def populate(settings: Settings, events_count: int) -> None:
                 "to_state": dst,
                 "detail": {"bench": True},
             }
-            digest = event_hash(prev, event)
-            chain.append({**event, "prev_hash": prev, "hash": digest})
+            digest = event_hash(prev, event)  # 0.1's unkeyed link, marked as such
+            seq = len(chain) + 1
+            chain.append(
+                {**event, "seq": seq, "scheme": "sha256-v1", "prev_hash": prev, "hash": digest}
+            )
             prev = digest
     with engine.begin() as conn:
         for i in range(0, len(rows), 2000):
@@ -131,7 +134,7 @@ def populate(settings: Settings, events_count: int) -> None:
         for i in range(0, len(chain), 5000):
             conn.execute(insert(events), chain[i : i + 5000])
         head = conn.execute(chain_head.select()).first()
-        values = {"hash": prev, "last_event_id": len(chain)}
+        values = {"hash": prev, "last_event_id": len(chain), "seq": len(chain)}
         if head is None:
             conn.execute(insert(chain_head).values(id=1, **values))
         else:
