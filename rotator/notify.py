@@ -45,6 +45,7 @@ log = structlog.get_logger("rotator.notify")
 
 FIRST_RETRY = timedelta(seconds=1)
 EXPIRE_EVERY = 10.0  # seconds between sweeps for rows past the delivery expiry
+BATCH = 10  # rows one pass claims (at most one per receiver and credential)
 _PREFIX = b"whsec_"
 
 
@@ -103,7 +104,8 @@ def backoff(attempts: int, cap: timedelta) -> timedelta:
     return timedelta(seconds=seconds * random.uniform(0.8, 1.0))
 
 
-def default_owner() -> str:
+def sender_id() -> str:
+    """Who holds a claim: host, process and a random part (two senders in one process differ)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -124,17 +126,20 @@ class Deliverer:
         self.hooks = {h.receiver: h for h in self.config.webhooks}
         redaction.register(*(h.url for h in self.hooks.values()))  # URLs often embed a token
         self.keys = {name: signing_key(k.material) for name, k in keys.items()}
-        self.owner = owner or default_owner()
+        self.owner = owner or sender_id()
         self._client = client or httpx.Client()
         longest = max((h.timeout for h in self.hooks.values()), default=timedelta(seconds=10))
-        self._hold = longest + timedelta(seconds=30)  # a claim outlives one attempt
+        # A claim outlives a whole pass (every row of a batch timing out), so no other
+        # sender takes a row while this one may still be sending it.
+        self._hold = longest * BATCH + timedelta(seconds=30)
         self._swept = 0.0
 
-    def deliver_due(self, limit: int = 20) -> int:
+    def deliver_due(self, limit: int = BATCH) -> int:
         """One pass: give up expired rows, then send what is due; return rows delivered.
 
         A claim holds at most one row per receiver and credential (the oldest open one),
-        so the next notice of a credential goes only after this one is settled.
+        so the next notice of a credential goes only after this one is settled. After a
+        receiver fails, its other rows in the pass are not tried (they wait a backoff).
         """
         if not self.hooks:
             return 0
@@ -150,7 +155,16 @@ class Deliverer:
                     expiry=self.config.delivery_expiry.total_seconds(),
                 )
         claimed = self.outbox.claim(self.owner, self.hooks, hold=self._hold, limit=limit)
-        return sum(1 for delivery in claimed if self._send(delivery))
+        delivered, failing = 0, set()
+        for delivery in claimed:
+            if delivery.receiver in failing:
+                retry_in = backoff(delivery.attempts, self.config.max_backoff)
+                self.outbox.release(delivery, self.owner, retry_in=retry_in)
+            elif self._send(delivery):
+                delivered += 1
+            else:
+                failing.add(delivery.receiver)
+        return delivered
 
     def _send(self, delivery: Delivery) -> bool:
         hook = self.hooks[delivery.receiver]

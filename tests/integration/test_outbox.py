@@ -290,3 +290,23 @@ def test_a_notice_past_the_expiry_is_given_up_and_the_next_goes(
             select(func.count()).where(outbox.c.expired_at.is_not(None))
         ).scalar_one()
     assert expired == 2
+
+
+def test_after_a_receiver_fails_its_other_notices_wait_for_the_next_pass(
+    engine: Engine,
+) -> None:
+    refusing = Receiver_(fail_every=1)  # every request answered 503
+    try:
+        s = settings({"url": refusing.url, "name": "ops", "events": ["started"]})
+        st = store_for(engine, s)
+        for name in ("alpha", "beta", "gamma"):
+            st.start(name, Trigger.MANUAL, actor="t")
+        sender = notify.deliverer(s, engine)
+        assert sender.deliver_due() == 0
+        sender.close()
+    finally:
+        refusing.close()
+    assert refusing.requests == 1  # one try, not one timeout per notice
+    attempts = sorted(r["attempts"] for r in rows(engine))
+    assert attempts == [0, 0, 1]
+    assert all(r["claimed_by"] is None and r["delivered_at"] is None for r in rows(engine))

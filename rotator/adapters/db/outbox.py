@@ -294,6 +294,16 @@ class Outbox:
                 )
             )
 
+    def release(self, delivery: Delivery, owner: str, *, retry_in: timedelta) -> None:
+        """Not tried (its receiver failed earlier in this pass): free it for `retry_in`."""
+        with self.engine.begin() as conn:
+            now = self._now(conn)
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == delivery.id, outbox.c.claimed_by == owner)
+                .values(next_attempt_at=now + retry_in, claimed_by=None, claim_expires_at=None)
+            )
+
     def backlog(self) -> Backlog:
         with self.engine.connect() as conn:
             pending, oldest = conn.execute(
