@@ -192,6 +192,19 @@ def after_promotion(rotation: Rotation) -> State:
 # --- pre-emption ----------------------------------------------------------------------------
 
 
+def past_promotion(rotation: Rotation) -> bool:
+    """AWSCURRENT has (or may have) moved to the new secret, whatever state it waits in.
+
+    An emergency past this point cannot be cancelled: finishing it deletes the leaked secret.
+    """
+    resume = rotation.resume_state
+    return (
+        rotation.promoted_at is not None
+        or rotation.state.promoted
+        or (resume is not None and resume.promoted)
+    )
+
+
 def leftovers(rotation: Rotation) -> dict[str, str]:
     """What a rotation abandoned for an emergency leaves behind, for its audit event.
 

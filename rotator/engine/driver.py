@@ -93,11 +93,21 @@ class Engine:
         return claims[0] if claims else None
 
     def run_due(self, limit: int = 1) -> int:
-        """Claim up to `limit` due rotations and drive each until it waits or ends."""
+        """Claim up to `limit` due rotations and drive each until it waits or ends.
+
+        A rotation abandoned for an emergency hands over to that emergency here and now:
+        the claim order would pick it next anyway, but no worker should wait for it.
+        """
         done = 0
         for claim in self.store.claim(self.owner, self.lease, limit=limit):
-            self.drive(claim)
+            last = self.drive(claim)
             done += 1
+            if last.state is State.ABANDONED:
+                follow = self.store.active(last.credential)
+                if follow is not None and follow.detail.get("follows") == last.id:
+                    taken = self.claim(follow.id)
+                    if taken is not None:
+                        self.drive(taken)
         return done
 
     def drive(
@@ -184,15 +194,12 @@ class Engine:
             structlog.contextvars.unbind_contextvars("credential", "rotation_id")
 
     def _decide(self, step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
-        # A request is acted on once; the rollback or retirement it starts then runs as usual.
-        # An emergency outranks a cancel. Whatever ends a rotation with an emergency waiting,
-        # the store starts the emergency rotation in the same transaction.
-        handling = rotation.state is State.ROLLING_BACK or rotation.detail.get("preempted")
-        if rotation.emergency_requested and not rotation.emergency and not handling:
-            return operator.preempt(rotation, now)
-        # A cancel that finds the old secret already being retired is too late: retiring
-        # finishes (stopping halfway would leave an emergency's leaked secret alive).
-        if rotation.cancel_requested and not handling and rotation.state is not State.RETIRING:
+        # Operator requests first (operator.py says which wins). Whatever ends a rotation
+        # with an emergency waiting, the store starts the emergency in the same transaction.
+        request = operator.request_for(rotation)
+        if request == "abandon":
+            return operator.abandon(rotation, now)
+        if request == "cancel":
             return operator.cancel(step, rotation, now)
         if rotation.state is State.NEEDS_ATTENTION:
             return operator.retry_attention(step, rotation, now)

@@ -1,4 +1,48 @@
-"""Who owns a rotation while it runs: the owner name and the heartbeat that keeps the lease."""
+"""Who owns a rotation while it runs: the owner name and the heartbeat that keeps the lease.
+
+How a crashed worker's rotation is taken over in seconds, and why this way.
+
+Ownership is a row lease: `lease_owner` + `lease_expires_at` on the rotation, claimed with
+`UPDATE ... WHERE the lease is free` (FOR UPDATE SKIP LOCKED on PostgreSQL) that bumps
+`fence`; every state write is guarded by `id = :id AND lease_owner = :me AND fence = :f`
+(Store.save / Store.renew: zero rows means LeaseLost, stop without writing), and every
+irreversible call at Adobe or AWS is preceded by `StepContext.guard()`, which renews the
+lease in the database, so a worker that stalled past its lease cannot write anywhere after
+another took over. Expiry is judged by the database's clock on PostgreSQL (one clock for
+all replicas); SQLite has one host, one clock.
+
+What takeover costs is therefore the lease's length. It used to be 2 minutes ("longer than
+the slowest call with its retries"); it is now `[daemon] lease` = 10 s, renewed by the
+heartbeat below every third of it while a step runs (Oban's peer lease is renewed at half
+its life; a third leaves room for one failed renewal before the lease can lapse), so a live
+worker keeps its rotation however slow Adobe is, and a dead one frees it within 10 s of its
+last renewal. Each daemon runs a cheap takeover check every `lease / 5` (daemon.py), so the
+rotation is claimed about 2 s after that (bench/takeover.py: about 10-11 s from `kill -9`).
+
+Alternatives weighed:
+- A session-level `pg_advisory_lock` per rotation (or per process, as a liveness signal) is
+  released the moment PostgreSQL sees the connection die, so takeover would be near-instant
+  after `kill -9`. But it binds ownership to one pooled connection: a pool hands that session
+  to other threads, PgBouncer in transaction mode shares it between clients (the lock leaks
+  or vanishes), a half-open TCP connection keeps it for minutes without keepalives, and
+  SQLite has nothing like it. The design forbids owning a rotation this way; a lease row
+  works the same on both databases, through any pool.
+- River's `JobSetStateIfRunning` (write only while the job is still `running`) guards a
+  finish by state, not by owner: after a rescue the old executor's write can still land.
+  The fence is stricter and already here; River's rescuer also waits an hour by default.
+- Oban's Lifeline rescues jobs of dead nodes on a schedule (minutes); Oban's Peer shows the
+  short-lease-renewed-early pattern used here.
+
+What no lease can promise: a request already on the wire when its worker's lease lapses
+may still land, because Adobe and AWS take no fence. That needs a worker cut off from the
+database (its heartbeat failing) for a whole lease while its own call to Adobe or AWS is
+still in flight; the 2-minute lease had the same window for calls longer than 2 minutes.
+Most late writes are harmless: AWSPENDING is put under the rotation's own ClientRequestToken,
+a label move names the version it moves from (AWS refuses it once the label moved on),
+deletes are by uuid, and the next owner reads Adobe and AWS before it writes. The one that
+is not (a promotion landing after the next owner rolled back) is the residual risk of any
+lease without fencing at the resource.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +65,8 @@ def default_owner() -> str:
 
 
 class Heartbeat:
-    """Renews a lease while a step runs, so a slow Adobe call does not lose it."""
+    """Renews a lease every third of its length while a step runs, so a slow Adobe call
+    does not lose it; stops for good once the lease is lost (the next save tells the step)."""
 
     def __init__(self, store: Store, claim: Claim, lease: timedelta) -> None:
         self.store, self.claim, self.lease = store, claim, lease
@@ -34,6 +79,11 @@ class Heartbeat:
             try:
                 self.store.renew(self.claim, self.lease)
             except LeaseLost:
+                log.warning(
+                    "lease lost to another worker; the step in flight will not be saved",
+                    credential=self.claim.rotation.credential,
+                    rotation_id=self.claim.rotation.id,
+                )
                 return
             except Exception as exc:  # the database may be briefly away; the save will tell
                 log.warning(

@@ -1,10 +1,18 @@
 """Operator requests acted on by the driver: cancel, emergency pre-emption, retry of
-needs_attention. Each returns an Outcome like a step does."""
+needs_attention. Each returns an Outcome like a step does.
+
+Precedence, decided by `request_for` at every step boundary: an emergency outranks
+everything (a cancel included); a cancel outranks the step due next, except where
+stopping would break a promise (a normal rotation already retiring, or an emergency past
+its promotion: both finish, because finishing is what deletes the old or leaked secret).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
+from rotator.domain import machine
 from rotator.domain.model import Rotation, State
 from rotator.engine.context import StepContext
 from rotator.engine.outcome import Outcome
@@ -45,20 +53,31 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     )
 
 
-def preempt(rotation: Rotation, now: datetime) -> Outcome:
-    """An emergency arrived for a credential mid-rotation: end this one fast and safely.
+def request_for(rotation: Rotation) -> Literal["abandon", "cancel"] | None:
+    """Which operator request the driver acts on now, if any (see the module's precedence)."""
+    if rotation.emergency_requested and not rotation.emergency:
+        return "abandon"
+    if not rotation.cancel_requested:
+        return None
+    if rotation.state in {State.RETIRING, State.ROLLING_BACK}:
+        return None  # retiring finishes; a rollback (the cancel, acted on) runs its course
+    if rotation.emergency and machine.past_promotion(rotation):
+        return None  # the store refuses such a cancel; one that raced the promotion is moot
+    return "cancel"
 
-    Before promotion it rolls back; after, it retires the old secret at once. The save
-    that ends it starts the emergency rotation (see Store.save).
+
+def abandon(rotation: Rotation, now: datetime) -> Outcome:
+    """An emergency arrived for a credential mid-rotation: stop this one where it stands.
+
+    No rollback and no retirement: either could need a person (AWSCURRENT edited by hand,
+    an Adobe that refuses) and so block the emergency, which nothing may. What it leaves
+    behind is named in its audit event; the emergency, started by the same save (see
+    Store.save), deletes every other secret once its own is promoted and moves AWSPENDING
+    to its own version when it stages.
     """
-    effective = rotation.resume_state if rotation.state is State.NEEDS_ATTENTION else rotation.state
-    detail = {**rotation.detail, "preempted": True}
-    if effective is not None and effective.promoted:
-        return Outcome(State.RETIRING, kind="preempted", changes={"detail": detail})
-    if effective in {None, State.PLANNED}:
-        return Outcome(State.CANCELLED, kind="preempted", changes={"detail": detail})
     return Outcome(
-        State.ROLLING_BACK,
-        kind="preempted",
-        changes={"detail": detail, "last_error": "superseded by an emergency"},
+        State.ABANDONED,
+        kind="abandoned",
+        changes={"resume_state": None},
+        detail={"for": "emergency", "leaves": machine.leftovers(rotation)},
     )

@@ -127,7 +127,7 @@ def test_a_promotion_that_took_effect_before_a_crash_is_finished_not_rolled_back
     final = world.rotate()
 
     assert final.emergency and final.state is State.COMPLETED
-    assert app.store.get(rotation.id).state is State.COMPLETED  # promoted, then retired
+    assert app.store.get(rotation.id).state is State.ABANDONED  # the emergency cleaned up
     uuids = world.adobe_uuids()
     assert len(uuids) == 1 and rotation.new_uuid not in uuids
     assert not any("AWSPENDING" in labels for labels in world.labels().values())

@@ -280,7 +280,7 @@ def test_emergency_preempts_a_draining_rotation_and_ends_with_one_secret(world: 
     final = world.rotate(emergency=True)
 
     assert final.trigger is Trigger.EMERGENCY and final.state is State.COMPLETED
-    assert world.app.store.get(draining.id).state is State.COMPLETED
+    assert world.app.store.get(draining.id).state is State.ABANDONED
     uuids = world.adobe_uuids()
     assert len(uuids) == 1
     assert uuids[0] not in {draining.old_uuid, draining.new_uuid}

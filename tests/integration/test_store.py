@@ -449,7 +449,10 @@ def test_request_emergency_abandons_a_normal_rotation_nobody_holds_and_starts_at
     started = store.request_emergency("alpha", actor="ops", reason="leaked")
 
     assert started.emergency and started.state is State.PLANNED
-    assert started.detail == {"follows": rot.id}
+    assert started.detail == {
+        "follows": rot.id,
+        "inherits": {"rotation_id": rot.id, "uuid": "u-new", "version_id": "tok"},
+    }
     old = store.get(rot.id)
     assert old.state is State.ABANDONED and old.finished_at is not None
     assert store.lease(rot.id).owner is None

@@ -441,7 +441,7 @@ class Store:
                             Trigger.EMERGENCY,
                             actor=actor,
                             reason=reason,
-                            detail={"follows": active.id},
+                            detail={"follows": active.id, **_inherited(active)},
                         )
                     if active is not None and active.emergency_requested:
                         return active
@@ -805,7 +805,7 @@ class Store:
                     Trigger.EMERGENCY,
                     actor=by,
                     reason=reason,
-                    detail={"follows": old.id},
+                    detail={"follows": old.id, **_inherited(new)},
                 )
             saved = self._load(conn, old.id)
         if new.state.terminal or new.state is State.NEEDS_ATTENTION:
@@ -869,6 +869,21 @@ def _past_promotion(rotation: Rotation) -> bool:
         or rotation.state.promoted
         or (resume is not None and resume.promoted)
     )
+
+
+def _inherited(abandoned: Rotation) -> dict[str, Any]:
+    """What the emergency after `abandoned` may rely on (I9): the AWS version that rotation
+    wrote itself and the Adobe uuid inside it. While AWSCURRENT is on that version it holds
+    that uuid; while it is not, that uuid is a leftover the emergency may delete."""
+    if not (abandoned.new_uuid and abandoned.request_token):
+        return {}
+    return {
+        "inherits": {
+            "rotation_id": abandoned.id,
+            "uuid": abandoned.new_uuid,
+            "version_id": abandoned.request_token,
+        }
+    }
 
 
 def _guard(claim: Claim) -> Sequence[Any]:
