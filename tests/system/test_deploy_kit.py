@@ -263,6 +263,20 @@ def test_the_rules_pass_promtool() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_rules_unit_tests_pass_promtool() -> None:
+    """deploy/prometheus/rotator-rules.test.yml: each alert against two replicas' series."""
+    tests = RULES.with_name("rotator-rules.test.yml")
+    done = subprocess.run(
+        [tool("promtool"), "test", "rules", tests.name],
+        capture_output=True,
+        text=True,
+        cwd=tests.parent,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    tested = set(re.findall(r"alertname: (\w+)", tests.read_text()))
+    assert tested == {r["alert"] for r in _rules()}, "an alert without a unit test"
+
+
 def test_the_prometheusrule_holds_the_same_groups_as_the_rules_file() -> None:
     assert _by_kind("PrometheusRule")["spec"] == yaml.safe_load(RULES.read_text())
 
