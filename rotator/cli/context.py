@@ -42,6 +42,7 @@ class Ctx:
         probe = self.identity_probe()  # STS answers while the app is built
         built = app_mod.build(self.settings)
         built.store.audit.identity = probe.result
+        built.store.audit.prefetch()  # an audit key in AWS is read while the command works
         sender: Deliverer | None = None
         try:
             if notify and self.settings.notifications.webhooks:

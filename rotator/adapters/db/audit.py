@@ -9,6 +9,7 @@ the published checkpoint is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -79,6 +80,16 @@ class AuditLog:
         self._lock = threading.Lock()
         self.identity = identity or (lambda: None)
         self.publish = publish or (lambda _cp: None)
+
+    def prefetch(self) -> None:
+        """Load the keyring in the background, so the first append (which holds a write
+        transaction) does not wait for AWS. A failure here is raised again by `keyring()`."""
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                self.keyring()
+
+        threading.Thread(target=load, daemon=True, name="audit-keys").start()
 
     def keyring(self) -> Keyring:
         if self._keyring is None:

@@ -280,8 +280,10 @@ class Store:
 
     def update_credential(self, name: str, **values: Any) -> None:
         with self._tx() as conn:
+            before = self._audited_credential(conn, name)
             values["updated_at"] = self._db_now(conn)
             conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
+            self._audit_survey(conn, name, before, kind="credential_updated")
 
     def adopt(self, name: str, uuid: str, version: str, actor: str) -> None:
         """An operator tells rotator which Adobe uuid AWSCURRENT (at `version`) holds."""
@@ -327,8 +329,10 @@ class Store:
                 self._audit_survey(conn, name, before)
             return bool(result.rowcount)
 
-    def _audit_survey(self, conn: Connection, name: str, before: dict[str, Any]) -> None:
-        """A survey that changed an audited field is an audited change (replay sees it)."""
+    def _audit_survey(
+        self, conn: Connection, name: str, before: dict[str, Any], kind: str = "surveyed"
+    ) -> None:
+        """A write that changed an audited field is an audited change (replay sees it)."""
         after = self._audited_credential(conn, name)
         changed = {k: v for k, v in after.items() if before.get(k) != v}
         if changed:
@@ -337,7 +341,7 @@ class Store:
                 rotation_id=None,
                 credential=name,
                 actor="rotator",
-                kind="surveyed",
+                kind=kind,
                 from_state=None,
                 to_state=None,
                 detail={"changed": changed},
@@ -348,9 +352,7 @@ class Store:
     def _audited_credential(conn: Connection, name: str) -> dict[str, Any]:
         from rotator import audit
 
-        row = (
-            conn.execute(select(credentials).where(credentials.c.name == name)).mappings().first()
-        )
+        row = conn.execute(select(credentials).where(credentials.c.name == name)).mappings().first()
         return audit.snapshot(row, audit.CREDENTIAL_FIELDS) or {}
 
     # --- rotations -----------------------------------------------------------------------
