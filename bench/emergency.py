@@ -79,7 +79,7 @@ def emergency_run(
     config: Path, name: str, sandbox: h.Sandbox, cred: Any, env: dict[str, str], timed: bool
 ) -> dict[str, Any]:
     timing_file = Path(tempfile.mkstemp(prefix="rotator-timing-", suffix=".json")[1])
-    argv = [ROTATOR, "--config", str(config), "rotate", name, "--emergency"]
+    argv = [ROTATOR, "--config", str(config), "rotate", name, "--emergency", "--reason", "bench"]
     if timed:
         argv = [h.PY, str(h.BENCH / "_timed_cli.py"), *argv[1:]]
     env = {**env, "ROTATOR_BENCH_TIMING": str(timing_file)}

@@ -10,8 +10,10 @@ Exit codes and error handling: see `rotator.cli.output`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -84,6 +86,21 @@ class _Main(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The console script's way in: run, then end the process at once.
+
+        Everything a command writes is flushed (and its database connections closed) before
+        it returns, so interpreter teardown (module and object clean-up, ~0.2-0.4 s) buys
+        nothing: flush the streams, run the atexit hooks, and `os._exit`. Callers of
+        `main.main(...)` (CliRunner) keep the ordinary return.
+        """
+        try:
+            self.main(*args, **kwargs)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        _fast_exit(code)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
             module, _, attr = COMMANDS[cmd_name].partition(":")
@@ -96,6 +113,19 @@ class _Main(click.Group):
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
+
+
+def _fast_exit(code: int) -> NoReturn:
+    import atexit
+    import logging
+    import os
+
+    atexit._run_exitfuncs()  # what interpreter shutdown would run first (logging included)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe changes nothing now
+            stream.flush()
+    os._exit(code)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

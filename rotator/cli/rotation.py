@@ -3,6 +3,7 @@ the loop that works on (or watches) a rotation until it drains or ends."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -20,36 +21,14 @@ from rotator.cli.output import (
     die,
     errors,
     say,
-    ts,
 )
+from rotator.cli.progress import as_json as as_json_of
+from rotator.cli.progress import choose
 from rotator.domain.model import Rotation, State, Trigger
 
 if TYPE_CHECKING:
     from rotator.app import App
-
-
-def _describe(rotation: Rotation) -> str:
-    parts = [
-        f"rotation {rotation.id} ({rotation.trigger.value}) of {rotation.credential}: "
-        f"{rotation.state.value}"
-    ]
-    if rotation.new_uuid and rotation.state in {State.STAGED, State.VERIFIED, State.PROMOTED}:
-        parts.append(f"new secret {rotation.new_uuid}")
-    if rotation.state is State.DRAINING and rotation.evidence:
-        ev = rotation.evidence
-        parts.append(
-            f"old last used {ts(ev.old_last_used_at)}, "
-            f"new last used {ts(ev.new_last_used_at)}, "
-            f"next check {ts(rotation.next_attempt_at)}"
-        )
-    # A cancelled rotation's last error is what it needed before the cancel (with advice
-    # such as "run `rotator cancel`" that is now done): not shown.
-    if rotation.last_error and rotation.state is not State.CANCELLED:
-        if rotation.state in {State.NEEDS_ATTENTION, State.FAILED}:
-            parts.append(rotation.last_error)
-        elif not rotation.state.terminal:  # a step failed and is retried when due
-            parts.append(f"retry at {ts(rotation.next_attempt_at)}: {rotation.last_error}")
-    return " — ".join(parts)
+    from rotator.cli.progress import Progress
 
 
 def _exit_for(rotation: Rotation) -> int:
@@ -75,24 +54,31 @@ def follow(
     show: Callable[[Rotation], None],
     poll: float = 1.0,
     deadline: float | None = None,
+    on_poll: Callable[[Rotation], None] | None = None,
+    note: Callable[[str], None] = say,
 ) -> Rotation:
     """Work on (or watch) a credential's rotation until it drains or ends.
 
     Whoever holds the lease does the work: if a daemon has it, this says so once and
     watches, taking over only if the lease is let go (the daemon waits between draining
     polls, or it died and its lease ran out). When an emergency pre-empts a normal
-    rotation, the emergency rotation that follows is followed.
+    rotation, the emergency rotation that follows is followed. `show` hears of each step,
+    `on_poll` of each new draining evidence in between.
     """
     store, engine = app.store, app.engine
     last_seen: tuple[int, State, int, str | None] | None = None
+    last_evidence: object = None
     watched_owner: str | None = None
 
     def report(current: Rotation) -> None:
-        nonlocal last_seen
+        nonlocal last_seen, last_evidence
         seen = (current.id, current.state, current.attempts, current.last_error)
         if seen != last_seen:
-            last_seen = seen
+            last_seen, last_evidence = seen, current.evidence
             show(current)
+        elif on_poll is not None and current.evidence != last_evidence:
+            last_evidence = current.evidence
+            on_poll(current)
 
     report(rotation)
     asked_now = True  # the operator asked for this step now; later ones wait until due
@@ -110,7 +96,7 @@ def follow(
             rotation = store.get(rotation.id)
             if lease.owner and lease.owner not in {engine.owner, watched_owner}:
                 watched_owner = lease.owner
-                say(f"rotation {rotation.id} is being worked on by {lease.owner}; watching")
+                note(f"rotation {rotation.id} is being worked on by {lease.owner}; watching")
             report(rotation)
         if rotation.state.terminal:
             successor = store.active(rotation.credential)
@@ -144,14 +130,16 @@ def follow(
     is_flag=True,
     help="Keep watching through draining until completed or needs attention.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print only the final rotation, as JSON.")
 @pass_ctx
-def rotate(ctx: Ctx, name: str, emergency: bool, reason: str, wait: bool) -> None:
+def rotate(ctx: Ctx, name: str, emergency: bool, reason: str, wait: bool, as_json: bool) -> None:
     """Start (or resume) a rotation of NAME now, showing each step.
 
     Returns when the rotation reaches draining or an end state (with --wait: when it
     completes or needs attention). Works with or without a daemon running: whoever holds
-    the rotation's lease does the work, and the other watches. Exit 0 at draining or
-    completed, 1 failed or cancelled, 3 needs attention.
+    the rotation's lease does the work, and the other watches. On a terminal the current
+    step, the evidence and the drain deadline show on one live line. Exit 0 at draining
+    or completed, 1 failed or cancelled, 3 needs attention, 130 interrupted.
     """
     interrupted = (
         f"interrupted; {name}'s rotation resumes from its last saved step "
@@ -161,11 +149,15 @@ def rotate(ctx: Ctx, name: str, emergency: bool, reason: str, wait: bool) -> Non
         die("--emergency needs --reason (what leaked, and how you know)", EXIT_USAGE)
     with errors(interrupted):
         ctx.settings.credential(name)  # an unknown name: exit 2 before anything is opened
-        final = _rotate(ctx, name, emergency=emergency, reason=reason, wait=wait)
+        final = _rotate(ctx, name, emergency=emergency, reason=reason, wait=wait, json_=as_json)
+    if as_json:
+        say(json.dumps(as_json_of(final)))
     sys.exit(_exit_for(final))
 
 
-def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) -> Rotation:
+def _rotate(
+    ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool, json_: bool
+) -> Rotation:
     with ctx.app(notify=True) as app:
         trigger = Trigger.EMERGENCY if emergency else Trigger.MANUAL
         before = app.store.active(name)
@@ -182,26 +174,48 @@ def _rotate(ctx: Ctx, name: str, *, emergency: bool, reason: str, wait: bool) ->
             if not ready.ok and ready.blocks_rotation:
                 die(f"{name}: cannot rotate: {ready.detail}", EXIT_FAILED)
         rotation = app.engine.request(name, trigger, actor=actor(), reason=reason)
-        if emergency and not rotation.emergency:
-            say(
-                f"rotation {rotation.id} of {name} is mid-step ({rotation.state.value}): it is "
-                f"abandoned at its step boundary, then the emergency rotation starts"
-            )
-        elif emergency and before is not None and before.id != rotation.id:
-            say(
-                f"rotation {before.id} of {name} ({before.state.value}) abandoned for the "
-                f"emergency, which deletes what it left behind"
-            )
-        elif before is not None and before.id == rotation.id:
-            say(f"{name} already has rotation {rotation.id} ({rotation.state.value}); following it")
-        return follow(app, rotation, wait=wait, show=lambda r: say(_describe(r)))
+        progress = choose(as_json=json_, policy=app.settings.policy(ctx.settings.credential(name)))
+        try:
+            if emergency and not rotation.emergency:
+                progress.note(
+                    f"rotation {rotation.id} of {name} is mid-step ({rotation.state.value}): it "
+                    f"is abandoned at its step boundary, then the emergency rotation starts"
+                )
+            elif emergency and before is not None and before.id != rotation.id:
+                progress.note(
+                    f"rotation {before.id} of {name} ({before.state.value}) abandoned for the "
+                    f"emergency, which deletes what it left behind"
+                )
+            elif before is not None and before.id == rotation.id:
+                progress.note(
+                    f"{name} already has rotation {rotation.id} ({rotation.state.value}); "
+                    f"following it"
+                )
+            return _follow(app, rotation, progress, wait=wait)
+        finally:
+            progress.close()
+
+
+def _follow(
+    app: App, rotation: Rotation, progress: Progress, *, wait: bool, deadline: float | None = None
+) -> Rotation:
+    return follow(
+        app,
+        rotation,
+        wait=wait,
+        show=progress.step,
+        on_poll=progress.poll,
+        note=progress.note,
+        deadline=deadline,
+    )
 
 
 @click.command()
 @click.argument("name")
 @click.option("--reason", default="", help="Recorded in the audit trail.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the outcome, as JSON.")
 @pass_ctx
-def cancel(ctx: Ctx, name: str, reason: str) -> None:
+def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
     """Cancel NAME's unfinished rotation, safely at any state, and hold NAME.
 
     Before promotion the new secret is deleted and AWSPENDING dropped; after promotion
@@ -211,36 +225,45 @@ def cancel(ctx: Ctx, name: str, reason: str) -> None:
     person, else 1: it ended otherwise, or was still on its way after two minutes (the
     request stands, and whoever holds the rotation carries it out).
     """
+    held = f"{name} is on hold: no scheduled rotation starts until `rotator resume {name}`"
     with errors():
         ctx.settings.credential(name)
         with ctx.app(notify=True) as app:
             rotation = app.store.request_cancel(name, actor=actor(), reason=reason)
             if rotation is None:
-                say(f"{name} has no unfinished rotation; nothing to cancel")
+                if as_json:
+                    say(json.dumps({"credential": name, "rotation": None}))
+                else:
+                    say(f"{name} has no unfinished rotation; nothing to cancel")
                 return
-            final = follow(
-                app,
-                rotation,
-                wait=True,
-                show=lambda r: say(_describe(r)),
-                deadline=time.monotonic() + 120,
-            )
-    say(f"{name} is on hold: no scheduled rotation starts until `rotator resume {name}`")
+            progress = choose(as_json=as_json, policy=None)
+            try:
+                final = _follow(app, rotation, progress, wait=True, deadline=time.monotonic() + 120)
+            finally:
+                progress.close()
+    if as_json:
+        say(json.dumps({"credential": name, "rotation": as_json_of(final), "on_hold": True}))
+    else:
+        say(held)
+        if not final.state.terminal:
+            say(f"cancel requested; rotation {final.id} is still {final.state.value}", err=True)
     if final.state is State.CANCELLED:
         sys.exit(EXIT_OK)
-    if not final.state.terminal:
-        say(f"cancel requested; rotation {final.id} is still {final.state.value}", err=True)
     sys.exit(EXIT_ATTENTION if final.state is State.NEEDS_ATTENTION else EXIT_FAILED)
 
 
 @click.command()
 @click.argument("name")
 @click.option("--uuid", "uuid", required=True, help="The Adobe secret uuid AWSCURRENT holds.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def adopt(ctx: Ctx, name: str, uuid: str) -> None:
+def adopt(ctx: Ctx, name: str, uuid: str, as_json: bool) -> None:
     """Tell rotator which Adobe secret uuid NAME's AWSCURRENT holds (when it cannot tell)."""
     with errors():
         ctx.settings.credential(name)
         with ctx.app() as app:
             app.engine.adopt(name, uuid, actor=actor())
-    say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")
+    if as_json:
+        say(json.dumps({"credential": name, "current_uuid": uuid}))
+    else:
+        say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")

@@ -190,7 +190,7 @@ def test_ctrl_c_during_rotate_wait_says_one_thing_and_exits_130(system: System) 
     system.credential(quiet_period="1h")
     assert _run(system, "db", "upgrade").code == 0
     waiting = system.popen("rotate", "analytics", "--wait")
-    wait_for(lambda: "draining" in waiting.out(), 30, "the rotation to drain")
+    wait_for(lambda: "draining" in waiting.out(), 60, "the rotation to drain")
 
     waiting.proc.send_signal(signal.SIGINT)
     ran = system.collect(waiting)
