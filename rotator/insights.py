@@ -81,11 +81,17 @@ class Insights:
                 .mappings()
                 .all()
             )
-            held = credentials.c.held_at if "held_at" in credentials.c else None
-            columns: list[Any] = [credentials.c.name, credentials.c.secret_created_at]
-            if held is not None:
-                columns.append(held.is_not(None).label("on_hold"))
-            rows = conn.execute(select(*columns).order_by(credentials.c.name)).mappings().all()
+            rows = (
+                conn.execute(
+                    select(
+                        credentials.c.name,
+                        credentials.c.secret_created_at,
+                        credentials.c.held_at.is_not(None).label("on_hold"),
+                    ).order_by(credentials.c.name)
+                )
+                .mappings()
+                .all()
+            )
         unfinished: dict[str, int] = {}
         active: dict[str, Any] = {}
         for row in open_rows:
@@ -109,7 +115,7 @@ class Insights:
         return CredentialFigures(
             name=name,
             needs_attention=active is not None and active["state"] == State.NEEDS_ATTENTION.value,
-            on_hold=bool(row.get("on_hold", False)),
+            on_hold=bool(row["on_hold"]),
             secret_created_at=row["secret_created_at"],
             max_age=policy.max_age if policy else None,
             draining=draining,

@@ -31,7 +31,7 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     store = Store(engine, receivers=[Receiver("ops", frozenset({"started"}))])
     store.sync_credentials({"alpha": "h", "beta": "h", "gamma": "h"})
     born = datetime.now(UTC) - timedelta(days=10)
-    store.update_credential("alpha", secret_created_at=born)
+    store.update_credential("alpha", secret_created_at=born, held_at=datetime.now(UTC))
     # alpha: a manual rotation that completed; beta: draining, old secret used 5 min ago;
     # gamma: waiting for a person.
     done = store.start("alpha", Trigger.MANUAL, actor="t")
@@ -65,6 +65,7 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     by_name = {c.name: c for c in fleet.credentials}
     assert [by_name[n].needs_attention for n in ("alpha", "beta", "gamma")] == [0, 0, 1]
     assert by_name["alpha"].secret_created_at == born
+    assert [by_name[n].on_hold for n in ("alpha", "beta", "gamma")] == [True, False, False]
     assert by_name["alpha"].max_age == timedelta(days=30) and by_name["gamma"].max_age is None
     beta = by_name["beta"]
     assert beta.draining and beta.drain_old_last_used_at == used
@@ -78,6 +79,7 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     assert 'rotator_rotations_total{outcome="abandoned",trigger="emergency"} 0.0' in text
     assert 'rotator_rotations_unfinished{state="draining"} 1.0' in text
     assert 'rotator_credential_needs_attention{credential="gamma"} 1.0' in text
+    assert 'rotator_credential_on_hold{credential="alpha"} 1.0' in text
     assert 'rotator_secret_max_age_seconds{credential="alpha"} 2.592e+06' in text
     [line] = [x for x in text.splitlines() if x.startswith("rotator_drain_deadline")]
     assert abs(float(line.split()[-1]) - (used + timedelta(hours=25)).timestamp()) < 0.01
