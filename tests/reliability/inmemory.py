@@ -12,6 +12,13 @@ Strict where the real services are strict and moto is not:
 Both record every deletion of the secret AWSCURRENT held at that instant (I2), and both
 take one-shot faults: a transient error before or after the call takes effect, or a
 `Crash` (a BaseException, so nothing in the engine catches it) standing for SIGKILL.
+
+Adobe is as hostile as the sandbox (the very same switches, `rotator.sandbox.consistency`,
+aimed at client id `CLIENT_ID`): uses show in `last_used_at` late (`usage_lag` plus
+jitter), a list answer may leave a secret out or show its usages as null or stale, a new
+secret is accepted late. And it keeps the same oracle (`rotator.sandbox.oracle`): the true
+time of every use (the rotator's own, tagged `rotator`, and consumers', tagged
+`consumer`), every refusal and every deletion, in milliseconds of the fake clock.
 """
 
 from __future__ import annotations
@@ -32,8 +39,16 @@ from rotator.domain.errors import (
 )
 from rotator.domain.model import AdobeSecret
 from rotator.ports import CredentialRef, NewSecret, SecretVersion
+from rotator.sandbox.consistency import Consistency
+from rotator.sandbox.oracle import Oracle, UseSource
 
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
+CLIENT_ID, CREDENTIAL_ID = "client", "cred"
+
+
+def ms(moment: datetime) -> int:
+    """The oracle's unit: epoch milliseconds."""
+    return int(moment.timestamp() * 1000)
 
 
 class Crash(BaseException):
@@ -73,7 +88,17 @@ class _Secret:
     value: str
     created_at: datetime
     accepted_at: datetime
-    last_used_at: datetime | None = None
+    uses: list[tuple[datetime, datetime]] = field(default_factory=list)  # (visible_at, at)
+
+    def shown_as_of(self, moment: datetime) -> datetime | None:
+        """`last_used_at` as Adobe shows it at `moment`: the latest use visible by then."""
+        visible = [at for visible_at, at in self.uses if visible_at <= moment]
+        return max(visible) if visible else None
+
+    @property
+    def last_used_at(self) -> datetime | None:
+        """The truth (what the oracle knows), not what Adobe shows."""
+        return max((at for _v, at in self.uses), default=None)
 
 
 class FakeAdobe:
@@ -85,6 +110,10 @@ class FakeAdobe:
         self.secrets: dict[str, _Secret] = {}
         self.accept_delay = timedelta(0)
         self.faults = Faults()
+        #: The sandbox's switches (lag, omissions, usage regressions), for CLIENT_ID.
+        self.consistency = Consistency()
+        self.oracle = Oracle()
+        self.oracle.watch_current(CREDENTIAL_ID, lambda: self.current_value())
         self.adds = 0
         self.deleted_values: list[str] = []
         self.current_value: Callable[[], str | None] = lambda: None  # AWSCURRENT, for I2
@@ -93,33 +122,68 @@ class FakeAdobe:
     # --- the world ----------------------------------------------------------------------
 
     def seed(self) -> _Secret:
+        """A secret made in the Console (the first one, or an operator's by hand)."""
         now = self.clock()
         secret = _Secret(uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now)
         self.secrets[secret.uuid] = secret
+        self.oracle.created(CREDENTIAL_ID, secret.uuid, secret.value, ms(now), by="console")
         return secret
 
     def by_value(self, value: str) -> _Secret | None:
         return next((s for s in self.secrets.values() if s.value == value), None)
 
-    def mint(self, value: str) -> bool:
-        """A consumer's token request: True if Adobe accepts the value (and notes the use)."""
+    def mint(self, value: str, source: UseSource = "consumer") -> bool:
+        """A token request: True if Adobe accepts the value (and notes the use, shown late
+        by the usage lag); the oracle records the use or the refusal."""
+        now = self.clock()
         secret = self.by_value(value)
-        if secret is None or self.clock() < secret.accepted_at:
+        if secret is None or now < secret.accepted_at:
+            reason = "no such secret" if secret is None else "not accepted yet"
+            self.oracle.refused(value, ms(now), reason, source)
             return False
-        secret.last_used_at = self.clock()
+        lag = timedelta(milliseconds=self.consistency.usage_lag_ms(CLIENT_ID))
+        secret.uses.append((now + lag, now))
+        self.oracle.used(CREDENTIAL_ID, secret.uuid, ms(now), source)
         return True
 
     def _auth(self, secret: str) -> None:
-        if not self.mint(secret):
+        if not self.mint(secret, source="rotator"):
             raise InvalidClient("HTTP 400 (invalid_client): Adobe refused this client id / secret")
+
+    def _listed(self) -> list[AdobeSecret]:
+        """One list answer, through the consistency switches; the oracle notes what it hid."""
+        now = self.clock()
+        ordered = sorted(self.secrets.values(), key=lambda s: s.created_at)
+        left_out = self.consistency.omissions(CLIENT_ID, [s.uuid for s in ordered])
+        answer = []
+        for secret in ordered:
+            if secret.uuid in left_out:
+                self.oracle.hidden(CREDENTIAL_ID, secret.uuid, "omitted")
+                continue
+            visible = secret.shown_as_of(now)
+            shown = visible
+            rule = self.consistency.distortion(CLIENT_ID, secret.uuid)
+            if rule is not None:
+                shown = (
+                    None
+                    if rule.mode == "null"
+                    else secret.shown_as_of(now - timedelta(milliseconds=rule.stale_ms))
+                )
+                if shown != visible:
+                    how = "null" if shown is None else "stale"
+                    self.oracle.hidden(CREDENTIAL_ID, secret.uuid, how)
+            self.oracle.reported(CREDENTIAL_ID, secret.uuid, None if shown is None else ms(shown))
+            answer.append(AdobeSecret(secret.uuid, secret.created_at, shown))
+        return answer
 
     # --- the port -----------------------------------------------------------------------
 
     def list_secrets(self, cred: CredentialRef, secret: str) -> list[AdobeSecret]:
         self.faults.check("list", "before")
         self._auth(secret)
-        ordered = sorted(self.secrets.values(), key=lambda s: s.created_at)
-        return [AdobeSecret(s.uuid, s.created_at, s.last_used_at) for s in ordered]
+        answer = self._listed()
+        self.faults.check("list", "after")
+        return answer
 
     def add_secret(self, cred: CredentialRef, secret: str) -> NewSecret:
         self.faults.check("add", "before")
@@ -131,6 +195,7 @@ class FakeAdobe:
             uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now + self.accept_delay
         )
         self.secrets[made.uuid] = made
+        self.oracle.created(CREDENTIAL_ID, made.uuid, made.value, ms(now), by="api")
         self.adds += 1
         self.faults.check("add", "after")
         return NewSecret(made.uuid, made.created_at, made.value)
@@ -143,6 +208,7 @@ class FakeAdobe:
             if gone.value == self.current_value():
                 self.i2_violations.append(f"deleted {uuid}, the secret AWSCURRENT holds")
             self.deleted_values.append(gone.value)
+            self.oracle.deleted(CREDENTIAL_ID, uuid, gone.value, ms(self.clock()), by="api")
         self.faults.check("delete", "after")
 
     def verify(self, cred: CredentialRef, secret: str) -> None:
@@ -182,6 +248,20 @@ class FakeAws:
     def value(self, stage: str) -> dict[str, Any] | None:
         version = self.holder(stage)
         return None if version is None else dict(json.loads(version.value))
+
+    def put_by_hand(self, secret_id: str, value: dict[str, Any]) -> None:
+        """A person's PutSecretValue without stages: a new version becomes AWSCURRENT (the
+        one it replaces AWSPREVIOUS), as AWS does; no fault, no rotator involved."""
+        self._check(secret_id)
+        vid = uuidlib.uuid4().hex
+        self.versions[vid] = _Version(vid, json.dumps(value))
+        holder = self.holder(CURRENT)
+        for version in self.versions.values():
+            version.stages.discard(PREVIOUS)
+        if holder is not None:
+            holder.stages.discard(CURRENT)
+            holder.stages.add(PREVIOUS)
+        self.versions[vid].stages.add(CURRENT)
 
     def _check(self, secret_id: str) -> None:
         if secret_id != self.secret_id:

@@ -1,0 +1,181 @@
+"""Issue 11's findings, and every example the long model run has found, as named tests.
+
+Each drives the model of `test_engine_model.py` (the real Engine and Store against the
+hostile in-memory Adobe and AWS, a fake clock) through one exact sequence and checks every
+invariant and the oracle after each operation, then settles it like any model example.
+They fail on 1921d21 (the safety core before issue 11) and must pass from now on; the
+long run (ROTATOR_LONG=1) adds a test here for each new example it finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rotator.domain.model import State
+from tests.reliability.inmemory import CREDENTIAL_ID, CURRENT, ms
+from tests.reliability.test_engine_model import NAME, QUIET, EngineModel, template
+
+__all__ = ["template"]  # the module-scoped fixture: a migrated SQLite file to copy
+
+TICK = timedelta(minutes=10)  # the model's poll_interval
+
+
+@pytest.fixture
+def model(template: Path) -> Iterator[EngineModel]:
+    EngineModel.template = template
+    instance = EngineModel()
+    yield instance
+    instance.close()
+
+
+def _state(model: EngineModel) -> State | None:
+    active = model.store.active(NAME)
+    return None if active is None else active.state
+
+
+def _step_until(model: EngineModel, state: State, *, limit: int = 12) -> None:
+    """What `rotator rotate` does: step the rotation now, until it is in `state`."""
+    for _ in range(limit):
+        if _state(model) is state:
+            return
+        model.step_now()
+        model.check()
+        model.clock.now += timedelta(seconds=1)
+    assert _state(model) is state, f"never reached {state}: {_state(model)}"
+
+
+def _tick(model: EngineModel, *, consumer_uses: str | None = None) -> None:
+    """Ten minutes pass; a consumer mints with `consumer_uses` (asserted never refused);
+    the daemon steps whatever is due; every invariant and the oracle are checked."""
+    model.clock.now += TICK
+    if consumer_uses is not None:
+        assert model.adobe.mint(consumer_uses), "a consumer still using the old secret was refused"
+    model.step_when_due()
+    model.check()
+
+
+def _old(model: EngineModel) -> tuple[str, str]:
+    current = model.aws.value(CURRENT) or {}
+    return current["secret_uuid"], current["client_secret"]
+
+
+def _finish(model: EngineModel) -> None:
+    for _ in range(60):
+        if model.store.active(NAME) is None:
+            break
+        _tick(model)
+    model.teardown()
+
+
+def test_finding1_one_list_answer_without_the_old_secret_does_not_retire_it(
+    model: EngineModel,
+) -> None:
+    """Draining; Adobe's list leaves the old uuid out once. The old secret is not gone:
+    a consumer using it every 10 minutes for 3 hours is never refused, and it is deleted
+    only a quiet period after that consumer stopped."""
+    old_uuid, old_value = _old(model)
+    model.start_normal()
+    _step_until(model, State.DRAINING)
+    model.adobe.consistency.omit(uuid=old_uuid, count=1)
+    for _ in range(18):
+        _tick(model, consumer_uses=old_value)
+        assert old_uuid in model.adobe.secrets, "the old secret was deleted under a consumer"
+    last_use = model.clock.now
+    _finish(model)
+    truth = model.adobe.oracle.secret(CREDENTIAL_ID, old_uuid)
+    assert truth is not None and truth.deleted_at is not None
+    assert truth.deleted_at - ms(last_use) >= QUIET.total_seconds() * 1000
+
+
+@pytest.mark.parametrize("answer", ["null", "older"])
+def test_finding2_a_null_or_older_answer_never_lowers_the_evidence(
+    model: EngineModel, answer: str
+) -> None:
+    """Draining; the rotator saw a use; from then on Adobe's answers show the old secret's
+    usages as null (or an older use). It is deleted only a quiet period after that use."""
+    old_uuid, old_value = _old(model)
+    model.start_normal()
+    _step_until(model, State.DRAINING)
+    _tick(model, consumer_uses=old_value)
+    _tick(model, consumer_uses=old_value)
+    _tick(model)  # the rotator polls and sees the last use
+    last_use = model.clock.now - 2 * TICK
+    if answer == "null":
+        model.adobe.consistency.distort_usages(mode="null", uuid=old_uuid)
+    else:  # a replica 55 minutes behind: for a while, shows the use before the last one
+        model.adobe.consistency.distort_usages(mode="stale", stale_ms=55 * 60_000, uuid=old_uuid)
+    for _ in range(3):
+        _tick(model)
+        assert old_uuid in model.adobe.secrets
+    _finish(model)
+    truth = model.adobe.oracle.secret(CREDENTIAL_ID, old_uuid)
+    assert truth is not None and truth.deleted_at is not None
+    assert truth.deleted_at - ms(last_use) >= QUIET.total_seconds() * 1000
+
+
+@pytest.mark.parametrize("trigger", ["normal", "emergency"])
+@pytest.mark.parametrize("uuid", ["stale", "missing"])
+def test_finding3_awscurrent_edited_by_hand_is_never_deleted(
+    model: EngineModel, uuid: str, trigger: str
+) -> None:
+    """A person pasted secret B into AWSCURRENT with secret A's uuid (or none). Whatever
+    the rotator does (a rotation, an emergency), it never deletes B before B's replacement
+    is promoted, and a consumer reading AWSCURRENT is never refused."""
+    model.operator_rotates_by_hand(uuid)
+    model.consumer_reads_current_and_mints()
+    if trigger == "emergency":
+        model.start_emergency()
+    else:
+        model.start_normal()
+    for _ in range(30):
+        model.consumer_reads_current_and_mints()
+        model.step_now()
+        model.check()
+        model.clock.now += timedelta(minutes=1)
+    _finish(model)
+
+
+@pytest.mark.parametrize("ending", ["never accepted", "cancelled"])
+def test_finding6_rollback_after_a_lost_put_answer_leaves_no_awspending(
+    model: EngineModel, ending: str
+) -> None:
+    """The put took effect but its answer was lost, the next put failed before it took
+    effect; the rotation then rolls back (the new secret is never accepted, or an operator
+    cancels): no version keeps AWSPENDING."""
+    model.adobe.accept_delay = timedelta(days=2)
+    model.arm_fault(("put", "after"), "transient")
+    model.arm_fault(("put", "before"), "transient")
+    model.start_normal()
+    for _ in range(10):
+        model.step_now()
+        model.check()
+        model.clock.now += timedelta(seconds=1)
+        if len(model.aws.faults.fired) >= 2:
+            break
+    if ending == "cancelled":
+        model.cancel()
+    model.rotate_through_a_fault(("read", "before"), "transient", emergency=False, then="work")
+    model.check()
+    _finish(model)
+
+
+def test_finding9_a_lost_put_answer_cancel_emergency_crash_before_a_list_cancel(
+    model: EngineModel,
+) -> None:
+    """The long run's find on 1921d21 ("AWSPENDING left with no rotation running"): a
+    transient fault after a put that took effect, cancel, emergency, a crash before a
+    list, cancel, a rotation through that crash."""
+    model.rotate_through_a_fault(("put", "after"), "transient", emergency=False, then="cancel")
+    model.check()
+    model.start_emergency()
+    model.check()
+    model.arm_fault(("list", "before"), "crash")
+    model.cancel()
+    model.check()
+    model.rotate_through_a_fault(("list", "before"), "crash", emergency=False, then="work")
+    model.check()
+    _finish(model)
