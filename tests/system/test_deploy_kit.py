@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import jsonschema
 import pytest
@@ -39,7 +40,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator import config
-from rotator.localaws import free_port
+from rotator.localaws import LocalAws, free_port
 from tests.system.conftest import System
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -519,7 +520,10 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("image")
     bin_dir = root / "usr-local-bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(Path(sys._base_executable))  # the base interpreter
+    base_python = (
+        Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    )
+    (bin_dir / "python").symlink_to(base_python)  # the base image's interpreter, not this venv
     env = {k: v for k, v in os.environ.items() if k not in {"PIP_NO_CACHE_DIR", "VIRTUAL_ENV"}}
     env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
 
@@ -564,14 +568,25 @@ def _assert_installs_exactly_the_lock(image_venv: Path) -> None:
     assert "moto" not in installed and "psycopg" in installed
 
 
+@pytest.fixture
+def own_aws() -> Iterator[LocalAws]:
+    """A moto of this test's own: the example's secret names are fixed, so they must not
+    meet other tests' secrets in the session's shared moto."""
+    with LocalAws() as aws:
+        yield aws
+
+
 def test_the_image_installs_the_lock_and_its_command_starts_the_daemon(
-    image_venv: Path, tmp_path: Path
+    image_venv: Path, tmp_path: Path, own_aws: LocalAws
 ) -> None:
     """ENTRYPOINT + CMD from the installed venv, with config.example.toml as the mounted
     config, changed only where docs/operations.md#in-a-container says to: `[daemon] listen`
     on the wildcard address (a free port here) and an absolute SQLite path in the volume
-    (WORKDIR, a temporary directory here). Its Adobe and AWS endpoints are unreachable from
-    this machine, which the daemon survives: its surveys fail, its ticks complete."""
+    (WORKDIR, a temporary directory here). The mount point /etc/rotator is a temporary
+    directory too, and the key material the example names is provided as a deployer would,
+    generated: environment variables, files in the mount, secrets in AWS (moto here, through
+    AWS_ENDPOINT_URL). Its credentials exist nowhere, which the daemon survives: their
+    surveys fail, its ticks complete, /readyz answers 200."""
     _assert_installs_exactly_the_lock(image_venv)  # one test: one build, whatever xdist does
     final = _stages()[-1]
     entrypoint = json.loads(next(a for i, a in reversed(final) if i == "ENTRYPOINT"))
@@ -580,6 +595,8 @@ def test_the_image_installs_the_lock_and_its_command_starts_the_daemon(
     port = free_port()
     workdir = tmp_path / "var-lib-rotator"  # WORKDIR and VOLUME: the SQLite file lands here
     workdir.mkdir()
+    mount = tmp_path / "etc-rotator"  # /etc/rotator
+    mount.mkdir()
     example = (ROOT / "config.example.toml").read_text()
     changes = {
         'listen = "127.0.0.1:9477"': f'listen = "0.0.0.0:{port}"',
@@ -589,18 +606,20 @@ def test_the_image_installs_the_lock_and_its_command_starts_the_daemon(
     for before, after in changes.items():
         assert mounted_text.count(before) == 1, before
         mounted_text = mounted_text.replace(before, after)
-    mounted = tmp_path / "etc-rotator" / "rotator.toml"
-    mounted.parent.mkdir()
+    mounted_text = mounted_text.replace('"/etc/rotator/', f'"{mount}/')
+    mounted = mount / "rotator.toml"
     mounted.write_text(mounted_text)
     env = {
         "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
         "ROTATOR_CONFIG": str(mounted),
         "PYTHONDONTWRITEBYTECODE": "1",
-        "AWS_EC2_METADATA_DISABLED": "true",
         "HOME": str(workdir),
-        # Key material the example takes from the environment (`env = "NAME"`), generated.
-        **{name: secrets.token_hex(32) for name in _env_key_names(tomllib.loads(example))},
+        "AWS_ENDPOINT_URL": own_aws.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
+    env.update(_provide_key_material(tomllib.loads(mounted_text), own_aws))
     argv = [shutil.which(entrypoint[0], path=env["PATH"]) or "missing", *entrypoint[1:], *command]
     assert argv[0].startswith(str(image_venv)), argv
     log = (tmp_path / "daemon.log").open("wb")
@@ -636,14 +655,34 @@ def test_the_image_installs_the_lock_and_its_command_starts_the_daemon(
     assert code == 0, (tmp_path / "daemon.log").read_text()[-3000:]
 
 
-def _env_key_names(node: Any) -> set[str]:
-    """Every `env = "NAME"` of a key source anywhere in a parsed config."""
+def _key_sources(node: Any) -> list[dict[str, Any]]:
+    """Every key source (an `id` and where its material lives) anywhere in a parsed config."""
     if isinstance(node, dict):
-        found = {node["env"]} if isinstance(node.get("env"), str) and node["env"] else set()
-        return found.union(*(_env_key_names(v) for v in node.values()))
+        here = [node] if "id" in node and {"env", "file", "aws_secret"} & set(node) else []
+        return here + [s for v in node.values() for s in _key_sources(v)]
     if isinstance(node, list):
-        return set().union(*(_env_key_names(v) for v in node))
-    return set()
+        return [s for v in node for s in _key_sources(v)]
+    return []
+
+
+def _provide_key_material(config_raw: dict[str, Any], aws: LocalAws) -> dict[str, str]:
+    """Generated material where each key source looks; returns the environment part."""
+    env = {}
+    region = config_raw.get("aws", {}).get("region", "us-east-1")
+    sm = boto3.client("secretsmanager", region_name=region, endpoint_url=aws.endpoint_url)
+    for source in _key_sources(config_raw):
+        material = secrets.token_hex(32)
+        if source.get("env"):
+            env[source["env"]] = material
+        elif source.get("file"):
+            Path(source["file"]).write_text(material + "\n")
+        elif source.get("aws_secret"):
+            name = source["aws_secret"]
+            value = (
+                json.dumps({source["json_key"]: material}) if source.get("json_key") else material
+            )
+            sm.create_secret(Name=name, SecretString=value)
+    return env
 
 
 # --- README -------------------------------------------------------------------------------
