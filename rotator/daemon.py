@@ -186,7 +186,8 @@ class Daemon:
         from rotator.adapters.identity import IdentityProbe
 
         aws = self.settings.aws
-        app.store.audit.identity = IdentityProbe(aws.region, aws.endpoint_url).result
+        probe = IdentityProbe(aws.region, aws.endpoint_url, session=app.aws.session)
+        app.store.audit.identity = probe.result
         app.store.audit.keyring()
 
     def checkpoint(self) -> None:

@@ -474,7 +474,8 @@ class _Demo:
         app = app_mod.build(settings, upgrade=True)
         from rotator.adapters.identity import IdentityProbe
 
-        app.store.audit.identity = IdentityProbe("us-east-1", aws_url).result
+        probe = IdentityProbe("us-east-1", aws_url, session=app.aws.session)
+        app.store.audit.identity = probe.result
         consumer = Consumer(
             ims_url=settings.adobe.ims_url,
             aws_endpoint=aws_url,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 
 def os_user() -> str:
@@ -28,13 +29,16 @@ def os_user() -> str:
     return f"os:{name}(uid {uid})"
 
 
-def aws_caller(region: str, endpoint_url: str = "", timeout: float = 5.0) -> str:
-    """`aws:ARN` of the caller, or `aws:unverified (why)` when STS cannot say."""
+def aws_caller(
+    region: str, endpoint_url: str = "", timeout: float = 5.0, session: Any = None
+) -> str:
+    """`aws:ARN` of the caller, or `aws:unverified (why)` when STS cannot say. Pass the
+    boto3 session rotator already has (much cheaper than a new one)."""
     try:
         import boto3
         from botocore.config import Config
 
-        client = boto3.session.Session().client(
+        client = (session or boto3.session.Session()).client(
             "sts",
             region_name=region,
             endpoint_url=endpoint_url or None,
@@ -51,17 +55,22 @@ def aws_caller(region: str, endpoint_url: str = "", timeout: float = 5.0) -> str
 class IdentityProbe:
     """Starts asking at once; `result()` waits for the answer (at most `timeout`)."""
 
-    def __init__(self, region: str, endpoint_url: str = "", timeout: float = 5.0) -> None:
+    def __init__(
+        self, region: str, endpoint_url: str = "", timeout: float = 5.0, session: Any = None
+    ) -> None:
         self._os = os_user()
         self._aws: str | None = None
         self._timeout = timeout
         self._thread = threading.Thread(
-            target=self._ask, args=(region, endpoint_url), daemon=True, name="identity-probe"
+            target=self._ask,
+            args=(region, endpoint_url, session),
+            daemon=True,
+            name="identity-probe",
         )
         self._thread.start()
 
-    def _ask(self, region: str, endpoint_url: str) -> None:
-        self._aws = aws_caller(region, endpoint_url, self._timeout)
+    def _ask(self, region: str, endpoint_url: str, session: Any) -> None:
+        self._aws = aws_caller(region, endpoint_url, self._timeout, session)
 
     def result(self) -> str:
         self._thread.join(self._timeout * 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -39,9 +39,8 @@ class Ctx:
         before the command exits; any that fail stay owed, for the daemon or the next command."""
         from rotator import app as app_mod
 
-        probe = self.identity_probe()  # STS answers while the app is built
         built = app_mod.build(self.settings)
-        built.store.audit.identity = probe.result
+        built.store.audit.identity = self.identity_probe(built.aws.session).result
         built.store.audit.prefetch()  # an audit key in AWS is read while the command works
         sender: Deliverer | None = None
         try:
@@ -58,13 +57,14 @@ class Ctx:
             finally:
                 built.close()
 
-    def identity_probe(self) -> IdentityProbe:
-        """The verified identity (AWS caller ARN, OS user), asked for once per command."""
+    def identity_probe(self, session: Any = None) -> IdentityProbe:
+        """The verified identity (AWS caller ARN, OS user), asked for once per command, in
+        the background (through `session`, the app's boto3 session, when given)."""
         if self._probe is None:
             from rotator.adapters.identity import IdentityProbe
 
             aws = self.settings.aws
-            self._probe = IdentityProbe(aws.region, aws.endpoint_url)
+            self._probe = IdentityProbe(aws.region, aws.endpoint_url, session=session)
         return self._probe
 
     @contextmanager
