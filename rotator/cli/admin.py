@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 
 import click
@@ -38,8 +40,9 @@ def db_upgrade(ctx: Ctx) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def check(ctx: Ctx) -> None:
+def check(ctx: Ctx, as_json: bool) -> None:
     """Read-only pre-flight: the database, then every credential; exit 1 if any fails.
 
     For each credential: AWSCURRENT is readable and has the secret key, it mints a
@@ -51,13 +54,17 @@ def check(ctx: Ctx) -> None:
         from rotator.preflight import run_checks
 
         results = run_checks(ctx.settings)
+    ok = all(r.ok for r in results)
+    if as_json:
+        say(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+        sys.exit(EXIT_OK if ok else EXIT_FAILED)
     width = max(len(r.name) for r in results)
     say(f"{'check':<{width}}  verdict  detail")
     for r in results:
         say(f"{r.name:<{width}}  {'ok' if r.ok else 'FAIL':<7}  {r.detail}")
     if len(results) == 1:
         say("no credentials configured")
-    sys.exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @click.command()

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rotator import redaction
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_OK, errors, say, ts
 
 if TYPE_CHECKING:
+    from rotator.adapters.db.audit import AuditEvent
     from rotator.app import App
 
 
@@ -66,63 +68,180 @@ def _status_rows(app: App) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def status(ctx: Ctx, as_json: bool) -> None:
-    """Every credential: current uuid, secret age, due date, any unfinished rotation."""
+    """Every credential: current uuid, secret age, due date, any unfinished rotation.
+
+    A table on a terminal; one line per credential when piped; `--json` for scripts.
+    """
     with errors(), ctx.app() as app:
         rows = _status_rows(app)
     attention = any(r["rotation"] and r["rotation"]["state"] == "needs_attention" for r in rows)
     if as_json:
         say(json.dumps(rows, indent=2))
-        sys.exit(EXIT_ATTENTION if attention else EXIT_OK)
-    for r in rows:
-        age = f"{r['secret_age_days']}d" if r["secret_age_days"] is not None else "unknown"
-        line = (
-            f"{r['name']}: secret {r['current_uuid'] or 'unknown'}, age {age}, "
-            f"due {r['due_at'] or 'unknown'}"
-        )
-        rot = r["rotation"]
-        if rot:
-            line += f"; rotation {rot['id']} {rot['state']}"
-            if rot["evidence"]:
-                ev = rot["evidence"]
-                line += (
-                    f" (old last used {ev['old_last_used_at'] or 'never'}, "
-                    f"new last used {ev['new_last_used_at'] or 'never'})"
-                )
-            if rot["last_error"]:
-                line += f"; {rot['last_error']}"
-        elif r["last_error"]:
-            line += f"; {r['last_error']}"
-        if r["hold"]:
-            line += f"; on hold since {r['hold']['since']} by {r['hold']['by']}"
-        say(line)
-    if not rows:
+    elif not rows:
         say("no credentials configured")
+    elif sys.stdout.isatty():
+        _status_table(rows)
+    else:
+        for r in rows:
+            say(_status_line(r))
     sys.exit(EXIT_ATTENTION if attention else EXIT_OK)
+
+
+def _when(iso: str | None) -> str:
+    return ts(datetime.fromisoformat(iso)) if iso else "unknown"
+
+
+def _notes(r: dict[str, Any]) -> list[str]:
+    """What a person should know beyond the columns: evidence, errors, a hold."""
+    notes = []
+    rot = r["rotation"]
+    if rot and rot["evidence"]:
+        ev = rot["evidence"]
+        notes.append(
+            f"old last used {_when(ev['old_last_used_at']).replace('unknown', 'never')}, "
+            f"new last used {_when(ev['new_last_used_at']).replace('unknown', 'never')}"
+        )
+    error = (rot or {}).get("last_error") or (None if rot else r["last_error"])
+    if error:
+        notes.append(error)
+    if r["hold"]:
+        notes.append(f"on hold since {_when(r['hold']['since'])} by {r['hold']['by']}")
+    return notes
+
+
+def _status_line(r: dict[str, Any]) -> str:
+    age = f"{r['secret_age_days']}d" if r["secret_age_days"] is not None else "unknown"
+    line = (
+        f"{r['name']}: secret {r['current_uuid'] or 'unknown'}, age {age}, due {_when(r['due_at'])}"
+    )
+    rot = r["rotation"]
+    if rot:
+        line += f"; rotation {rot['id']} {rot['state']}"
+    notes = _notes(r)
+    return line + "".join(f"; {note}" for note in notes)
+
+
+def _status_table(rows: list[dict[str, Any]]) -> None:
+    """rich's table, every cell through the redactor first."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("credential", "secret", "age", "due", "rotation", "notes"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        rot = r["rotation"]
+        state = f"{rot['id']} {rot['state']}" if rot else "-"
+        style = "red" if rot and rot["state"] == "needs_attention" else ""
+        age = f"{r['secret_age_days']:.1f}d" if r["secret_age_days"] is not None else "unknown"
+        cells = [
+            r["name"],
+            r["current_uuid"] or "unknown",
+            age,
+            _when(r["due_at"]),
+            state,
+            "\n".join(_notes(r)),
+        ]
+        table.add_row(*(Text(redaction.redact(cell)) for cell in cells), style=style)
+    Console(highlight=False).print(table)
+
+
+# Draining polls repeat (every poll_interval for up to max_drain): folded into one line.
+_FOLDED = "poll"
 
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (every event).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
+@click.option(
+    "--all", "show_all", is_flag=True, help="One line per event: do not fold draining polls."
+)
 @pass_ctx
-def history(ctx: Ctx, name: str | None, as_json: bool, limit: int) -> None:
-    """The audit trail, newest first (of NAME, or of every credential)."""
+def history(ctx: Ctx, name: str | None, as_json: bool, limit: int, show_all: bool) -> None:
+    """The audit trail, newest first (of NAME, or of every credential).
+
+    Repeated draining polls of a rotation show as one line ("polled 96 times, last use
+    of the old secret seen ...") unless --all; --limit counts lines shown.
+    """
     with errors():
         if name:
             ctx.settings.credential(name)
         with ctx.store() as store:
-            events = store.events(credential=name, limit=limit)
+            if as_json or show_all:
+                events = store.events(credential=name, limit=limit)
+                lines = [_event_line(e) for e in events]
+            else:
+                fetch = limit
+                while True:  # fetch more rows until `limit` lines, folds included
+                    events = store.events(credential=name, limit=fetch)
+                    lines = _folded(events)
+                    # More lines than shown: the last one shown is not a cut-off fold.
+                    if len(lines) > limit or len(events) < fetch:
+                        break
+                    fetch *= 4
     if as_json:
         say(json.dumps([e.as_dict() for e in events], indent=2))
         return
-    if not events:
+    if not lines:
         say("no audit events yet")
+    for line in lines[:limit]:
+        say(line)
+
+
+def _event_line(e: AuditEvent) -> str:
+    move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
+    detail = json.dumps(e.detail, sort_keys=True) if e.detail else ""
+    rid = f"rotation {e.rotation_id}" if e.rotation_id else "credential"
+    verified = f" (verified: {e.actor_verified})" if e.actor_verified else ""
+    return (
+        f"{ts(e.at)}  #{e.id}  {e.credential}  {rid}  {e.kind}  {move}  "
+        f"by {e.actor}{verified}  {detail}".rstrip()
+    )
+
+
+def _folded(events: list[AuditEvent]) -> list[str]:
+    """Lines, newest first, with each run of one rotation's draining polls as one line."""
+    lines: list[str] = []
+    run: list[AuditEvent] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            lines.append(_event_line(run[0]))
+        elif run:
+            lines.append(_poll_line(run))
+        run.clear()
+
     for e in events:
-        move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
-        detail = json.dumps(e.detail, sort_keys=True) if e.detail else ""
-        rid = f"rotation {e.rotation_id}" if e.rotation_id else "credential"
-        verified = f" (verified: {e.actor_verified})" if e.actor_verified else ""
-        say(
-            f"{ts(e.at)}  #{e.id}  {e.credential}  {rid}  {e.kind}  {move}  "
-            f"by {e.actor}{verified}  {detail}".rstrip()
-        )
+        if e.kind == _FOLDED and run and run[0].rotation_id == e.rotation_id:
+            run.append(e)
+            continue
+        flush()
+        if e.kind == _FOLDED:
+            run.append(e)
+        else:
+            lines.append(_event_line(e))
+    flush()
+    return lines
+
+
+def _poll_line(polls: list[AuditEvent]) -> str:
+    """`polled N times` with the span, and the latest use of the old and new secrets seen."""
+    newest, oldest = polls[0], polls[-1]
+
+    def latest(key: str) -> str:
+        seen = [
+            datetime.fromisoformat(value)
+            for p in polls
+            if isinstance(evidence := p.detail.get("evidence"), dict)
+            and isinstance(value := evidence.get(key), str)
+        ]
+        return ts(max(seen)) if seen else "never"
+
+    return (
+        f"{ts(newest.at)}  #{newest.id}  {newest.credential}  rotation {newest.rotation_id}  "
+        f"{_FOLDED}  draining -> draining  polled {len(polls)} times from {ts(oldest.at)} "
+        f"(#{oldest.id}..#{newest.id}), last use seen: old secret "
+        f"{latest('old_last_used_at')}, new secret {latest('new_last_used_at')}"
+    )
