@@ -152,7 +152,7 @@ _url_option = click.option(
 _wait_option = click.option(
     "--wait",
     type=click.FloatRange(min=0),
-    default=10.0,
+    default=30.0,
     show_default=True,
     help="Seconds to wait for the sandbox (and AWS) to answer, e.g. right after starting them.",
 )
