@@ -161,6 +161,11 @@ def _enable_wal(cursor: Any, attempts: int = 50) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
+# Entering one of these is an outcome: its event's checkpoint is published on commit.
+_OUTCOMES = frozenset(s.value for s in State if s.terminal or s is State.NEEDS_ATTENTION)
+_OUTCOME_CHECKPOINT = "rotator_audit_checkpoint"
+
+
 class Store:
     def __init__(
         self,
@@ -180,8 +185,18 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """One transaction; an outcome's audit checkpoint is published once it committed."""
+        conn: Connection | None = None
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except BaseException:
+            if conn is not None:
+                conn.info.pop(_OUTCOME_CHECKPOINT, None)
+            raise
+        checkpoint = conn.info.pop(_OUTCOME_CHECKPOINT, None)
+        if checkpoint is not None:
+            self.audit.publish(checkpoint)  # the head leaves the database
 
     def _db_now(self, conn: Connection) -> datetime:
         """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
@@ -235,6 +250,8 @@ class Store:
             actor=actor,
             at=at,
         )
+        if to_state in _OUTCOMES and to_state != from_state:
+            conn.info[_OUTCOME_CHECKPOINT] = checkpoint
         return checkpoint
 
     # --- credentials ---------------------------------------------------------------------
@@ -787,7 +804,7 @@ class Store:
                     .where(credentials.c.name == old.credential)
                     .values(**credential_update, updated_at=now)
                 )
-            checkpoint = self._append(
+            self._append(
                 conn,
                 rotation_id=old.id,
                 credential=old.credential,
@@ -810,8 +827,6 @@ class Store:
                     detail={"follows": old.id, **_inherited(new)},
                 )
             saved = self._load(conn, old.id)
-        if new.state.terminal or new.state is State.NEEDS_ATTENTION:
-            self.audit.publish(checkpoint)  # committed: the head leaves the database
         return Claim(saved, claim.owner, claim.fence)
 
     # --- audit ---------------------------------------------------------------------------
