@@ -186,15 +186,15 @@ class Store:
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         """One transaction; an outcome's audit checkpoint is published once it committed."""
-        conn: Connection | None = None
+        info: dict[Any, Any] = {}  # the connection's own, kept: it is closed on the way out
         try:
             with self.engine.begin() as conn:
+                info = conn.info
                 yield conn
         except BaseException:
-            if conn is not None:
-                conn.info.pop(_OUTCOME_CHECKPOINT, None)
+            info.pop(_OUTCOME_CHECKPOINT, None)
             raise
-        checkpoint = conn.info.pop(_OUTCOME_CHECKPOINT, None)
+        checkpoint = info.pop(_OUTCOME_CHECKPOINT, None)
         if checkpoint is not None:
             self.audit.publish(checkpoint)  # the head leaves the database
 
@@ -521,39 +521,33 @@ class Store:
         replayed from the events. An emergency past its promotion is refused: finishing it
         is what deletes the leaked secret.
         """
-        try:
-            with self._tx() as conn:
-                active = self._active(conn, credential)
-                if active is None:
-                    return None
-                if active.emergency and machine.past_promotion(active):
-                    raise RequestRefused(
-                        f"rotation {active.id} of {credential} is an emergency rotation past "
-                        f"its promotion ({active.state.value}): it cannot be cancelled, because "
-                        f"finishing it is what deletes the leaked secret"
-                    )
-                now = self._db_now(conn)
-                hold = {"held_at": now, "held_by": actor, "hold_reason": reason}
-                # The hold first: the event appended next records the credential row as it
-                # now stands (the audit replay compares the two).
+        with self._tx() as conn:
+            active = self._active(conn, credential)
+            if active is None:
+                return None
+            if active.emergency and _past_promotion(active):
+                raise RequestRefused(
+                    f"rotation {active.id} of {credential} is an emergency rotation past its "
+                    f"promotion ({active.state.value}): it cannot be cancelled, because "
+                    f"finishing it is what deletes the leaked secret"
+                )
+            now = self._db_now(conn)
+            hold = {"held_at": now, "held_by": actor, "hold_reason": reason}
+            flagged = self._flag(
+                conn,
+                active,
+                "cancel_requested",
+                actor=actor,
+                reason=reason,
+                extra={**hold, "held_at": now.isoformat()},
+            )
+            if flagged is not None:  # no hold without its event
                 conn.execute(
                     update(credentials)
                     .where(credentials.c.name == credential)
                     .values(**hold, updated_at=now)
                 )
-                flagged = self._flag(
-                    conn,
-                    active,
-                    "cancel_requested",
-                    actor=actor,
-                    reason=reason,
-                    extra={**hold, "held_at": now.isoformat()},
-                )
-                if flagged is None:
-                    raise _NothingToCancel  # it finished meanwhile: no hold without its event
-                return flagged
-        except _NothingToCancel:
-            return None
+            return flagged
 
     def resume(self, credential: str, *, actor: str, reason: str) -> CredentialRow | None:
         """Lift a credential's hold; None if it was not on hold. Audited (kind `resumed`)."""
@@ -884,8 +878,14 @@ def _due(now: datetime) -> Any:
     )
 
 
-class _NothingToCancel(Exception):
-    """Rolls a cancel's transaction back (hold included) when its rotation ended meanwhile."""
+def _past_promotion(rotation: Rotation) -> bool:
+    """AWSCURRENT has (or may have) moved to the new secret, whatever state it now waits in."""
+    resume = rotation.resume_state
+    return (
+        rotation.promoted_at is not None
+        or rotation.state.promoted
+        or (resume is not None and resume.promoted)
+    )
 
 
 def _inherited(abandoned: Rotation) -> dict[str, Any]:
