@@ -224,3 +224,14 @@ def test_every_audited_credential_change_writes_an_event(engine: Engine) -> None
     [surveyed] = store.events()
     assert (surveyed.kind, surveyed.detail) == ("surveyed", {"changed": {"current_uuid": "u1"}})
     assert store.verify().ok
+
+
+def test_an_outcome_outside_save_publishes_its_checkpoint_too(engine: Engine) -> None:
+    published: list[Checkpoint] = []
+    store = keyed_store(engine, published)
+    store.sync_credentials({"alpha": "h"})
+    store.start("alpha", Trigger.MANUAL, actor="alice")
+    store.request_emergency("alpha", actor="ops", reason="leaked")  # abandons the normal one
+    [abandoned] = [e for e in store.events(limit=None) if e.kind == "abandoned"]
+    assert [(c.seq, c.event_id) for c in published] == [(abandoned.seq, abandoned.id)]
+    assert store.verify(published[-1]).ok
