@@ -63,18 +63,23 @@ def guide_run(tmp_path: Path) -> Iterator[tuple[subprocess.CompletedProcess[str]
     script.write_text("set -eu\n" + "\n".join(blocks))
     work = tmp_path / "staging"
     work.mkdir()
-    proc = subprocess.Popen(
-        ["bash", str(script)],
-        cwd=work,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: the guide's `&` jobs included
-    )
+    output = tmp_path / "guide.out"
+    with output.open("w") as sink:
+        proc = subprocess.Popen(
+            ["bash", str(script)],
+            cwd=work,
+            env=_env(tmp_path),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: the guide's `&` jobs included
+        )
     try:
-        out, _ = proc.communicate(timeout=120)
-        yield subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), work
+        try:
+            proc.wait(timeout=100)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the guide did not finish in 100 s:\n{output.read_text()[-4000:]}")
+        yield subprocess.CompletedProcess(proc.args, proc.returncode, output.read_text(), ""), work
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
