@@ -98,6 +98,7 @@ class PolicyConfig(_Section):
     verify_timeout: Duration | None = None
     poll_interval: Duration | None = None
     failure_cooldown: Duration | None = None
+    usage_lag: Duration | None = None
     prune_strays: bool | None = None
     schedule: str | None = None  # cron, five fields, UTC
     window: str | None = None  # "Mon-Fri 09:00-17:00" (UTC)

@@ -271,7 +271,7 @@ class AdobeClient:
         """Adobe's client secrets of `cred` (never their values)."""
         step = "list secrets"
         resp = self._api_call(cred, secret, "GET", self._secrets_url(cred), kind="list", step=step)
-        if resp.status_code != 200:
+        if not resp.is_success:
             raise self._error(resp, cred, step, not_found=True)
         return _parse_list(_json(resp, cred, step), cred, step)
 
@@ -287,7 +287,7 @@ class AdobeClient:
         resp = self._api_call(
             cred, secret, "POST", self._secrets_url(cred), kind="add", step=step, idempotent=False
         )
-        if resp.status_code in (200, 201):
+        if resp.is_success:  # 200, 201, 202...: success is judged by the body's content
             return _parse_new(_json(resp, cred, step), cred, step)
         if resp.status_code in _LIMIT_STATUSES and self._is_secret_limit(resp, cred, secret):
             raise SecretLimit(
@@ -303,7 +303,7 @@ class AdobeClient:
         step = f"delete secret {uuid}"
         url = f"{self._secrets_url(cred)}/{quote(uuid, safe='')}"
         resp = self._api_call(cred, secret, "DELETE", url, kind="delete", step=step)
-        if resp.status_code in (200, 204):
+        if resp.is_success:
             return
         if resp.status_code == 404:
             log.info("credential %r: %s: already gone at Adobe", cred.name, step)
@@ -445,7 +445,7 @@ class AdobeClient:
         resp = self._send(
             "POST", f"{self._ims}/ims/token/v3", cred=cred, step=step, kind="token", data=form
         )
-        if resp.status_code != 200:
+        if not resp.is_success:
             if resp.status_code in (400, 401) and _error_code(resp) == "invalid_client":
                 raise InvalidClient(
                     f"{_detail(resp)}: Adobe refused this client id / secret",
@@ -483,7 +483,7 @@ class AdobeClient:
             kind="invalidate",
             data=form,
         )
-        if resp.status_code in (200, 204):
+        if resp.is_success:
             return
         code = _error_code(resp)
         if resp.status_code == 400 and code == "invalid_token":
@@ -621,6 +621,7 @@ class AdobeClient:
             raise failure
         if broken is not None or resp is None:
             raise PermanentError(broken or "no response", credential=cred.name, step=step)
+        _register_answer(resp, cred)  # before any message could be built from it
         status = resp.status_code
         if status == 429:
             self._count("throttled")
@@ -738,15 +739,61 @@ def _error_code(resp: httpx.Response) -> str | None:
 
 
 def _detail(resp: httpx.Response) -> str:
-    """'HTTP 403 (403003: Api Key is invalid)': status plus Adobe's words, redacted, clipped."""
+    """'HTTP 403 (403003: Api Key is invalid)': status plus Adobe's words, redacted, clipped.
+
+    Only the error code and message fields are quoted, never the raw body: an answer of an
+    unexpected shape may carry a secret (a new client secret, a token) in any field.
+    """
     code, message = _body_fields(resp)
     words = ": ".join(p for p in (code, message) if p)
     if not words and code is None and message is None:
-        words = " ".join(resp.text.split())  # not JSON (an HTML gateway page, say)
+        kind = resp.headers.get("content-type", "").split(";")[0].strip() or "unknown"
+        words = f"a {kind} body of {len(resp.content)} bytes, not quoted"
     if len(words) > _DETAIL_MAX:
         words = words[:_DETAIL_MAX] + "..."
     text = f"HTTP {resp.status_code}" + (f" ({words})" if words else "")
     return redaction.redact(text)
+
+
+# A field named like one of these holds a secret or a token, whatever answer it comes in.
+_SECRET_FIELD = re.compile(r"secret|token|password|passwd|private|api_?key", re.IGNORECASE)
+# ...unless its name says it is an id, a time or a kind (secret_uuid, token_type, expires_in).
+_NOT_SECRET_FIELD = re.compile(r"uuid|(^|_)id$|_at$|type$|expires|_in$", re.IGNORECASE)
+_UNKNOWN_TOKEN_LIFETIME = 48 * 3600.0  # mask a token of unknown lifetime for two days
+
+
+def _register_answer(resp: httpx.Response, cred: CredentialRef) -> None:
+    """Register every secret- or token-named string of a JSON answer with the redactor.
+
+    Done for every answer before it is parsed or quoted, so that an answer of a shape
+    rotator did not expect (an add answered 202, an error that echoes the request) cannot
+    carry a secret into an error message, a log line or the audit record.
+    """
+    try:
+        body = resp.json()
+    except ValueError:
+        return
+    secrets: list[str] = []
+    tokens: list[str] = []
+    stack: list[Any] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, dict | list):
+                    stack.append(value)
+                elif (
+                    isinstance(value, str)
+                    and _SECRET_FIELD.search(str(key))
+                    and not _NOT_SECRET_FIELD.search(str(key))
+                ):
+                    (tokens if "token" in str(key).lower() else secrets).append(value)
+    if secrets:
+        redaction.register(*secrets, scope=_scope(cred))
+    if tokens:
+        redaction.register(*tokens, until=redaction.clock() + _UNKNOWN_TOKEN_LIFETIME)
 
 
 def _retry_after(resp: httpx.Response, clock: Callable[[], float]) -> float | None:

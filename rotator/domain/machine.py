@@ -10,9 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rotator.domain import evidence as proof
 from rotator.domain import policy as rules
 from rotator.domain.errors import StepError
-from rotator.domain.model import AdobeSecret, Evidence, Policy, Rotation, State
+from rotator.domain.evidence import Evidence
+from rotator.domain.model import AdobeSecret, Policy, Rotation, State
 
 S = State
 TRANSITIONS: dict[State, frozenset[State]] = {
@@ -22,7 +24,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.VERIFIED: frozenset({S.PROMOTED, S.ROLLING_BACK, S.NEEDS_ATTENTION}),
     S.PROMOTED: frozenset({S.DRAINING, S.RETIRING, S.NEEDS_ATTENTION, S.CANCELLED}),
     S.DRAINING: frozenset({S.RETIRING, S.COMPLETED, S.NEEDS_ATTENTION, S.CANCELLED}),
-    S.RETIRING: frozenset({S.COMPLETED, S.NEEDS_ATTENTION}),
+    # -> draining: the re-check right before the delete saw a use (I9).
+    S.RETIRING: frozenset({S.COMPLETED, S.NEEDS_ATTENTION, S.DRAINING}),
     # -> promoted: a crash after AWSCURRENT moved but before the state was saved.
     S.ROLLING_BACK: frozenset({S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION, S.PROMOTED}),
     S.NEEDS_ATTENTION: frozenset(
@@ -82,24 +85,35 @@ def judge_strays(
     now: datetime,
     *,
     emergency: bool,
+    evidence: Evidence | None = None,
 ) -> StrayVerdict:
     """A stray blocks the two-secret limit. Delete it only if nobody used it for quiet_period.
 
-    An emergency deletes strays at once: a leak may have come through any of them.
+    "Used" is the latest use ever seen (`evidence`, grow-only) and the quiet rule adds
+    usage_lag, as for the old secret. An emergency deletes strays at once: a leak may have
+    come through any of them. `current_uuid` must be proven (see identity.py), not claimed.
     """
     strays = [s for s in listed if s.uuid != current_uuid]
     if not strays or emergency:
         return StrayVerdict(delete=tuple(s.uuid for s in strays))
+    seen = evidence.strays if evidence else {}
     deletable: list[AdobeSecret] = []
     blocking: list[AdobeSecret] = []
     for stray in strays:
-        last_sign = max(stray.created_at, stray.last_used_at or stray.created_at)
-        quiet = now - last_sign >= policy.quiet_period
+        used_at = proof.latest(stray.last_used_at, seen.get(stray.uuid))
+        deadline = proof.quiet_deadline(
+            since=stray.created_at,
+            last_used_at=used_at,
+            quiet_period=policy.quiet_period,
+            usage_lag=policy.lag,
+        )
+        quiet = now >= deadline
         (deletable if quiet and policy.prune_strays else blocking).append(stray)
     if blocking:
         s = blocking[0]
-        used = s.last_used_at.isoformat() if s.last_used_at else "never"
-        recent = "used" if s.last_used_at and s.last_used_at >= s.created_at else "created"
+        last = proof.latest(s.last_used_at, seen.get(s.uuid))
+        used = last.isoformat() if last else "never"
+        recent = "used" if last and last >= s.created_at else "created"
         why = (
             "prune_strays is false"
             if not policy.prune_strays
@@ -118,16 +132,36 @@ def judge_strays(
 # --- creating ------------------------------------------------------------------------------
 
 
+# Adobe's created_at and the store's clock may disagree by this much at most.
+ORPHAN_CLOCK_MARGIN = timedelta(minutes=10)
+
+
 def find_orphans(
-    listed: Iterable[AdobeSecret], known_uuids: Iterable[str], adopted: str | None
+    listed: Iterable[AdobeSecret],
+    known_uuids: Iterable[str],
+    adopted: str | None,
+    *,
+    planned_at: datetime | None = None,
+    evidence: Evidence | None = None,
 ) -> list[str]:
     """Secrets that appeared at Adobe since planning and that AWS does not hold under our token.
 
     Their plaintext was lost in a crash between Adobe's answer and the AWS put: nobody can
-    ever use them, and they take a slot of the two-secret limit, so they are deleted.
+    ever use them, and they take a slot of the two-secret limit, so they are deleted. A list
+    may have left a secret out at planning, so "not known" alone is no proof: a secret that
+    anyone ever used, or that existed before the rotation was planned, is not an orphan.
     """
     known = set(known_uuids)
-    return [s.uuid for s in listed if s.uuid not in known and s.uuid != adopted]
+    seen = evidence.strays if evidence else {}
+    return [
+        s.uuid
+        for s in listed
+        if s.uuid not in known
+        and s.uuid != adopted
+        and s.last_used_at is None
+        and s.uuid not in seen
+        and (planned_at is None or s.created_at >= planned_at - ORPHAN_CLOCK_MARGIN)
+    ]
 
 
 # --- staged --------------------------------------------------------------------------------
@@ -147,22 +181,39 @@ class DrainVerdict:
     retire: bool
     next_poll_at: datetime | None = None
     overdue: str | None = None
+    deadline: datetime | None = None  # the effective quiet deadline, for `status`
+    gone: bool = False  # confirmed absent: nothing is left to delete
+
+
+def drain_deadline(rotation: Rotation, evidence: Evidence | None, policy: Policy) -> datetime:
+    """When the old secret counts as quiet: quiet_period + usage_lag after its last sign of
+    life (promotion, or the latest use ever seen)."""
+    assert rotation.promoted_at is not None, "draining starts at promotion"
+    return proof.quiet_deadline(
+        since=rotation.promoted_at,
+        last_used_at=evidence.old_last_used_at if evidence else None,
+        quiet_period=policy.quiet_period,
+        usage_lag=policy.lag,
+    )
 
 
 def judge_drain(
     rotation: Rotation, evidence: Evidence, old_present: bool, policy: Policy, now: datetime
 ) -> DrainVerdict:
-    """Delete the old secret once no consumer used it for quiet_period; past max_drain, alert."""
+    """Retire the old secret once quiet (I9, I10); past max_drain, alert.
+
+    `evidence` already holds this answer, folded grow-only. An answer without the old uuid
+    proves nothing alone: its absence counts once a second answer, apart in time, agrees.
+    """
     assert rotation.promoted_at is not None, "draining starts at promotion"
+    deadline = drain_deadline(rotation, evidence, policy)
     if not old_present:
-        return DrainVerdict(retire=True)
-    deadline = rules.quiet_deadline(
-        promoted_at=rotation.promoted_at,
-        old_last_used_at=evidence.old_last_used_at,
-        quiet_period=policy.quiet_period,
-    )
+        if evidence.old_gone(now, policy.poll_interval):
+            return DrainVerdict(retire=True, deadline=deadline, gone=True)
+        confirm = now + proof.confirm_delay(policy.poll_interval)
+        return DrainVerdict(retire=False, next_poll_at=confirm, deadline=deadline)
     if now >= deadline:
-        return DrainVerdict(retire=True)
+        return DrainVerdict(retire=True, deadline=deadline)
     next_poll = min(now + policy.poll_interval, deadline)
     if now - rotation.promoted_at >= policy.max_drain:
         used = evidence.old_last_used_at.isoformat() if evidence.old_last_used_at else "never"
@@ -176,7 +227,7 @@ def judge_drain(
                 f"or `rotator cancel` to keep both secrets"
             ),
         )
-    return DrainVerdict(retire=False, next_poll_at=next_poll)
+    return DrainVerdict(retire=False, next_poll_at=next_poll, deadline=deadline)
 
 
 def retires_everything_else(rotation: Rotation) -> bool:

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+# The grow-only record lives in evidence.py; importable from here as before.
+from rotator.domain.evidence import Evidence as Evidence
+from rotator.domain.evidence import effective_usage_lag
+
 
 class State(enum.StrEnum):
     """Where one rotation stands. The order of the happy path is the order below."""
@@ -57,26 +61,6 @@ class AdobeSecret:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What one draining poll saw: the proof behind deleting (or not deleting) the old secret."""
-
-    polled_at: datetime
-    old_last_used_at: datetime | None
-    new_last_used_at: datetime | None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {
-            "polled_at": self.polled_at.isoformat(),
-            "old_last_used_at": _iso(self.old_last_used_at),
-            "new_last_used_at": _iso(self.new_last_used_at),
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-@dataclass(frozen=True)
 class Policy:
     """Per-credential timing rules, already merged from [defaults] and the credential's own keys."""
 
@@ -87,6 +71,13 @@ class Policy:
     poll_interval: timedelta = timedelta(minutes=15)
     prune_strays: bool = True
     failure_cooldown: timedelta = timedelta(hours=6)
+    # A bound on how late Adobe reports a use; None: see evidence.effective_usage_lag.
+    usage_lag: timedelta | None = None
+
+    @property
+    def lag(self) -> timedelta:
+        """The usage lag the quiet rule adds (the configured one, or the default)."""
+        return effective_usage_lag(self.usage_lag, self.quiet_period)
 
 
 @dataclass(frozen=True)

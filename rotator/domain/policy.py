@@ -66,12 +66,17 @@ def backoff(
 
 
 def quiet_deadline(
-    *, promoted_at: datetime, old_last_used_at: datetime | None, quiet_period: timedelta
+    *,
+    promoted_at: datetime,
+    old_last_used_at: datetime | None,
+    quiet_period: timedelta,
+    usage_lag: timedelta = timedelta(0),
 ) -> datetime:
-    """The instant the old secret counts as unused: quiet_period after its last sign of life.
+    """The instant the old secret counts as unused: quiet_period (+ usage_lag) after its last
+    sign of life. Prefer `machine.drain_deadline`, which takes the lag from the policy.
 
     Promotion counts as a sign of life because consumers may still hold tokens minted
     with the old secret until they re-read AWSCURRENT, up to one token lifetime later.
     """
     last_sign = max(promoted_at, old_last_used_at) if old_last_used_at else promoted_at
-    return last_sign + quiet_period
+    return last_sign + quiet_period + usage_lag

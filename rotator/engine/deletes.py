@@ -1,36 +1,96 @@
-"""The single destroy gate: every delete at Adobe goes through `delete`."""
+"""The single destroy gate: every delete at Adobe goes through `delete` (I2, I9).
+
+A delete needs (1) proof of which uuid AWSCURRENT's value is, for the exact AWS version
+that holds AWSCURRENT now (see `rotator.domain.identity`), (2) the lease, proven right
+before the call, and (3) for the old secret, a fresh answer from Adobe folded into the
+evidence and the quiet rule judged again (`recheck`). A uuid rotator created itself and
+never published to AWSCURRENT needs no proof beyond that.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import structlog
 
 from rotator.domain.errors import NeedsAttention, StepError
+from rotator.domain.evidence import NO_EVIDENCE, Evidence
+from rotator.domain.identity import Identity
+from rotator.domain.model import AdobeSecret
 from rotator.engine.context import StepContext
 
 log = structlog.get_logger("rotator.engine")
 
+OWN_VERSION = "own version"  # AWSCURRENT is the version this rotation wrote itself
 
-def delete(step: StepContext, secret: str, uuid: str, *, quiet: bool = False) -> None:
-    """Delete at Adobe; never what AWSCURRENT holds (I2), never on a stale lease."""
+
+def current_identity(step: StepContext) -> Identity | None:
+    """What is proven about AWSCURRENT's uuid for the version AWSCURRENT is on now."""
+    rotation, version = step.rotation, step.current().version_id
+    if rotation.request_token and version == rotation.request_token and rotation.new_uuid:
+        return Identity(rotation.new_uuid, version, OWN_VERSION)
+    for known in (step.identity, Identity.from_dict(rotation.detail.get("identity"))):
+        if known is not None and known.version_id == version:
+            return known
+    return None
+
+
+def delete(step: StepContext, secret: str, uuid: str, *, unpublished: bool = False) -> None:
+    """Delete at Adobe; never what AWSCURRENT holds (I2), never on a guess or a stale lease.
+
+    `unpublished`: the uuid was created in this very step and its value never reached AWS
+    (the put failed, or the lease was lost before it): nobody can use it, so it is given
+    back without the lease (another owner would only find it as an orphan) and quietly.
+    """
     rotation, current = step.rotation, step.current()
     if uuid == step.current_uuid():
         raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT holds it")
-    allowed = {rotation.previous_version, rotation.request_token} - {None}
-    if allowed and current.version_id not in allowed:
-        raise NeedsAttention(
-            f"AWSCURRENT of {step.cfg.secret_id!r} is version {current.version_id}, "
-            f"which this rotation did not plan for; refusing to delete {uuid}"
-        )
-    if uuid == rotation.old_uuid and current.version_id != rotation.request_token:
-        raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT was not moved off it")
-    step.guard()
+    if not unpublished:
+        allowed = {rotation.previous_version, rotation.request_token} - {None}
+        if allowed and current.version_id not in allowed:
+            raise NeedsAttention(
+                f"AWSCURRENT of {step.cfg.secret_id!r} is version {current.version_id}, "
+                f"which this rotation did not plan for; refusing to delete {uuid}"
+            )
+        if uuid == rotation.old_uuid and current.version_id != rotation.request_token:
+            raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT was not moved off it")
+        # Our own new secret lives only in our own version: while AWSCURRENT is elsewhere,
+        # it is not AWSCURRENT's, whatever any list says.
+        ours = uuid == rotation.new_uuid and current.version_id != rotation.request_token
+        if not ours:
+            identity = current_identity(step)
+            if identity is None:
+                raise NeedsAttention(
+                    f"cannot prove which Adobe secret AWSCURRENT of {step.cfg.secret_id!r} "
+                    f"(version {current.version_id}) holds; refusing to delete {uuid}. "
+                    f"Run `rotator adopt {step.cfg.name} --uuid <uuid>`"
+                )
+            if uuid == identity.uuid:
+                raise NeedsAttention(
+                    f"refusing to delete {uuid}: AWSCURRENT holds it ({identity.proof})"
+                )
+        step.guard()
     try:
         step.adobe.delete_secret(step.ref, secret, uuid)
     except StepError as exc:
-        if not quiet:
+        if not unpublished:
             raise
         log.warning(
             "could not give back an unpublished secret; it will be found as an orphan",
             uuid=uuid,
             error=str(exc),
         )
+
+
+def recheck(step: StepContext, secret: str, now: datetime) -> tuple[list[AdobeSecret], Evidence]:
+    """List once more right before a delete and fold the answer into the evidence."""
+    rotation = step.rotation
+    listed = step.adobe.list_secrets(step.ref, secret)
+    evidence = (rotation.evidence or NO_EVIDENCE).fold(
+        now, used_by_uuid(listed), old_uuid=rotation.old_uuid, new_uuid=rotation.new_uuid
+    )
+    return listed, evidence
+
+
+def used_by_uuid(listed: list[AdobeSecret]) -> dict[str, datetime | None]:
+    return {s.uuid: s.last_used_at for s in listed}

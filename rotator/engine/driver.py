@@ -10,7 +10,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -49,7 +49,10 @@ class Engine:
         self.adobe = adobe
         self.aws = aws
         self.owner = owner or default_owner()
-        self.clock = clock or (lambda: datetime.now(UTC))
+        # One clock (I10): the store's (PostgreSQL's now() where replicas meet), the same
+        # clock that stamps state_since, leases and events, so a host whose clock is off
+        # cannot cut a verify timeout or a quiet period short.
+        self.clock = clock or store.now
         self.lease = settings.daemon.lease
         self.stopping = threading.Event()  # set: finish the current step, take no new one
         # New secret values by rotation id, in memory only, from creation until promotion,

@@ -13,10 +13,13 @@ from datetime import datetime, timedelta
 import structlog
 
 from rotator.domain import machine
-from rotator.domain.errors import InvalidClient, NeedsAttention, StepError
-from rotator.domain.model import AdobeSecret, Evidence, Rotation, State
+from rotator.domain.errors import InvalidClient, LeaseLost, NeedsAttention, StepError
+from rotator.domain.evidence import NO_EVIDENCE, Evidence, confirm_delay
+from rotator.domain.identity import OBSERVED
+from rotator.domain.model import Rotation, State
 from rotator.engine.context import CURRENT, PENDING, StepContext, holder
-from rotator.engine.deletes import delete
+from rotator.engine.deletes import current_identity, delete, recheck, used_by_uuid
+from rotator.engine.identify import prove_current, recorded
 from rotator.engine.outcome import Outcome
 
 log = structlog.get_logger("rotator.engine")
@@ -25,55 +28,61 @@ Step = Callable[[StepContext, Rotation, datetime], Outcome]
 
 
 def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
+    """Prove which uuid AWSCURRENT holds, clear strays that are provably unused, then
+    persist what was seen and a fresh request token before any write."""
     current = step.current()
     secret = step.current_secret()
     listed = step.adobe.list_secrets(step.ref, secret)
-    old_uuid = step.current_uuid() or _known_uuid(step, listed, secret)
+    proven = prove_current(step, rotation, now, listed)
+    if isinstance(proven, Outcome):
+        return proven  # Adobe has not shown the test token's use yet: look again soon
+    step.identity = proven
+    old_uuid = proven.uuid
     uuids = {s.uuid for s in listed}
     if old_uuid not in uuids:
         raise NeedsAttention(
-            f"AWSCURRENT of {step.cfg.secret_id!r} records uuid {old_uuid}, which Adobe does "
-            f"not list for credential {step.cfg.credential_id}; check the configuration, or "
-            f"run `rotator adopt {step.cfg.name} --uuid <uuid>`"
+            f"AWSCURRENT of {step.cfg.secret_id!r} holds uuid {old_uuid} ({proven.proof}), "
+            f"which Adobe does not list for credential {step.cfg.credential_id}; check the "
+            f"configuration, or run `rotator adopt {step.cfg.name} --uuid <uuid>`"
         )
-    verdict = machine.judge_strays(listed, old_uuid, step.policy, now, emergency=rotation.emergency)
+    evidence = (rotation.evidence or NO_EVIDENCE).fold(
+        now, used_by_uuid(listed), old_uuid=old_uuid, new_uuid=None
+    )
+    verdict = machine.judge_strays(
+        listed, old_uuid, step.policy, now, emergency=rotation.emergency, evidence=evidence
+    )
     if verdict.attention:
         raise NeedsAttention(verdict.attention)
-    for stray in verdict.delete:
-        delete(step, secret, stray)
+    deleted: list[str] = []
+    if verdict.delete:  # re-check right before the delete: a fresh answer, judged again
+        step.rotation = rotation.evolve(old_uuid=old_uuid, evidence=evidence)
+        relisted, evidence = recheck(step, secret, now)
+        again = machine.judge_strays(
+            relisted, old_uuid, step.policy, now, emergency=rotation.emergency, evidence=evidence
+        )
+        if again.attention:
+            raise NeedsAttention(again.attention)
+        deleted = [u for u in verdict.delete if u in again.delete]
+        for stray in deleted:
+            delete(step, secret, stray)
+        uuids |= {s.uuid for s in relisted}
     return Outcome(
         State.CREATING,
         kind="planned",
         changes={
             "old_uuid": old_uuid,
-            "known_uuids": tuple(sorted(uuids - set(verdict.delete))),
+            "known_uuids": tuple(sorted(uuids - set(deleted))),
             "request_token": uuidlib.uuid4().hex,
             "previous_version": current.version_id,
+            "evidence": evidence,
+            "detail": recorded(rotation.detail, proven),
         },
-        detail={"old_uuid": old_uuid, "strays_deleted": list(verdict.delete)},
-    )
-
-
-def _known_uuid(step: StepContext, listed: list[AdobeSecret], secret: str) -> str:
-    """Bootstrap: which Adobe uuid is AWSCURRENT's value, when AWS does not say."""
-    row = step.store.credential_rows().get(step.cfg.name)
-    if row and row.current_uuid and row.current_version == step.current().version_id:
-        return row.current_uuid  # adopted (or promoted) for this very AWSCURRENT version
-    if len(listed) == 1:
-        return listed[0].uuid
-    before = {s.uuid: s.last_used_at for s in listed}
-    step.adobe.verify(step.ref, secret)  # a use of the current secret moves its last_used_at
-    moved = [
-        s.uuid
-        for s in step.adobe.list_secrets(step.ref, secret)
-        if s.uuid in before and s.last_used_at != before[s.uuid]
-    ]
-    if len(moved) == 1:
-        return moved[0]
-    raise NeedsAttention(
-        f"cannot tell which of Adobe's secrets {sorted(before)} AWSCURRENT holds "
-        f"(AWS records no {step.uuid_key!r} and a test token moved {len(moved)} of them); "
-        f"run `rotator adopt {step.cfg.name} --uuid <uuid>`"
+        detail={"old_uuid": old_uuid, "identity": proven.proof, "strays_deleted": deleted},
+        credential_update=(
+            {"current_uuid": proven.uuid, "current_version": proven.version_id}
+            if proven.proof == OBSERVED
+            else None
+        ),
     )
 
 
@@ -101,9 +110,20 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             changes={"request_token": uuidlib.uuid4().hex},
             detail={"stale_uuid": str(staged_uuid)},
         )
-    orphans = machine.find_orphans(listed, rotation.known_uuids, adopted=None)
-    for orphan in orphans:
-        delete(step, secret, orphan)
+    orphans = machine.find_orphans(
+        listed,
+        rotation.known_uuids,
+        adopted=None,
+        planned_at=rotation.created_at,
+        evidence=rotation.evidence,
+    )
+    if orphans:  # deleting needs proof of AWSCURRENT's uuid (plan records it)
+        proven = prove_current(step, rotation, now, listed)
+        if isinstance(proven, Outcome):
+            return proven
+        step.identity = proven
+        for orphan in orphans:
+            delete(step, secret, orphan)
     step.guard()
     created = step.adobe.add_secret(step.ref, secret)
     value = {
@@ -114,10 +134,11 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     try:
         step.guard()
         step.aws.put_pending(step.cfg.secret_id, token, value)
-    except StepError:
-        # The plaintext exists only in this memory: if AWS did not take it, nobody can
-        # ever use it, so give the slot back to Adobe now rather than as an orphan later.
-        delete(step, secret, created.uuid, quiet=True)
+    except (StepError, LeaseLost):
+        # The plaintext exists only in this memory: if AWS did not take it (or the lease
+        # went before the put), nobody can ever use it, so give the slot back to Adobe now
+        # rather than leave an orphan for the next owner to find.
+        delete(step, secret, created.uuid, unpublished=True)
         raise
     step.fresh[rotation.id] = created.value
     return Outcome(
@@ -192,9 +213,7 @@ def promote(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             )
         step.guard()
         step.move(CURRENT, to_version=token, from_version=current_holder)
-    if PENDING in stages.get(token, ()):
-        step.guard()
-        step.move(PENDING, to_version=None, from_version=token)
+    _drop_pending(step, stages, spare=None)  # off our version too: it is AWSCURRENT now
     step.forget_current()
     step.fresh.pop(rotation.id, None)
     created = rotation.detail.get("new_created_at")
@@ -217,9 +236,10 @@ def after_promotion(step: StepContext, rotation: Rotation, now: datetime) -> Out
     target = machine.after_promotion(rotation)
     if target is State.RETIRING:
         return Outcome(target, kind="retiring", detail={"retire_all_others": True})
+    promoted = rotation if rotation.promoted_at else rotation.evolve(promoted_at=now)
     first_poll = min(
         now + step.policy.poll_interval,
-        (rotation.promoted_at or now) + step.policy.quiet_period,
+        machine.drain_deadline(promoted, rotation.evidence, step.policy),
     )
     return Outcome(
         target,
@@ -230,13 +250,22 @@ def after_promotion(step: StepContext, rotation: Rotation, now: datetime) -> Out
 
 
 def drain(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
-    listed = {s.uuid: s for s in step.adobe.list_secrets(step.ref, step.current_secret())}
-    old, new = listed.get(rotation.old_uuid or ""), listed.get(rotation.new_uuid or "")
-    evidence = Evidence(now, old.last_used_at if old else None, new.last_used_at if new else None)
-    verdict = machine.judge_drain(rotation, evidence, old is not None, step.policy, now)
-    detail = {"evidence": evidence.as_dict(), "old_present": old is not None}
+    """Watch the old secret's use; every answer is folded into grow-only evidence."""
+    listed = step.adobe.list_secrets(step.ref, step.current_secret())
+    used = used_by_uuid(listed)
+    evidence = (rotation.evidence or NO_EVIDENCE).fold(
+        now, used, old_uuid=rotation.old_uuid, new_uuid=rotation.new_uuid
+    )
+    old_present = rotation.old_uuid in used
+    verdict = machine.judge_drain(rotation, evidence, old_present, step.policy, now)
+    detail = {
+        "evidence": evidence.as_dict(),
+        "old_present": old_present,
+        "deadline": verdict.deadline.isoformat() if verdict.deadline else None,
+    }
     if verdict.retire:
-        return Outcome(State.RETIRING, kind="quiet", changes={"evidence": evidence}, detail=detail)
+        kind = "gone" if verdict.gone else "quiet"
+        return Outcome(State.RETIRING, kind=kind, changes={"evidence": evidence}, detail=detail)
     if verdict.overdue:
         return Outcome(
             State.NEEDS_ATTENTION,
@@ -259,29 +288,86 @@ def drain(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
 
 
 def retire(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
+    """Delete the old secret (an emergency: every other), on a fresh answer judged again."""
     secret = step.current_secret()
     if step.current_uuid() != rotation.new_uuid:
         raise NeedsAttention(
             f"AWSCURRENT of {step.cfg.secret_id!r} no longer holds the new secret "
             f"{rotation.new_uuid}; refusing to delete anything"
         )
-    listed = [s.uuid for s in step.adobe.list_secrets(step.ref, secret)]
-    emergency = machine.retires_everything_else(rotation)
-    doomed = (
-        [u for u in listed if u != rotation.new_uuid]
-        if emergency
-        else ([rotation.old_uuid] if rotation.old_uuid in listed else [])
-    )
-    invalidated = 0
-    if emergency and doomed:
-        invalidated = _invalidate_old_tokens(step, rotation)
+    listed, evidence = recheck(step, secret, now)
+    uuids = [s.uuid for s in listed]
+    if machine.retires_everything_else(rotation):
+        return _retire_everything_else(step, rotation, now, secret, uuids, evidence)
+    old_present = rotation.old_uuid in uuids
+    verdict = machine.judge_drain(rotation, evidence, old_present, step.policy, now)
+    if not verdict.retire:  # a use (or an unconfirmed absence) seen right before the delete
+        return Outcome(
+            State.DRAINING,
+            kind="recheck_saw_use" if old_present else "recheck_absent",
+            changes={"evidence": evidence},
+            detail={
+                "evidence": evidence.as_dict(),
+                "old_present": old_present,
+                "deadline": verdict.deadline.isoformat() if verdict.deadline else None,
+            },
+            wait_until=verdict.next_poll_at,
+        )
+    doomed = [rotation.old_uuid] if old_present and rotation.old_uuid else []
     for uuid in doomed:
         delete(step, secret, uuid)
     return Outcome(
         State.COMPLETED,
         kind="completed",
-        changes={"last_error": None, "detail": {**rotation.detail, "deleted": doomed}},
-        detail={"deleted": doomed, "tokens_invalidated": invalidated},
+        changes={
+            "last_error": None,
+            "evidence": evidence,
+            "detail": {**rotation.detail, "deleted": doomed},
+        },
+        detail={"deleted": doomed, "tokens_invalidated": 0, "evidence": evidence.as_dict()},
+    )
+
+
+def _retire_everything_else(
+    step: StepContext,
+    rotation: Rotation,
+    now: datetime,
+    secret: str,
+    uuids: list[str],
+    evidence: Evidence,
+) -> Outcome:
+    """An emergency: AWSCURRENT is our own verified version now, so every other secret goes.
+
+    It completes only once answers confirm the leaked secret gone (two in a row apart in
+    time) and nothing else is listed: a list that leaves a secret out must not end it.
+    """
+    doomed = [u for u in uuids if u != rotation.new_uuid]
+    deleted = list(rotation.detail.get("deleted") or [])
+    invalidated = 0
+    if doomed:
+        invalidated = _invalidate_old_tokens(step, rotation)
+        for uuid in doomed:
+            delete(step, secret, uuid)
+        deleted += [u for u in doomed if u not in deleted]
+        if rotation.old_uuid in doomed:  # Adobe's answer to the delete: a first "gone"
+            evidence = evidence.deleted(now)
+    if doomed or not evidence.old_gone(now, step.policy.poll_interval):
+        return Outcome(
+            State.RETIRING,
+            kind="retire_confirm",
+            changes={"evidence": evidence, "detail": {**rotation.detail, "deleted": deleted}},
+            detail={"deleted": doomed, "tokens_invalidated": invalidated},
+            wait_until=now + confirm_delay(step.policy.poll_interval),
+        )
+    return Outcome(
+        State.COMPLETED,
+        kind="completed",
+        changes={
+            "last_error": None,
+            "evidence": evidence,
+            "detail": {**rotation.detail, "deleted": deleted},
+        },
+        detail={"deleted": deleted, "tokens_invalidated": invalidated},
     )
 
 
@@ -299,29 +385,52 @@ def _invalidate_old_tokens(step: StepContext, rotation: Rotation) -> int:
 
 
 def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
+    """Give back what this rotation created; AWSCURRENT untouched (unless it already moved)."""
     secret_id, token = step.cfg.secret_id, rotation.request_token
-    stages = step.aws.stages(secret_id) if token else {}
-    if CURRENT in stages.get(token or "", ()):
+    stages = step.aws.stages(secret_id)
+    if token and CURRENT in stages.get(token, ()):
         # AWSCURRENT already holds the new secret (a move that took effect before a crash
         # or a refused retry): it works, and deleting it would break I2. Finish the
         # promotion instead, as if nothing had gone wrong.
         return promote(step, rotation, now)
     secret = step.current_secret()
-    keep = {rotation.old_uuid, step.current_uuid(), *rotation.known_uuids}
-    listed = [s.uuid for s in step.adobe.list_secrets(step.ref, secret)]
-    doomed = [u for u in listed if u not in keep]
-    for uuid in doomed:
+    listed = step.adobe.list_secrets(step.ref, secret)
+    keep = {u for u in (rotation.old_uuid, step.current_uuid(), *rotation.known_uuids) if u}
+    doomed = [s.uuid for s in listed if s.uuid == rotation.new_uuid and s.uuid not in keep]
+    orphans = machine.find_orphans(
+        listed,
+        keep | {rotation.new_uuid or ""},
+        adopted=None,
+        planned_at=rotation.created_at,
+        evidence=rotation.evidence,
+    )
+    if orphans and current_identity(step) is None:
+        # Deleting them needs proof of AWSCURRENT's uuid, and a rollback must not wait on
+        # it: the next rotation meets them as strays and judges them by their use.
+        log.warning("leaving possible orphans to the next rotation", uuids=orphans)
+        orphans = []
+    for uuid in doomed + orphans:
         delete(step, secret, uuid)
-    if PENDING in stages.get(token or "", ()):
-        step.guard()
-        step.move(PENDING, to_version=None, from_version=token)
+    _drop_pending(step, stages, spare=holder(stages, CURRENT))
     step.fresh.pop(rotation.id, None)
     cancelled = rotation.cancel_requested or bool(rotation.detail.get("preempted"))
     return Outcome(
         State.CANCELLED if cancelled else State.FAILED,
         kind="rolled_back",
-        detail={"deleted": doomed, "reason": rotation.last_error or ""},
+        detail={"deleted": doomed + orphans, "reason": rotation.last_error or ""},
     )
+
+
+def _drop_pending(
+    step: StepContext, stages: dict[str, tuple[str, ...]], *, spare: str | None
+) -> None:
+    """Remove AWSPENDING from whichever version holds it (not only this rotation's token:
+    a put whose answer was lost may have staged an earlier token's version), unless that
+    version is `spare`. Only a running rotation stages anything, and this one is it."""
+    pending = holder(stages, PENDING)
+    if pending is not None and pending != spare:
+        step.guard()
+        step.move(PENDING, to_version=None, from_version=pending)
 
 
 STEPS: dict[State, Step] = {

@@ -44,7 +44,9 @@ from rotator.domain.model import TERMINAL, AdobeSecret, Evidence, Policy, Rotati
 S = State
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 H = timedelta(hours=1)
-POLICY = Policy()  # quiet 25h, max_drain 14d, poll 15m, verify 5m, prune_strays on
+# quiet 25h, max_drain 14d, poll 15m, verify 5m, prune_strays on; no usage lag, so these
+# tests see the quiet period alone (tests/unit/test_evidence.py covers the lag).
+POLICY = Policy(usage_lag=timedelta(0))
 
 # The design's machine, written out independently of the implementation: the happy path,
 # rolling back before promotion, cancellation, the emergency shortcut past draining, crash
@@ -56,7 +58,7 @@ EXPECTED: dict[State, set[State]] = {
     S.VERIFIED: {S.PROMOTED, S.ROLLING_BACK, S.NEEDS_ATTENTION},
     S.PROMOTED: {S.DRAINING, S.RETIRING, S.NEEDS_ATTENTION, S.CANCELLED},
     S.DRAINING: {S.RETIRING, S.COMPLETED, S.NEEDS_ATTENTION, S.CANCELLED},
-    S.RETIRING: {S.COMPLETED, S.NEEDS_ATTENTION},
+    S.RETIRING: {S.COMPLETED, S.NEEDS_ATTENTION, S.DRAINING},  # a use seen at the re-check
     S.ROLLING_BACK: {S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION, S.PROMOTED},
     S.NEEDS_ATTENTION: set(State) - {S.NEEDS_ATTENTION},
     S.COMPLETED: set(),
@@ -300,9 +302,15 @@ def evidence(now: datetime, old_used: datetime | None) -> Evidence:
     return Evidence(polled_at=now, old_last_used_at=old_used, new_last_used_at=None)
 
 
-def test_judge_drain_retires_when_the_old_secret_is_already_gone() -> None:
-    verdict = judge_drain(draining(), evidence(T0, None), False, POLICY, T0)
-    assert verdict.retire
+def test_judge_drain_retires_when_the_old_secret_is_confirmed_gone() -> None:
+    # Changed in 0.2 (issue 11, finding 1): one answer without the old uuid proves nothing;
+    # two in a row, apart in time, do.
+    first = Evidence(None, None).fold(T0, {}, old_uuid="old-uuid", new_uuid="new-uuid")
+    assert not judge_drain(draining(), first, False, POLICY, T0).retire
+    later = T0 + timedelta(minutes=1)
+    second = first.fold(later, {}, old_uuid="old-uuid", new_uuid="new-uuid")
+    verdict = judge_drain(draining(), second, False, POLICY, later)
+    assert verdict.retire and verdict.gone
 
 
 def test_judge_drain_waits_for_the_quiet_period_after_promotion() -> None:
@@ -387,7 +395,7 @@ def test_judge_drain_never_retires_before_the_quiet_deadline(
     old_used = T0 + last_use if last_use is not None else None
     if old_used is not None and old_used > now:
         old_used = now  # Adobe cannot report a use from the future
-    pol = Policy(quiet_period=quiet, poll_interval=poll)
+    pol = Policy(quiet_period=quiet, poll_interval=poll, usage_lag=timedelta(0))
     verdict = judge_drain(draining(), evidence(now, old_used), True, pol, now)
     deadline = max(T0, old_used or T0) + quiet
     assert verdict.retire == (now >= deadline)

@@ -209,6 +209,11 @@ class Store:
         return now
 
     def now(self) -> datetime:
+        """The one clock every comparison with a stored time uses (I10): the engine's too."""
+        if not self._pg:  # no transaction: on SQLite it would take the write lock for nothing
+            now = self._now()
+            assert isinstance(now, datetime)
+            return now
         with self._tx() as conn:
             return self._db_now(conn)
 
@@ -951,14 +956,5 @@ def _rotation(row: Any) -> Rotation:
 
 
 def _evidence(data: dict[str, Any]) -> Evidence:
-    def parse(key: str) -> datetime | None:
-        value = data.get(key)
-        return datetime.fromisoformat(value) if value else None
-
-    polled = parse("polled_at")
-    assert polled is not None
-    return Evidence(
-        polled_at=polled,
-        old_last_used_at=parse("old_last_used_at"),
-        new_last_used_at=parse("new_last_used_at"),
-    )
+    """The grow-only record (domain/evidence.py); rows from 0.1 hold its first three keys."""
+    return Evidence.from_dict(data)

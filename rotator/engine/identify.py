@@ -1,0 +1,93 @@
+"""Proving which Adobe secret AWSCURRENT's value is, before anything is deleted (I9).
+
+A binding recorded for the exact AWS version (rotator promoted it, or an operator adopted
+it) is proof at no cost. Otherwise rotator observes: it mints a token with AWSCURRENT's
+value and looks for the one uuid whose `last_used_at` moved. Adobe may report that use
+late, so the observation is kept in the rotation's detail and looked at again (a short
+delay apart) until it decides or its bound runs out; then a person is asked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rotator.domain.errors import NeedsAttention
+from rotator.domain.evidence import confirm_delay, latest
+from rotator.domain.identity import Identity, Probe, by_binding, judge_probe
+from rotator.domain.model import AdobeSecret, Rotation
+from rotator.engine.context import StepContext
+from rotator.engine.deletes import used_by_uuid
+from rotator.engine.outcome import Outcome
+
+
+def prove_current(
+    step: StepContext, rotation: Rotation, now: datetime, listed: list[AdobeSecret]
+) -> Identity | Outcome:
+    """The proven identity of AWSCURRENT, or an Outcome that waits for Adobe to show it."""
+    version = step.current().version_id
+    row = step.store.credential_rows().get(step.cfg.name)
+    bound = by_binding(
+        version, row.current_uuid if row else None, row.current_version if row else None
+    )
+    if bound is not None:
+        return bound
+    recorded = Identity.from_dict(rotation.detail.get("identity"))
+    if recorded is not None and recorded.version_id == version:
+        return recorded
+    probe = Probe.from_dict(rotation.detail.get("identity_probe"))
+    if probe is None or probe.version_id != version:
+        probe = _mint(step, now, version, started=now, known=_known(rotation, listed))
+    else:
+        probe = probe.fold(used_by_uuid(listed))
+    bound_for = step.policy.lag + confirm_delay(step.policy.poll_interval)
+    verdict = judge_probe(
+        probe,
+        claimed=step.current_uuid(),
+        now=now,
+        bound=bound_for,
+        secret_id=step.cfg.secret_id,
+        name=step.cfg.name,
+    )
+    if verdict.identity is not None:
+        return verdict.identity
+    if verdict.attention:
+        raise NeedsAttention(verdict.attention)
+    if verdict.reprobe:  # several moved: a consumer of another secret meanwhile; try again
+        probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
+    detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
+    return Outcome(
+        rotation.state,
+        kind="identity_probe",
+        changes={"detail": detail},
+        detail={"moved": probe.moved(), "since": probe.started.isoformat()},
+        wait_until=now + confirm_delay(step.policy.poll_interval),
+    )
+
+
+def recorded(rotation_detail: dict[str, Any], identity: Identity) -> dict[str, Any]:
+    """The rotation's detail with the proof kept (and the finished observation dropped)."""
+    detail = {k: v for k, v in rotation_detail.items() if k != "identity_probe"}
+    detail["identity"] = identity.as_dict()
+    return detail
+
+
+def _known(rotation: Rotation, listed: list[AdobeSecret]) -> dict[str, datetime | None]:
+    """The latest use known per uuid before the test token: this answer and the evidence."""
+    seen = rotation.evidence.strays if rotation.evidence else {}
+    return {s.uuid: latest(s.last_used_at, seen.get(s.uuid)) for s in listed}
+
+
+def _mint(
+    step: StepContext,
+    now: datetime,
+    version: str,
+    *,
+    started: datetime,
+    known: dict[str, datetime | None],
+) -> Probe:
+    """Use AWSCURRENT's value once (a token), then look at which last use moved."""
+    secret = step.current_secret()
+    step.adobe.verify(step.ref, secret)
+    probe = Probe(version, started, now, known, dict(known))
+    return probe.fold(used_by_uuid(step.adobe.list_secrets(step.ref, secret)))
