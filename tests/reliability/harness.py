@@ -35,6 +35,7 @@ from rotator.sandbox.state import SandboxState
 from tests.reliability.awsproxy import AwsProxy
 from tests.reliability.awsproxy import Hold as ProxyHold
 from tests.reliability.launcher import Launcher, Proc, base_env
+from tests.reliability.truth import oracle_problems
 
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 FAST_DEFAULTS = {
@@ -283,13 +284,15 @@ class Case:
         return self.issued() - 1
 
     def mint(self, value: str) -> tuple[int, str]:
-        """A consumer's token request with `value`: (status, error code or '')."""
+        """A consumer's token request with `value`: (status, error code or ''); the oracle
+        records it as a consumer's use (or refusal)."""
         reply = self.rig.state.mint_client_credentials(
             {
                 "grant_type": "client_credentials",
                 "client_id": self.cred.client_id,
                 "client_secret": value,
-            }
+            },
+            source="consumer",
         )
         error = (reply.body or {}).get("error", "") if reply.status != 200 else ""
         return reply.status, str(error)
@@ -297,6 +300,46 @@ class Case:
     def rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params).mappings().all())
+
+    def oracle_problems(self, quiet_period_s: float, slack_s: float = 0.05) -> list[str]:
+        """The oracle checks (truth.py) on this credential: no deletion of AWSCURRENT's
+        value, none under a consumer still using a secret (outside an emergency)."""
+        truths = self.rig.state.oracle.secrets(self.cred.credential_id)
+        return oracle_problems(
+            truths,
+            self.rotations(),
+            int(quiet_period_s * 1000),
+            slack_ms=int(slack_s * 1000),
+        )
+
+    def hostile(self, rng: Any, *, lag_ms: int = 150, rate: float = 0.2, omit: bool = True) -> None:
+        """Adobe as an eventually consistent service, for this credential only: uses shown
+        up to `lag_ms` late (within the rotator's usage_lag), list answers that leave a
+        secret out or show usages as null or stale at `rate`, adds answered 200/201/202,
+        new secrets accepted up to 300 ms late."""
+        faults, client = self.rig.state.faults, self.cred.client_id
+        seed = rng.randrange(10**6)
+        faults.set_timing(
+            client_id=client,
+            usage_lag_ms=lag_ms // 3,
+            usage_lag_jitter_ms=lag_ms - lag_ms // 3,
+            accept_delay_ms=rng.choice([0, 100, 300]),
+            seed=seed,
+        )
+        consistency = faults.consistency
+        consistency.set_add_status(rng.choice([200, 201, 202]), client_id=client)
+        if omit:
+            consistency.omit(client_id=client, rate=rate / 2, seed=seed + 1)
+        consistency.distort_usages(mode="null", client_id=client, rate=rate / 2, seed=seed + 2)
+        consistency.distort_usages(
+            mode="stale", stale_ms=lag_ms // 2, client_id=client, rate=rate / 2, seed=seed + 3
+        )
+
+    def hidden_answers(self) -> int:
+        """List answers that hid the truth from the rotator (omitted, null, stale)."""
+        return sum(
+            sum(t.hidden.values()) for t in self.rig.state.oracle.secrets(self.cred.credential_id)
+        )
 
     def rotations(self) -> list[Any]:
         return self.rows("SELECT * FROM rotations WHERE credential = :n ORDER BY id", n=self.name)
@@ -468,7 +511,10 @@ class Rig:
             ],
         }
         config.write_text(toml(sections))
-        return Case(self, name, cred, secret_id, db_url, config, cred.secret.client_secret)
+        case = Case(self, name, cred, secret_id, db_url, config, cred.secret.client_secret)
+        # The oracle asks, inside every deletion, what AWSCURRENT holds at that instant.
+        self.state.oracle.watch_current(cred.credential_id, case.current_secret_fast)
+        return case
 
     @contextmanager
     def watching(self, case: Case) -> Iterator[None]:

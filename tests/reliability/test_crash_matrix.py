@@ -13,7 +13,11 @@ rotation completed with every invariant intact:
   before the answer arrived: Adobe add and delete (sandbox holds), AWS put and both label
   moves (holds in the AWS proxy).
 
-A watcher thread samples I2 (AWSCURRENT's secret is live at Adobe) and I3 throughout.
+Adobe answers as an eventually consistent service would, per cell (`Case.hostile`,
+without omissions, which would change how many secrets a cell may create): adds answered
+200, 201 or 202, uses shown late, usages shown null or stale, new secrets accepted late.
+A watcher thread samples I2 (AWSCURRENT's secret is live at Adobe) and I3 throughout, and
+the oracle checks every deletion at the instant it happens (never AWSCURRENT's value).
 Each cell has its own credential, AWS secret and database (the PostgreSQL cells of one
 test process share a database, as many credentials do in production), so the cells of a
 column (scenario x database) run side by side, and the columns on several xdist workers;
@@ -22,6 +26,7 @@ the session summary prints the whole matrix, cell by cell.
 
 from __future__ import annotations
 
+import random
 import time
 import traceback
 from collections.abc import Callable
@@ -164,7 +169,7 @@ DATABASES = ("sqlite", "postgres")
 # must keep failing (strict, like xfail): when it passes, the bug is fixed; remove it here.
 KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 WORKERS = 6  # cells of one column run side by side: each mostly waits (lease, drain, holds)
-FAST = {"quiet_period": "300ms", "poll_interval": "300ms"}
+FAST = {"quiet_period": "300ms", "poll_interval": "300ms", "usage_lag": "400ms"}
 
 
 @dataclass
@@ -179,6 +184,7 @@ def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
     problems: list[str] = []
     log: list[str] = []
     case = rig.new_case(db, shared_db="crash-matrix" if db == "postgres" else None, defaults=FAST)
+    case.hostile(random.Random(f"{point.name}/{scenario}/{db}"), lag_ms=150, omit=False)
     emergency = ["--emergency", "--reason", "crash matrix"] if scenario == "emergency" else []
     command = ["rotate", case.name, "--wait", *emergency]
     first: Proc | None = None
@@ -221,6 +227,7 @@ def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
             problems += i4_completed_normal(case, case.initial_value)
             problems += i6_events(case)
             problems += i7_no_orphan(case, adds=2 if point.orphan else 1)
+            problems += case.oracle_problems(quiet_period_s=0.3)
         problems += [f"watcher: {v}" for v in case.violations]
     except Exception as exc:
         problems.append(f"harness: {type(exc).__name__}: {exc}")

@@ -10,8 +10,10 @@ latency above a second is a client timeout.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -211,7 +213,7 @@ def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: Rig) -> N
     """Uses show at Adobe 0.8 s late; a use of the old secret after promotion must still
     keep it alive for a full quiet period after that use."""
     quiet = 2.0
-    case = _case(rig, defaults={"quiet_period": "2s", "poll_interval": "300ms"})
+    case = _case(rig, defaults={"quiet_period": "2s", "poll_interval": "300ms", "usage_lag": "1s"})
     rig.state.faults.set_timing(usage_lag_ms=800)
     used_at: list[datetime] = []
 
@@ -228,6 +230,7 @@ def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: Rig) -> N
         rig.state.faults.set_timing(usage_lag_ms=0)
     user.join()
     _completed(case, result)
+    assert not case.oracle_problems(quiet)
     quiet_event = case.rows("SELECT at FROM events WHERE kind = 'quiet'")[0]["at"]
     if isinstance(quiet_event, str):
         quiet_event = datetime.fromisoformat(quiet_event)
@@ -256,6 +259,102 @@ def a_long_retry_after_is_honoured_by_the_engine(rig: Rig) -> None:
     assert after.state is State.CREATING and "retry after 120" in (after.last_error or "")
     assert after.next_attempt_at is not None
     assert after.next_attempt_at >= asked + timedelta(seconds=115), after.next_attempt_at
+
+
+def adobe_add_answered_with_another_2xx(rig: Rig, status: int) -> None:
+    """Any 2xx whose body carries the new secret is a success (finding 4: a 202 went to
+    the error path, and the error quoted the body, plaintext included)."""
+    case = _case(rig)
+    rig.state.faults.consistency.set_add_status(status, client_id=case.cred.client_id)
+    result = _rotate(rig, case)
+    _completed(case, result)
+    assert not [r for r in case.rotations() if r["last_error"]], "an error on the way"
+
+
+def _consumer_of_the_old_secret(case: Case, seconds: float, uses: list[datetime]) -> None:
+    """Once the rotation drains: a consumer that has not re-read AWS mints with the old
+    secret every 200 ms for `seconds`, then stops; it must never be refused."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, error = case.mint(case.initial_value)
+        assert status == 200, f"a consumer still using the old secret was refused: {error}"
+        uses.append(datetime.now(UTC))
+        time.sleep(0.2)
+
+
+def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> None:
+    """Draining while Adobe leaves the old secret out of two answers, shows its usages as
+    null three times and stale at random, and reports uses up to 0.6 s late (usage_lag 1s):
+    the consumer still using it is never refused, and the old secret goes a full quiet
+    period after its last use (findings 1 and 2, over HTTP)."""
+    quiet = 2.0
+    case = _case(rig, defaults={"quiet_period": "2s", "poll_interval": "300ms", "usage_lag": "1s"})
+    client, old = case.cred.client_id, case.cred.secret
+    assert old is not None
+    faults = rig.state.faults
+    faults.set_timing(client_id=client, usage_lag_ms=300, usage_lag_jitter_ms=300, seed=11)
+    uses: list[datetime] = []
+
+    def hostile_drain() -> None:
+        faults.consistency.omit(client_id=client, uuid=old.uuid, count=2)
+        faults.consistency.distort_usages(mode="null", client_id=client, uuid=old.uuid, count=3)
+        faults.consistency.distort_usages(
+            mode="stale", stale_ms=300, client_id=client, rate=0.3, seed=12
+        )
+        _consumer_of_the_old_secret(case, 3.0, uses)
+
+    user = _when(lambda: case.db_state() == "draining", hostile_drain)
+    result = _rotate(rig, case, timeout=40)
+    user.join()
+    _completed(case, result)
+    assert uses and not case.oracle_problems(quiet)
+    truth = rig.state.oracle.secret(case.cred.credential_id, old.uuid)
+    assert truth is not None and truth.deleted_at is not None and sum(truth.hidden.values()) >= 3
+    last_use_ms = int(uses[-1].timestamp() * 1000)
+    assert truth.deleted_at >= last_use_ms + quiet * 1000 - 50
+
+
+def awscurrent_edited_by_hand(rig: Rig, uuid: str, emergency: bool) -> None:
+    """A person pasted a Console-made secret B into AWSCURRENT with A's uuid (or none).
+    The rotator never deletes B before a verified replacement is promoted, and consumers
+    reading AWSCURRENT are never refused (finding 3); it completes or asks a person."""
+    case = _case(rig)
+    old = case.cred.secret
+    assert old is not None
+    made = rig.sandbox.admin.add_secret(case.cred.credential_id)
+    value = {"client_secret": made.client_secret, "consumer_setting": "kept"}
+    if uuid == "stale":
+        value["secret_uuid"] = old.uuid
+    rig.sm.put_secret_value(SecretId=case.secret_id, SecretString=json.dumps(value))
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def consumer() -> None:
+        while not stop.is_set():
+            current = case.current_secret_fast()
+            if current:
+                status, error = case.mint(current)
+                if status != 200:
+                    refused.append(error)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=consumer, daemon=True)
+    thread.start()
+    try:
+        result = _rotate(rig, case, emergency=emergency, timeout=30)
+    finally:
+        stop.set()
+        thread.join()
+    assert not refused, f"consumers reading AWSCURRENT were refused {len(refused)} times"
+    assert result.rotation.state in {State.COMPLETED, State.NEEDS_ATTENTION}, (
+        result.rotation.state,
+        result.rotation.last_error,
+    )
+    assert not i1_current_works(case) + case.oracle_problems(0.2)
+    truth = rig.state.oracle.secret(case.cred.credential_id, made.uuid)
+    assert truth is not None and not truth.deleted_while_current
+    if truth.deleted_at is not None:  # only once its replacement was promoted
+        assert case.aws_value()["client_secret"] != made.client_secret
 
 
 # --- AWS -----------------------------------------------------------------------------------
@@ -352,6 +451,22 @@ SCENARIOS: list[tuple[str, Callable[[Rig], None]]] = [
     ],
     ("adobe Retry-After 120s", a_long_retry_after_is_honoured_by_the_engine),
     *[
+        (f"adobe add answered {st}", partial(adobe_add_answered_with_another_2xx, status=st))
+        for st in (200, 202)
+    ],
+    (
+        "hostile answers while draining",
+        a_drain_through_hostile_answers_never_deletes_under_a_consumer,
+    ),
+    *[
+        (
+            f"AWSCURRENT edited by hand, {u} uuid, {'emergency' if e else 'normal'}",
+            partial(awscurrent_edited_by_hand, uuid=u, emergency=e),
+        )
+        for u in ("stale", "missing")
+        for e in (False, True)
+    ],
+    *[
         (
             f"aws {code} on {t}",
             partial(aws_throttling_and_5xx_are_retried, target=t, status=st, code=code),
@@ -401,7 +516,8 @@ def test_faults_aimed_at_one_credential_each_side_by_side(fault_rig: Rig) -> Non
         try:
             run(fault_rig)
         except BaseException as exc:
-            return f"{type(exc).__name__}: {exc}"[:3000]
+            where = "".join(traceback.format_tb(exc.__traceback__, limit=-4))
+            return f"{type(exc).__name__}: {exc}"[:3000] + f"\n{where}"
         return None
 
     with ThreadPoolExecutor(8, thread_name_prefix="fault") as pool:

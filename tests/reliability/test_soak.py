@@ -2,11 +2,18 @@
 processes killed with SIGKILL at random moments, two processes racing for one credential,
 emergencies landing on normal rotations, and Adobe and AWS faults at random rates.
 
+Adobe is hostile the way an eventually consistent service is, per credential (see
+`Case.hostile`): uses shown late (within the rotator's `usage_lag`), list answers that
+leave a secret out or show its usages as null or stale, adds answered 200/201/202, new
+secrets accepted late.
+
 Meanwhile a watcher samples I2/I3 and consumers keep reading AWSCURRENT and minting
-tokens with it (I8: outside an emergency, none may be refused). At the end the faults
-stop, every credential is rotated once more to a clean state, and every invariant is
-checked: no unfinished rotation, I1, I3, I4, I6 (every event chain and the audit hash
-chain), and no orphan at Adobe.
+tokens with it (I8: outside an emergency, none may be refused), while others keep the
+secret they read last and use it every ~100 ms for a few seconds before reading again
+(the oracle, `truth.py`: never deleted under them, outside an emergency). At the end the
+faults stop, every credential is rotated once more to a clean state, and every invariant
+is checked: no unfinished rotation, I1, I3, I4, I6 (every event chain and the audit hash
+chain), no orphan at Adobe, and the oracle over every deletion of the run.
 
 Seeded: ROTATOR_SOAK_SEED=N repeats a run's choices (timing still varies); the seed is
 printed. CI soaks for 12 s per database; ROTATOR_LONG=1 for 5 minutes (or
@@ -43,6 +50,7 @@ from tests.reliability.harness import (
 from tests.reliability.launcher import Proc, base_env
 
 CREDENTIALS = 4
+QUIET_S = 1.0
 SECONDS = float(os.environ.get("ROTATOR_SOAK_SECONDS") or (300 if LONG else 12))
 
 
@@ -55,6 +63,8 @@ class Tally:
     refused: list[tuple[str, datetime]] = field(default_factory=list)
     slow: int = 0  # refusals after a read-to-use delay longer than half the quiet period
     consumed: int = 0
+    held_uses: int = 0  # uses of a secret a consumer kept (not re-read)
+    held_refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,7 +76,8 @@ def _config(rig: Rig, cases: list[Case], db_url: str) -> str:
         "adobe": {"ims_url": rig.sandbox.url, "api_url": rig.sandbox.url, "timeout": "2s"},
         "aws": {"endpoint_url": rig.proxy.url, "region": "us-east-1"},
         "defaults": {
-            "quiet_period": "1s",
+            "quiet_period": f"{QUIET_S:g}s",
+            "usage_lag": "500ms",  # the sandbox's lag + staleness stays below it
             "poll_interval": "500ms",
             "verify_timeout": "5s",
             "max_drain": "1h",
@@ -144,6 +155,28 @@ def _consumer(rig: Rig, cases: list[Case], stop: threading.Event, tally: Tally) 
         time.sleep(0.05)
 
 
+def _holding_consumer(
+    cases: list[Case], rng: random.Random, stop: threading.Event, tally: Tally
+) -> None:
+    """Consumers that keep the secret they read last and use it every ~100 ms for 0.5-4 s
+    before reading AWSCURRENT again: the oracle judges every deletion under them."""
+    held: dict[str, tuple[str, float]] = {}
+    while not stop.is_set():
+        now = time.monotonic()
+        for case in cases:
+            value, until = held.get(case.name, ("", 0.0))
+            if not value or now > until:
+                value = case.current_secret_fast() or ""
+                held[case.name] = (value, now + rng.uniform(0.5, 4.0))
+            if not value:
+                continue
+            status, _error = case.mint(value)
+            with tally.lock:
+                tally.held_uses += 1
+                tally.held_refused += status != 200
+        time.sleep(0.1)
+
+
 def _sandbox_faults(rig: Rig) -> int:
     return sum(int(e["faults"]) for e in rig.state.faults.counters()["endpoints"].values())
 
@@ -199,6 +232,8 @@ def test_soak(rig: Rig, db: str) -> None:
     # Faults at random rates, aimed at these credentials only.
     faults = rig.state.faults
     proxy_before, sandbox_before = rig.proxy.faults_fired, _sandbox_faults(rig)
+    for case in cases:
+        case.hostile(rng)
     for i, case in enumerate(cases):
         client = case.cred.client_id
         faults.add("*", status=503, rate=rng.uniform(0, 0.12), seed=seed + i, client_id=client)
@@ -210,6 +245,11 @@ def test_soak(rig: Rig, db: str) -> None:
     stop = threading.Event()
     errors: list[str] = []
     consumer = threading.Thread(target=_consumer, args=(rig, cases, stop, tally), daemon=True)
+    holder = threading.Thread(
+        target=_holding_consumer,
+        args=(cases, random.Random(seed + 7), stop, tally),
+        daemon=True,
+    )
     deadline = time.monotonic() + SECONDS
     drivers = [
         threading.Thread(
@@ -223,6 +263,7 @@ def test_soak(rig: Rig, db: str) -> None:
         rig.watcher.add(case)
     try:
         consumer.start()
+        holder.start()
         for thread in drivers:
             thread.start()
         for thread in drivers:
@@ -230,7 +271,8 @@ def test_soak(rig: Rig, db: str) -> None:
 
         # Calm: no faults; each credential's work is finished, then one clean rotation.
         faults_fired = _sandbox_faults(rig) - sandbox_before + rig.proxy.faults_fired - proxy_before
-        faults.clear_faults()
+        hidden = sum(case.hidden_answers() for case in cases)
+        faults.clear_faults()  # the calm: no fault, no hostile answer
         rig.proxy.clear_faults()
         settlers = [
             threading.Thread(target=_settle, args=(rig, config, case, errors), daemon=True)
@@ -242,6 +284,7 @@ def test_soak(rig: Rig, db: str) -> None:
             thread.join(300)
         stop.set()
         consumer.join(10)
+        holder.join(10)
     finally:
         stop.set()
         for case in cases:
@@ -263,6 +306,7 @@ def test_soak(rig: Rig, db: str) -> None:
         live = list(case.adobe().values())
         if live != [case.aws_value().get("client_secret")]:
             problems.append(f"{case.name}: orphans: Adobe holds {len(live)} secrets")
+        problems += [f"{case.name}: {p}" for p in case.oracle_problems(QUIET_S)]
         windows = _emergency_windows(case)
         for name, at in tally.refused:
             if name == case.name and not any(a <= at <= b for a, b in windows):
@@ -275,12 +319,25 @@ def test_soak(rig: Rig, db: str) -> None:
     figures.add("soak rotator processes killed", tally.kills)
     figures.add("soak races (two processes, one credential)", tally.races)
     figures.add("soak faults injected", faults_fired)
-    figures.add("soak consumer token requests", tally.consumed)
+    figures.add("soak consumer token requests", tally.consumed + tally.held_uses)
+    figures.add("soak uses of a kept (not re-read) secret", tally.held_uses)
+    figures.add("soak hostile list answers (omitted, null, stale)", hidden)
+    figures.add(
+        "soak deletions judged by the oracle",
+        sum(
+            1
+            for case in cases
+            for t in rig.state.oracle.secrets(case.cred.credential_id)
+            if t.deleted_at is not None
+        ),
+    )
     print(
         f"soak {db}: {completed} rotations completed, {sum(tally.started.values())} started "
         f"({dict(tally.started)}), {tally.kills} kills, {tally.races} races, exits "
         f"{dict(tally.exits)}, {tally.consumed} consumer mints, {len(tally.refused)} refused "
-        f"(all during emergencies), faults {faults_fired}"
+        f"(all during emergencies), faults {faults_fired}, hostile answers {hidden}, "
+        f"{tally.held_uses} uses of kept secrets ({tally.held_refused} refused: judged by "
+        f"the oracle)"
     )
     failed = [
         (r["credential"], r["trigger"], r["last_error"])
