@@ -17,7 +17,8 @@ from sqlalchemy import Engine, func, select
 
 from rotator.adapters.db.outbox import Backlog, Outbox
 from rotator.adapters.db.tables import credentials, rotations
-from rotator.domain import policy as rules
+from rotator.domain import evidence as proof
+from rotator.domain.evidence import Evidence
 from rotator.domain.model import Policy, State
 
 ENDINGS = ("completed", "failed", "cancelled", "abandoned")
@@ -106,11 +107,16 @@ class Insights:
         draining = active is not None and active["state"] == State.DRAINING.value
         deadline = last_used = None
         if draining and active["promoted_at"] is not None:
-            last_used = _old_last_used(active["evidence"])
-            deadline = rules.quiet_deadline(
-                promoted_at=active["promoted_at"],
-                old_last_used_at=last_used,
-                quiet_period=(policy or Policy()).quiet_period,
+            # The engine's own quiet rule: quiet_period + usage_lag after the later of
+            # promotion and the latest use ever seen (the grow-only evidence).
+            rule = policy or Policy()
+            last_used = Evidence.from_dict(active["evidence"] or {}).old_last_used_at
+            last_used = _aware(last_used) if last_used else None
+            deadline = proof.quiet_deadline(
+                since=active["promoted_at"],
+                last_used_at=last_used,
+                quiet_period=rule.quiet_period,
+                usage_lag=rule.lag,
             )
         return CredentialFigures(
             name=name,
@@ -122,11 +128,6 @@ class Insights:
             drain_deadline=deadline,
             drain_old_last_used_at=last_used,
         )
-
-
-def _old_last_used(evidence: Mapping[str, Any] | None) -> datetime | None:
-    value = (evidence or {}).get("old_last_used_at")
-    return _aware(datetime.fromisoformat(value)) if value else None
 
 
 def _aware(value: datetime) -> datetime:

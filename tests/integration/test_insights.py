@@ -69,7 +69,9 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     assert by_name["alpha"].max_age == timedelta(days=30) and by_name["gamma"].max_age is None
     beta = by_name["beta"]
     assert beta.draining and beta.drain_old_last_used_at == used
-    assert beta.drain_deadline == used + timedelta(hours=25)  # the later sign of life
+    # quiet_period + usage_lag (unset: a tenth of quiet_period, at most an hour) after the
+    # later sign of life, the use
+    assert beta.drain_deadline == used + timedelta(hours=26)
     assert fleet.outbox.pending == 3  # three rotations started, one receiver of `started`
 
     registry = CollectorRegistry()
@@ -82,6 +84,6 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     assert 'rotator_credential_on_hold{credential="alpha"} 1.0' in text
     assert 'rotator_secret_max_age_seconds{credential="alpha"} 2.592e+06' in text
     [line] = [x for x in text.splitlines() if x.startswith("rotator_drain_deadline")]
-    assert abs(float(line.split()[-1]) - (used + timedelta(hours=25)).timestamp()) < 0.01
+    assert abs(float(line.split()[-1]) - (used + timedelta(hours=26)).timestamp()) < 0.01
     assert "rotator_outbox_pending 3.0" in text and "rotator_outbox_expired_total 0.0" in text
     assert "_created" not in text
