@@ -379,6 +379,14 @@ class OmissionIn(_In):
     seed: int | None = None
 
 
+class LingeringIn(_In):
+    answers: int = Field(default=1, ge=1)
+    client_id: str | None = None
+    count: int | None = Field(default=None, ge=1)
+    rate: float = Field(default=1.0, ge=0, le=1)
+    seed: int | None = None
+
+
 class UsagesIn(OmissionIn):
     mode: Literal["null", "stale"] = "null"
     stale_ms: int = Field(default=0, ge=0)
@@ -622,6 +630,11 @@ async def _usages(state: SandboxState, request: Request) -> Any:
     return _json({"id": state.faults.consistency.distort_usages(**spec.model_dump())}, 201)
 
 
+async def _lingering(state: SandboxState, request: Request) -> Any:
+    spec = await _payload(request, LingeringIn)
+    return _json({"id": state.faults.consistency.linger(**spec.model_dump())}, 201)
+
+
 async def _oracle(state: SandboxState, request: Request) -> Any:
     return state.oracle.view(request.query_params.get("credential_id"))
 
@@ -713,6 +726,7 @@ def _admin_routes(state_file: Path | None) -> list[Route]:
         ("/faults/add-status", _add_status, ["PUT"]),
         ("/faults/omissions", _omission, ["POST"]),
         ("/faults/usages", _usages, ["POST"]),
+        ("/faults/lingering", _lingering, ["POST"]),
         ("/oracle", _oracle, ["GET"]),
         ("/credentials/{credential_id}/oracle", _credential_oracle, ["GET"]),
         ("/holds", _holds, ["GET"]),

@@ -379,6 +379,27 @@ class SandboxAdmin:
         rule_id: str = self._call("POST", "/faults/usages", body)["id"]
         return rule_id
 
+    def linger_deleted(
+        self,
+        *,
+        answers: int = 1,
+        client_id: str | None = None,
+        count: int | None = None,
+        rate: float = 1.0,
+        seed: int | None = None,
+    ) -> str:
+        """The next ``count`` deletions leave the deleted secret listed for ``answers``
+        more list answers (a replica that has not seen the delete)."""
+        body = {
+            "answers": answers,
+            "client_id": client_id,
+            "count": count,
+            "rate": rate,
+            "seed": seed,
+        }
+        rule_id: str = self._call("POST", "/faults/lingering", body)["id"]
+        return rule_id
+
     # ------------------------------------------------------------------ oracle
 
     def oracle(self, credential_id: str | None = None) -> dict[str, Any]:

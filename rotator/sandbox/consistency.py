@@ -18,6 +18,8 @@ answers (or until removed), each with probability ``rate`` drawn from its own se
     a list answer shows a secret's ``secret_usages`` as ``null`` (``mode="null"``), or as
     a replica ``stale_ms`` behind would (``mode="stale"``: the uses visible then; ``null``
     if none was);
+``lingering`` (:meth:`Consistency.linger`)
+    a deleted secret is still listed (as it was) in the next ``answers`` list answers;
 ``add status`` (:meth:`Consistency.set_add_status`)
     an add answered ``200``, ``201`` or ``202``, each with the full body.
 
@@ -46,7 +48,14 @@ __all__ = [
 JSON = dict[str, Any]
 UsageMode = Literal["null", "stale"]
 ADD_STATUSES: Final = (200, 201, 202)
-SWITCHES: Final = ("usage_lag", "accept_delay", "omission", "usage_regression", "add_status")
+SWITCHES: Final = (
+    "usage_lag",
+    "accept_delay",
+    "omission",
+    "usage_regression",
+    "lingering",
+    "add_status",
+)
 _EVERYONE: Final = "*"
 
 
@@ -116,6 +125,16 @@ class Distortion(_Rule):
 
 
 @dataclass
+class Lingering(_Rule):
+    """Keep listing a deleted secret for ``answers`` more list answers."""
+
+    answers: int = 1
+
+    def view(self) -> JSON:
+        return {**self.base_view(), "switch": "lingering", "answers": self.answers}
+
+
+@dataclass
 class _Timing:
     usage_lag_ms: int = 0
     usage_lag_jitter_ms: int = 0
@@ -147,12 +166,14 @@ class Consistency:
         self._ids = ids or itertools.count(1)
         self._omissions: list[Omission] = []
         self._distortions: list[Distortion] = []
+        self._lingering: list[Lingering] = []
         self._timing: dict[str, _Timing] = {}
 
     def clear(self) -> None:
         with self._lock:
             self._omissions.clear()
             self._distortions.clear()
+            self._lingering.clear()
             self._timing.clear()
 
     # ------------------------------------------------------------------ arming
@@ -250,13 +271,43 @@ class Consistency:
             self._distortions.append(rule)
             return rule.id
 
-    def remove(self, rule_id: str) -> bool:
-        """Disarm an omission or a usage regression; False if no such rule is armed."""
+    def linger(
+        self,
+        *,
+        answers: int = 1,
+        client_id: str | None = None,
+        count: int | None = None,
+        rate: float = 1.0,
+        seed: int | None = None,
+    ) -> str:
+        """The next ``count`` deletions (each with probability ``rate``) leave the deleted
+        secret listed, as it was, in the next ``answers`` list answers."""
+        _check_rule(count, rate)
+        if answers < 1:
+            raise ValueError("answers must be at least 1")
         with self._lock:
-            before = len(self._omissions) + len(self._distortions)
+            rule = Lingering(
+                id=f"lingering-{next(self._ids)}",
+                client_id=client_id,
+                uuid=None,
+                remaining=count,
+                rate=rate,
+                seed=seed,
+                rng=random.Random(seed),
+                answers=answers,
+            )
+            self._lingering.append(rule)
+            return rule.id
+
+    def remove(self, rule_id: str) -> bool:
+        """Disarm an omission, a usage regression or a lingering; False if none is armed."""
+        with self._lock:
+            before = len(self._omissions) + len(self._distortions) + len(self._lingering)
             self._omissions = [r for r in self._omissions if r.id != rule_id]
             self._distortions = [r for r in self._distortions if r.id != rule_id]
-            return len(self._omissions) + len(self._distortions) != before
+            self._lingering = [r for r in self._lingering if r.id != rule_id]
+            after = len(self._omissions) + len(self._distortions) + len(self._lingering)
+            return after != before
 
     # ------------------------------------------------------------------ consulted by the model
 
@@ -312,10 +363,21 @@ class Consistency:
                     return rule
             return None
 
+    def lingering_answers(self, client_id: str) -> int:
+        """For a deletion happening now: how many more answers list the deleted secret."""
+        with self._lock:
+            for rule in list(self._lingering):
+                if rule.matches(client_id) and rule.fires():
+                    if rule.spent:
+                        self._lingering.remove(rule)
+                    return rule.answers
+            return 0
+
     def view(self) -> JSON:
         with self._lock:
             return {
                 "timing": {k: t.view() for k, t in self._timing.items()},
                 "omissions": [r.view() for r in self._omissions],
                 "usage_regressions": [r.view() for r in self._distortions],
+                "lingering": [r.view() for r in self._lingering],
             }

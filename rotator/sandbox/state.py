@@ -309,6 +309,8 @@ class SandboxState:
         self._by_client_id: dict[str, Credential] = {}
         self._tokens: dict[str, Token] = {}
         self._retired: list[RetiredSecret] = []
+        # Deleted secrets still listed (the ``lingering`` switch): credential -> [secret, n]
+        self._lingering: dict[str, list[tuple[Secret, list[int]]]] = {}
         self._org_ids = itertools.count(100001)
         self._credential_ids = itertools.count(300001)
         self._mints = 0
@@ -498,6 +500,10 @@ class SandboxState:
 
     def _retire(self, credential: Credential, secret: Secret, *, by: str) -> None:
         del credential.secrets[secret.uuid]
+        answers = self.faults.consistency.lingering_answers(credential.client_id)
+        if answers and by == "api":
+            ghosts = self._lingering.setdefault(credential.credential_id, [])
+            ghosts.append((secret, [answers]))
         self._retired.append(RetiredSecret(credential.credential_id, secret.uuid, secret.value))
         self.oracle.deleted(
             credential.credential_id, secret.uuid, secret.value, self.now_ms(), by=by
@@ -938,7 +944,10 @@ class SandboxState:
                 return credential
             now = self.now_ms()
             switches = self.faults.consistency
-            ordered = self._ordered(credential)
+            ordered = sorted(
+                self._ordered(credential) + self._ghosts(credential),
+                key=lambda s: (s.created_at, s.uuid),
+            )
             left_out = switches.omissions(credential.client_id, [s.uuid for s in ordered])
             entries = []
             for secret in ordered:
@@ -951,6 +960,17 @@ class SandboxState:
                 last = max(shown.values()) if shown else None
                 self.oracle.reported(credential.credential_id, secret.uuid, last)
             return Reply(200, {"client_id": credential.client_id, "client_secrets": entries})
+
+    def _ghosts(self, credential: Credential) -> list[Secret]:
+        """Deleted secrets this answer still lists (each answer counts one down)."""
+        ghosts = self._lingering.get(credential.credential_id, [])
+        listed = []
+        for secret, left in ghosts:
+            left[0] -= 1
+            listed.append(secret)
+            self.oracle.hidden(credential.credential_id, secret.uuid, "lingering")
+        self._lingering[credential.credential_id] = [(s, n) for s, n in ghosts if n[0] > 0]
+        return listed
 
     def _shown_usages(self, credential: Credential, secret: Secret, now: int) -> dict[str, int]:
         """The usages this answer shows: the visible ones, unless a regression fires."""

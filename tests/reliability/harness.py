@@ -315,8 +315,9 @@ class Case:
     def hostile(self, rng: Any, *, lag_ms: int = 150, rate: float = 0.2, omit: bool = True) -> None:
         """Adobe as an eventually consistent service, for this credential only: uses shown
         up to `lag_ms` late (within the rotator's usage_lag), list answers that leave a
-        secret out or show usages as null or stale at `rate`, adds answered 200/201/202,
-        new secrets accepted up to 300 ms late."""
+        secret out or still list a deleted one (with `omit`), or show usages as null or
+        stale, at `rate`; adds answered 200/201/202; new secrets accepted up to 300 ms
+        late."""
         faults, client = self.rig.state.faults, self.cred.client_id
         seed = rng.randrange(10**6)
         faults.set_timing(
@@ -330,13 +331,14 @@ class Case:
         consistency.set_add_status(rng.choice([200, 201, 202]), client_id=client)
         if omit:
             consistency.omit(client_id=client, rate=rate / 2, seed=seed + 1)
+            consistency.linger(client_id=client, answers=2, rate=rate, seed=seed + 4)
         consistency.distort_usages(mode="null", client_id=client, rate=rate / 2, seed=seed + 2)
         consistency.distort_usages(
             mode="stale", stale_ms=lag_ms // 2, client_id=client, rate=rate / 2, seed=seed + 3
         )
 
     def hidden_answers(self) -> int:
-        """List answers that hid the truth from the rotator (omitted, null, stale)."""
+        """List answers that hid the truth (omitted, null, stale, lingering)."""
         return sum(
             sum(t.hidden.values()) for t in self.rig.state.oracle.secrets(self.cred.credential_id)
         )

@@ -16,9 +16,10 @@ take one-shot faults: a transient error before or after the call takes effect, o
 Adobe is as hostile as the sandbox (the very same switches, `rotator.sandbox.consistency`,
 aimed at client id `CLIENT_ID`): uses show in `last_used_at` late (`usage_lag` plus
 jitter), a list answer may leave a secret out or show its usages as null or stale, a new
-secret is accepted late. And it keeps the same oracle (`rotator.sandbox.oracle`): the true
-time of every use (the rotator's own, tagged `rotator`, and consumers', tagged
-`consumer`), every refusal and every deletion, in milliseconds of the fake clock.
+secret is accepted late, a deleted secret is still listed for a while. And it keeps the
+same oracle (`rotator.sandbox.oracle`): the true time of every use (the rotator's own,
+tagged `rotator`, and consumers', tagged `consumer`), every refusal and every deletion, in
+milliseconds of the fake clock.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class FakeAdobe:
         self.faults = Faults()
         #: The sandbox's switches (lag, omissions, usage regressions), for CLIENT_ID.
         self.consistency = Consistency()
+        self.ghosts: list[tuple[_Secret, list[int]]] = []  # deleted, still listed (lingering)
         self.oracle = Oracle()
         self.oracle.watch_current(CREDENTIAL_ID, lambda: self.current_value())
         self.adds = 0
@@ -153,7 +155,12 @@ class FakeAdobe:
     def _listed(self) -> list[AdobeSecret]:
         """One list answer, through the consistency switches; the oracle notes what it hid."""
         now = self.clock()
-        ordered = sorted(self.secrets.values(), key=lambda s: s.created_at)
+        ghosts = [secret for secret, _left in self.ghosts]
+        for secret, left in self.ghosts:
+            left[0] -= 1
+            self.oracle.hidden(CREDENTIAL_ID, secret.uuid, "lingering")
+        self.ghosts = [(secret, left) for secret, left in self.ghosts if left[0] > 0]
+        ordered = sorted([*self.secrets.values(), *ghosts], key=lambda s: s.created_at)
         left_out = self.consistency.omissions(CLIENT_ID, [s.uuid for s in ordered])
         answer = []
         for secret in ordered:
@@ -209,6 +216,9 @@ class FakeAdobe:
                 self.i2_violations.append(f"deleted {uuid}, the secret AWSCURRENT holds")
             self.deleted_values.append(gone.value)
             self.oracle.deleted(CREDENTIAL_ID, uuid, gone.value, ms(self.clock()), by="api")
+            answers = self.consistency.lingering_answers(CLIENT_ID)
+            if answers:
+                self.ghosts.append((gone, [answers]))
         self.faults.check("delete", "after")
 
     def verify(self, cred: CredentialRef, secret: str) -> None:

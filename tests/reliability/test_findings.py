@@ -179,3 +179,26 @@ def test_finding9_a_lost_put_answer_cancel_emergency_crash_before_a_list_cancel(
     model.rotate_through_a_fault(("list", "before"), "crash", emergency=False, then="work")
     model.check()
     _finish(model)
+
+
+# --- found by the model run (each one its shrunk example) ---------------------------------
+
+
+def test_model_find_hand_edit_after_an_emergency_with_lagging_usages(model: EngineModel) -> None:
+    """CI's model run, 09:20 (shrunk by hand): uses show 10-15 minutes late. A person
+    rotates by hand (uuid right); an emergency completes; a person rotates by hand again,
+    pasting secret D with the uuid of the secret the emergency made (N). An emergency now
+    must not delete D, the value AWSCURRENT holds: N's lagging uses (the previous
+    emergency's own token mints, shown late) moving `last_used_at` are no proof that
+    AWSCURRENT holds N."""
+    model.adobe_is_eventually_consistent(accept_delay=0, lag=(600, 300), seed=33418)
+    model.operator_rotates_by_hand("right")
+    model.check()
+    model.start_emergency()
+    model.rotate_through_a_fault(("put", "before"), "crash", emergency=False, then="emergency")
+    model.check()
+    model.operator_rotates_by_hand("stale")
+    model.check()
+    model.rotate_through_a_fault(("delete", "after"), "crash", emergency=True, then="work")
+    model.check()
+    _finish(model)

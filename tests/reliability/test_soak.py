@@ -321,7 +321,7 @@ def test_soak(rig: Rig, db: str) -> None:
     figures.add("soak faults injected", faults_fired)
     figures.add("soak consumer token requests", tally.consumed + tally.held_uses)
     figures.add("soak uses of a kept (not re-read) secret", tally.held_uses)
-    figures.add("soak hostile list answers (omitted, null, stale)", hidden)
+    figures.add("soak hostile list answers (omitted, null, stale, lingering)", hidden)
     figures.add(
         "soak deletions judged by the oracle",
         sum(

@@ -163,7 +163,7 @@ def test_reset_forgets_the_switches_and_the_truth(adobe: Adobe, admin: SandboxAd
     admin.set_add_status(202)
     admin.reset()
     view = admin.faults()["consistency"]
-    assert view == {"timing": {}, "omissions": [], "usage_regressions": []}
+    assert view == {"timing": {}, "omissions": [], "usage_regressions": [], "lingering": []}
     assert admin.oracle()["secrets"] == []
 
 
@@ -173,3 +173,16 @@ def test_switches_are_removed_by_id(adobe: Adobe, admin: SandboxAdmin) -> None:
     assert adobe.entries(token) == []
     admin.remove_fault(rule)
     assert len(adobe.entries(token)) == 1
+
+
+def test_a_deleted_secret_lingers_in_the_next_answers(adobe: Adobe, admin: SandboxAdmin) -> None:
+    token = adobe.token()
+    second = adobe.add_secret(token).json()["uuid"]
+    admin.linger_deleted(answers=2, client_id=adobe.cred.client_id, count=1)
+    assert adobe.delete_secret(second, token).status_code in (200, 204)
+    listed = [[e["uuid"] for e in adobe.entries(token)] for _ in range(3)]
+    assert [second in uuids for uuids in listed] == [True, True, False]
+    assert len(admin.secrets(adobe.cred.credential_id)) == 1  # the truth: it is gone
+    assert adobe.delete_secret(second, token).status_code == 404
+    (row,) = [s for s in admin.oracle(adobe.cred.credential_id)["secrets"] if s["uuid"] == second]
+    assert row["hidden"] == {"lingering": 2} and row["deleted_by"] == "api"
