@@ -12,6 +12,8 @@ import click
 from rotator import redaction
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_OK, errors, say, ts
+from rotator.domain.machine import drain_deadline
+from rotator.domain.model import Policy, Rotation, State
 
 if TYPE_CHECKING:
     from rotator.adapters.db.audit import AuditEvent
@@ -55,6 +57,8 @@ def _status_rows(app: App) -> list[dict[str, Any]]:
                 "old_uuid": active.old_uuid,
                 "new_uuid": active.new_uuid,
                 "evidence": active.evidence.as_dict() if active.evidence else None,
+                # When the old secret may be deleted if no use shows up: the engine's rule.
+                "drain_deadline": _drain_deadline(active, policy),
                 "next_attempt_at": active.next_attempt_at.isoformat()
                 if active.next_attempt_at
                 else None,
@@ -87,6 +91,13 @@ def status(ctx: Ctx, as_json: bool) -> None:
     sys.exit(EXIT_ATTENTION if attention else EXIT_OK)
 
 
+def _drain_deadline(active: Rotation, policy: Policy) -> str | None:
+    draining = State.DRAINING in {active.state, active.resume_state}
+    if not draining or active.promoted_at is None:
+        return None
+    return drain_deadline(active, active.evidence, policy).isoformat()
+
+
 def _when(iso: str | None) -> str:
     return ts(datetime.fromisoformat(iso)) if iso else "unknown"
 
@@ -101,6 +112,8 @@ def _notes(r: dict[str, Any]) -> list[str]:
             f"old last used {_when(ev['old_last_used_at']).replace('unknown', 'never')}, "
             f"new last used {_when(ev['new_last_used_at']).replace('unknown', 'never')}"
         )
+    if rot and rot.get("drain_deadline"):
+        notes.append(f"old secret deleted at {_when(rot['drain_deadline'])} if unused until then")
     error = (rot or {}).get("last_error") or (None if rot else r["last_error"])
     if error:
         notes.append(error)

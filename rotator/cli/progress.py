@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator import redaction
 from rotator.cli.output import say, ts
-from rotator.domain import policy as rules
+from rotator.domain.machine import drain_deadline
 from rotator.domain.model import Policy, Rotation, State
 
 if TYPE_CHECKING:
@@ -67,12 +67,7 @@ def deadlines(rotation: Rotation, policy: Policy | None) -> str:
     """When a draining rotation can delete the old secret, and when it would alert."""
     if policy is None or rotation.promoted_at is None or rotation.state is not State.DRAINING:
         return ""
-    old_used = rotation.evidence.old_last_used_at if rotation.evidence else None
-    quiet = rules.quiet_deadline(
-        promoted_at=rotation.promoted_at,
-        old_last_used_at=old_used,
-        quiet_period=policy.quiet_period,
-    )
+    quiet = drain_deadline(rotation, rotation.evidence, policy)  # quiet_period + usage_lag
     alert = rotation.promoted_at + policy.max_drain
     return f"old secret deleted at {ts(quiet)} if unused until then (alert at {ts(alert)})"
 
