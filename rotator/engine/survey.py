@@ -50,14 +50,16 @@ def survey(engine: Engine, name: str) -> None:
         listed = engine.adobe.list_secrets(step.ref, secret)
         version = step.current().version_id
         adopted = row.current_uuid if row and row.current_version == version else None
-        uuid = step.current_uuid() or adopted or (listed[0].uuid if len(listed) == 1 else None)
+        uuid = adopted or step.current_uuid() or (listed[0].uuid if len(listed) == 1 else None)
         found = next((s for s in listed if s.uuid == uuid), None)
         engine.store.record_survey(
             name,
             seen_rotated_at=seen,
             surveyed_at=now,
             current_uuid=uuid,
-            current_version=version if found else None,
+            # A binding (uuid for this exact version) is proof for a delete (I9): keep one
+            # that exists, never make one from the AWS value's claim or a lone list entry.
+            current_version=version if found and uuid == adopted else None,
             secret_created_at=found.created_at if found else None,
             last_error=None if found else "current uuid unknown: run `rotator adopt`",
         )

@@ -357,13 +357,17 @@ def test_finding2_a_later_null_or_older_usage_answer_does_not_shorten_the_quiet_
 # --- finding 3: identity of AWSCURRENT's secret ------------------------------------------------
 
 
+@pytest.mark.parametrize("surveyed", [False, True])
 def test_finding3_an_emergency_never_deletes_the_live_secret_a_stale_uuid_points_away_from(
-    rig: Rig,
+    rig: Rig, surveyed: bool
 ) -> None:
     a = rig.first
     b = rig.adobe.seed()  # a second secret, B
     # A hand edit: AWSCURRENT holds B's value beside A's uuid.
     rig.aws.hand_edit({"client_secret": b.value, "secret_uuid": a.uuid})
+    if surveyed:  # the daemon's survey reads the claim: it must not turn it into a binding
+        rig.engine.sync()
+        rig.engine.survey(NAME)
 
     rotation = rig.start(Trigger.EMERGENCY)
     final = rig.drive_until(
