@@ -16,7 +16,8 @@ take one-shot faults: a transient error before or after the call takes effect, o
 Adobe is as hostile as the sandbox (the very same switches, `rotator.sandbox.consistency`,
 aimed at client id `CLIENT_ID`): uses show in `last_used_at` late (`usage_lag` plus
 jitter), a list answer may leave a secret out or show its usages as null or stale, a new
-secret is accepted late, a deleted secret is still listed for a while. And it keeps the
+secret is accepted late, a deleted secret is still listed for a while, and its clock may
+be off ours by `skew` (in every time it reports). And it keeps the
 same oracle (`rotator.sandbox.oracle`): the true time of every use (the rotator's own,
 tagged `rotator`, and consumers', tagged `consumer`), every refusal and every deletion, in
 milliseconds of the fake clock.
@@ -114,6 +115,7 @@ class FakeAdobe:
         #: The sandbox's switches (lag, omissions, usage regressions), for CLIENT_ID.
         self.consistency = Consistency()
         self.ghosts: list[tuple[_Secret, list[int]]] = []  # deleted, still listed (lingering)
+        self.skew = timedelta(0)  # Adobe's clock minus ours, in every time it reports
         self.oracle = Oracle()
         self.oracle.watch_current(CREDENTIAL_ID, lambda: self.current_value())
         self.adds = 0
@@ -180,7 +182,8 @@ class FakeAdobe:
                     how = "null" if shown is None else "stale"
                     self.oracle.hidden(CREDENTIAL_ID, secret.uuid, how)
             self.oracle.reported(CREDENTIAL_ID, secret.uuid, None if shown is None else ms(shown))
-            answer.append(AdobeSecret(secret.uuid, secret.created_at, shown))
+            reported = None if shown is None else shown + self.skew
+            answer.append(AdobeSecret(secret.uuid, secret.created_at + self.skew, reported))
         return answer
 
     # --- the port -----------------------------------------------------------------------
@@ -205,7 +208,7 @@ class FakeAdobe:
         self.oracle.created(CREDENTIAL_ID, made.uuid, made.value, ms(now), by="api")
         self.adds += 1
         self.faults.check("add", "after")
-        return NewSecret(made.uuid, made.created_at, made.value)
+        return NewSecret(made.uuid, made.created_at + self.skew, made.value)
 
     def delete_secret(self, cred: CredentialRef, secret: str, uuid: str) -> None:
         self.faults.check("delete", "before")
