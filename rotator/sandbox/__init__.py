@@ -2,11 +2,17 @@
 
 It is a real HTTP server (Starlette on uvicorn) so the rotator's own Adobe client is
 exercised end to end, with faults a real Adobe cannot be asked for: latency, errors,
-dropped connections, lagging ``last_used_at``, slow secret propagation, and requests held
-mid-flight while a test kills the client.
+dropped connections, requests held mid-flight while a test kills the client, and the
+answers of an eventually consistent service (lagging ``last_used_at``, slow secret
+propagation, secrets left out of a list, usages shown null or stale, deleted secrets still
+listed, adds answered 200/201/202), while an oracle records what really happened.
 
 * :class:`~rotator.sandbox.state.SandboxState`: the Adobe model, no HTTP (``state.py``);
 * :class:`~rotator.sandbox.faults.FaultPlan`: faults, holds, counters (``faults.py``);
+* :class:`~rotator.sandbox.consistency.Consistency`: eventual-consistency switches
+  (``consistency.py``);
+* :class:`~rotator.sandbox.oracle.Oracle`: the true uses, refusals and deletions
+  (``oracle.py``);
 * :mod:`~rotator.sandbox.rs256`: RS256 JWTs for the legacy exchange (``rs256.py``);
 * :func:`~rotator.sandbox.app.create_app`: the ASGI app (``app.py``);
 * :class:`~rotator.sandbox.server.SandboxServer`: run it in a thread (``server.py``);
@@ -16,15 +22,20 @@ mid-flight while a test kills the client.
 """
 
 from rotator.sandbox.client import CreatedCredential, SandboxAdmin, SandboxAdminError, SecretValue
+from rotator.sandbox.consistency import SWITCHES, Consistency
 from rotator.sandbox.faults import ENDPOINTS, FaultPlan
+from rotator.sandbox.oracle import Oracle
 from rotator.sandbox.server import SandboxServer
 from rotator.sandbox.state import MANAGEMENT_SCOPES, SandboxState, Settings
 
 __all__ = [
     "ENDPOINTS",
     "MANAGEMENT_SCOPES",
+    "SWITCHES",
+    "Consistency",
     "CreatedCredential",
     "FaultPlan",
+    "Oracle",
     "SandboxAdmin",
     "SandboxAdminError",
     "SandboxServer",
