@@ -202,3 +202,21 @@ def test_model_find_hand_edit_after_an_emergency_with_lagging_usages(model: Engi
     model.rotate_through_a_fault(("delete", "after"), "crash", emergency=True, then="work")
     model.check()
     _finish(model)
+
+
+def test_model_find_null_usages_hand_edit_then_emergency_crashing_before_a_list(
+    model: EngineModel,
+) -> None:
+    """A random model run, 09:15 (found against that minute's engine, shrunk by
+    Hypothesis): a list answer shows usages as null once, a consumer uses the secret it
+    read, a person pastes a Console secret into AWSCURRENT with the old uuid, and an
+    emergency crashes before its first list, then runs. The value AWSCURRENT holds was
+    deleted."""
+    model.adobe_is_eventually_consistent(accept_delay=0, lag=(0, 0), seed=0)
+    model.adobe_usages_go_back(which="old", mode="null", count=1)
+    model.consumer_keeps_using_what_it_read()
+    model.operator_rotates_by_hand("stale")
+    model.check()
+    model.rotate_through_a_fault(("list", "before"), "crash", emergency=True, then="work")
+    model.check()
+    _finish(model)
