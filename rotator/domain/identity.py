@@ -128,16 +128,22 @@ def judge_probe(
     *,
     claimed: str | None,
     now: datetime,
+    lag: timedelta,
     bound: timedelta,
     secret_id: str,
     name: str,
 ) -> IdentityVerdict:
-    """Exactly one uuid moved: proven (unless the AWS value claims another: a person looks).
+    """Decide once `lag` has passed since the test token, then: exactly one uuid used from
+    around the mint on is proof (unless the AWS value claims another: a person looks).
 
-    None or several moved: Adobe may not have reported the use yet, or a consumer of
-    another secret used it meanwhile; look again (with a fresh token when several moved)
-    until `bound` after the first probe, then ask a person rather than guess.
+    Not before: a use of another secret from just before the mint, reported late, would
+    look like the test token's (and the test token's own use may not show yet). None or
+    several moved: look again with a fresh token (a consumer of another secret was busy,
+    or a list left a secret out) until `bound` after the first probe, then ask a person
+    rather than guess.
     """
+    if now < probe.at + lag:
+        return IdentityVerdict(wait=True)
     moved = probe.moved()
     if len(moved) == 1:
         (uuid,) = moved
@@ -152,7 +158,7 @@ def judge_probe(
             )
         return IdentityVerdict(identity=Identity(uuid, probe.version_id, OBSERVED))
     if now - probe.started < bound:
-        return IdentityVerdict(wait=True, reprobe=len(moved) > 1)
+        return IdentityVerdict(wait=True, reprobe=True)
     what = "none" if not moved else f"{len(moved)} of them ({', '.join(moved)})"
     return IdentityVerdict(
         attention=(

@@ -25,6 +25,44 @@ def prove_current(
     step: StepContext, rotation: Rotation, now: datetime, listed: list[AdobeSecret]
 ) -> Identity | Outcome:
     """The proven identity of AWSCURRENT, or an Outcome that waits for Adobe to show it."""
+    known = known_current(step, rotation)
+    if known is not None:
+        return known
+    version = step.current().version_id
+    probe = Probe.from_dict(rotation.detail.get("identity_probe"))
+    if probe is None or probe.version_id != version:
+        probe = _mint(step, now, version, started=now, known=_known(rotation, listed))
+    else:
+        probe = probe.fold(used_by_uuid(listed))
+    lag, pause = step.policy.lag, confirm_delay(step.policy.poll_interval)
+    verdict = judge_probe(
+        probe,
+        claimed=step.current_uuid(),
+        now=now,
+        lag=lag,
+        bound=3 * (lag + pause),  # room for two fresh test tokens
+        secret_id=step.cfg.secret_id,
+        name=step.cfg.name,
+    )
+    if verdict.identity is not None:
+        return verdict.identity
+    if verdict.attention:
+        raise NeedsAttention(verdict.attention)
+    if verdict.reprobe:  # none or several moved: try again with a fresh test token
+        probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
+    detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
+    return Outcome(
+        rotation.state,
+        kind="identity_probe",
+        changes={"detail": detail},
+        detail={"moved": probe.moved(), "since": probe.started.isoformat()},
+        wait_until=max(now + pause, probe.at + lag),
+    )
+
+
+def known_current(step: StepContext, rotation: Rotation) -> Identity | None:
+    """What is already proven about AWSCURRENT's version, at no cost: a binding recorded for
+    it (promotion, adopt, an earlier observation) or this rotation's own proof."""
     version = step.current().version_id
     row = step.store.credential_rows().get(step.cfg.name)
     bound = by_binding(
@@ -33,36 +71,7 @@ def prove_current(
     if bound is not None:
         return bound
     recorded = Identity.from_dict(rotation.detail.get("identity"))
-    if recorded is not None and recorded.version_id == version:
-        return recorded
-    probe = Probe.from_dict(rotation.detail.get("identity_probe"))
-    if probe is None or probe.version_id != version:
-        probe = _mint(step, now, version, started=now, known=_known(rotation, listed))
-    else:
-        probe = probe.fold(used_by_uuid(listed))
-    bound_for = step.policy.lag + confirm_delay(step.policy.poll_interval)
-    verdict = judge_probe(
-        probe,
-        claimed=step.current_uuid(),
-        now=now,
-        bound=bound_for,
-        secret_id=step.cfg.secret_id,
-        name=step.cfg.name,
-    )
-    if verdict.identity is not None:
-        return verdict.identity
-    if verdict.attention:
-        raise NeedsAttention(verdict.attention)
-    if verdict.reprobe:  # several moved: a consumer of another secret meanwhile; try again
-        probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
-    detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
-    return Outcome(
-        rotation.state,
-        kind="identity_probe",
-        changes={"detail": detail},
-        detail={"moved": probe.moved(), "since": probe.started.isoformat()},
-        wait_until=now + confirm_delay(step.policy.poll_interval),
-    )
+    return recorded if recorded is not None and recorded.version_id == version else None
 
 
 def recorded(rotation_detail: dict[str, Any], identity: Identity) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from rotator.domain import machine
 from rotator.domain.errors import InvalidClient, LeaseLost, NeedsAttention, StepError
 from rotator.domain.evidence import NO_EVIDENCE, Evidence, confirm_delay
 from rotator.domain.identity import OBSERVED
-from rotator.domain.model import Rotation, State
+from rotator.domain.model import AdobeSecret, Rotation, State
 from rotator.engine.context import CURRENT, PENDING, StepContext, holder
 from rotator.engine.deletes import current_identity, delete, recheck, used_by_uuid
-from rotator.engine.identify import prove_current, recorded
+from rotator.engine.identify import known_current, prove_current, recorded
 from rotator.engine.outcome import Outcome
 
 log = structlog.get_logger("rotator.engine")
@@ -28,29 +28,44 @@ Step = Callable[[StepContext, Rotation, datetime], Outcome]
 
 
 def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
-    """Prove which uuid AWSCURRENT holds, clear strays that are provably unused, then
-    persist what was seen and a fresh request token before any write."""
+    """Learn which uuid AWSCURRENT holds, clear strays that are provably unused, then
+    persist what was seen and a fresh request token before any write.
+
+    Deleting a stray needs proof of AWSCURRENT's uuid (I9): a binding for this exact AWS
+    version, or an observation, which may wait up to usage_lag for Adobe to show a test
+    token's use. A plan that deletes nothing goes on with the AWS value's claim (or the
+    one secret listed): the old secret is then deleted only after its own quiet period,
+    once AWSCURRENT is this rotation's own version.
+    """
     current = step.current()
     secret = step.current_secret()
     listed = step.adobe.list_secrets(step.ref, secret)
-    proven = prove_current(step, rotation, now, listed)
-    if isinstance(proven, Outcome):
-        return proven  # Adobe has not shown the test token's use yet: look again soon
-    step.identity = proven
-    old_uuid = proven.uuid
     uuids = {s.uuid for s in listed}
-    if old_uuid not in uuids:
+    proven = known_current(step, rotation)
+    only = next(iter(uuids)) if len(uuids) == 1 else None
+    old_uuid = proven.uuid if proven else (step.current_uuid() or only)
+    if proven is None and old_uuid is not None and old_uuid in uuids:
+        verdict = _strays(step, rotation, now, listed, old_uuid)
+        needs_proof = bool(verdict.delete)
+    else:
+        needs_proof = proven is None
+    if needs_proof:
+        observed = prove_current(step, rotation, now, listed)
+        if isinstance(observed, Outcome):
+            return observed  # Adobe has not shown the test token's use yet: look again soon
+        proven, old_uuid = observed, observed.uuid
+    step.identity = proven
+    if old_uuid is None or old_uuid not in uuids:
+        how = f" ({proven.proof})" if proven else ""
         raise NeedsAttention(
-            f"AWSCURRENT of {step.cfg.secret_id!r} holds uuid {old_uuid} ({proven.proof}), "
-            f"which Adobe does not list for credential {step.cfg.credential_id}; check the "
+            f"AWSCURRENT of {step.cfg.secret_id!r} holds uuid {old_uuid}{how}, which Adobe "
+            f"does not list for credential {step.cfg.credential_id}; check the "
             f"configuration, or run `rotator adopt {step.cfg.name} --uuid <uuid>`"
         )
     evidence = (rotation.evidence or NO_EVIDENCE).fold(
         now, used_by_uuid(listed), old_uuid=old_uuid, new_uuid=None
     )
-    verdict = machine.judge_strays(
-        listed, old_uuid, step.policy, now, emergency=rotation.emergency, evidence=evidence
-    )
+    verdict = _strays(step, rotation, now, listed, old_uuid, evidence)
     if verdict.attention:
         raise NeedsAttention(verdict.attention)
     deleted: list[str] = []
@@ -75,14 +90,31 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             "request_token": uuidlib.uuid4().hex,
             "previous_version": current.version_id,
             "evidence": evidence,
-            "detail": recorded(rotation.detail, proven),
+            "detail": recorded(rotation.detail, proven) if proven else rotation.detail,
         },
-        detail={"old_uuid": old_uuid, "identity": proven.proof, "strays_deleted": deleted},
+        detail={
+            "old_uuid": old_uuid,
+            "identity": proven.proof if proven else "claim",
+            "strays_deleted": deleted,
+        },
         credential_update=(
             {"current_uuid": proven.uuid, "current_version": proven.version_id}
-            if proven.proof == OBSERVED
+            if proven and proven.proof == OBSERVED
             else None
         ),
+    )
+
+
+def _strays(
+    step: StepContext,
+    rotation: Rotation,
+    now: datetime,
+    listed: list[AdobeSecret],
+    old_uuid: str,
+    evidence: Evidence | None = None,
+) -> machine.StrayVerdict:
+    return machine.judge_strays(
+        listed, old_uuid, step.policy, now, emergency=rotation.emergency, evidence=evidence
     )
 
 
