@@ -200,14 +200,16 @@ def one_run(sandbox: h.Sandbox, moto: h.Moto, db_url: str) -> Iterator[Run]:
             run.close()
 
 
-def report(label: str, values: list[float]) -> str:
+def report(label: str, values: list[float], *, target: bool = True) -> str:
+    runs = ", ".join(f"{v:.1f}" for v in values)
     if any(math.isnan(v) for v in values):  # some run did not get there
-        return f"  {label:<34} runs: {', '.join(f'{v:.1f}' for v in values)} (nan: not reached)"
+        return f"  {label:<34} runs: {runs} (nan: not reached)"
     worst = max(values)
     verdict = "met" if worst <= TARGET_S else "NOT met"
+    judged = f"(target <= {TARGET_S:.0f} s: {verdict})" if target else "(no target)"
     return (
         f"  {label:<34} median {statistics.median(values):5.1f} s, max {worst:5.1f} s "
-        f"(target <= {TARGET_S:.0f} s: {verdict}); runs: {', '.join(f'{v:.1f}' for v in values)}"
+        f"{judged}; runs: {runs}"
     )
 
 
@@ -241,7 +243,9 @@ def main() -> None:
             print(report("normal: kill -> advanced by other", taken))
             print(report("emergency: kill -> started", emergency_started))
             print(report("emergency: kill -> advanced", emergency_advanced))
-            print(report("emergency: kill -> completed", emergency_completed))
+            # Completion includes the destroy gate's confirmations (two answers from Adobe,
+            # apart in time): informative, not part of the takeover target.
+            print(report("emergency: kill -> completed", emergency_completed, target=False))
 
 
 if __name__ == "__main__":
