@@ -136,9 +136,11 @@ class Lingering(_Rule):
 
 @dataclass
 class _Timing:
-    usage_lag_ms: int = 0
-    usage_lag_jitter_ms: int = 0
-    accept_delay_ms: int = 0
+    """One client's (or everyone's) values; None: not set here, everyone's applies."""
+
+    usage_lag_ms: int | None = None
+    usage_lag_jitter_ms: int | None = None
+    accept_delay_ms: int | None = None
     add_status: int | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -311,31 +313,32 @@ class Consistency:
 
     # ------------------------------------------------------------------ consulted by the model
 
-    def _timing_for(self, client_id: str) -> _Timing | None:
-        return self._timing.get(client_id) or self._timing.get(_EVERYONE)
+    def _value(self, client_id: str, name: str) -> tuple[Any, _Timing | None]:
+        """A timing value: the client's if set, else everyone's; with the rng to draw from."""
+        for key in (client_id, _EVERYONE):
+            timing = self._timing.get(key)
+            if timing is not None and getattr(timing, name) is not None:
+                return getattr(timing, name), timing
+        return None, None
 
     def usage_lag_ms(self, client_id: str) -> int:
         """How late the use being recorded now will show (a fresh jitter draw per use)."""
         with self._lock:
-            timing = self._timing_for(client_id)
-            if timing is None:
-                return 0
-            jitter = timing.usage_lag_jitter_ms
-            return timing.usage_lag_ms + (timing.rng.randint(0, jitter) if jitter else 0)
+            lag, _ = self._value(client_id, "usage_lag_ms")
+            jitter, timing = self._value(client_id, "usage_lag_jitter_ms")
+            drawn = timing.rng.randint(0, jitter) if timing is not None and jitter else 0
+            return int(lag or 0) + drawn
 
     def accept_delay_ms(self, client_id: str) -> int | None:
         """The acceptance delay for a secret added now; None when no switch is set."""
         with self._lock:
-            timing = self._timing_for(client_id)
-            return None if timing is None else timing.accept_delay_ms
+            delay, _ = self._value(client_id, "accept_delay_ms")
+            return None if delay is None else int(delay)
 
     def add_status(self, client_id: str) -> int | None:
         with self._lock:
-            timing = self._timing.get(client_id)
-            if timing is not None and timing.add_status is not None:
-                return timing.add_status
-            everyone = self._timing.get(_EVERYONE)
-            return None if everyone is None else everyone.add_status
+            status, _ = self._value(client_id, "add_status")
+            return None if status is None else int(status)
 
     def omissions(self, client_id: str, listed: list[str]) -> set[str]:
         """The uuids to leave out of this list answer (each firing rule counts down)."""

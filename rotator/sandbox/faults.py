@@ -243,12 +243,12 @@ class FaultPlan:
     @property
     def usage_lag_ms(self) -> int:
         """The lag set for everyone (without jitter), as ``set_timing`` left it."""
-        return int(self.consistency.view()["timing"].get("*", {}).get("usage_lag_ms", 0))
+        return int(self.consistency.view()["timing"].get("*", {}).get("usage_lag_ms") or 0)
 
     @property
     def accept_delay_ms(self) -> int:
         """The acceptance delay set for everyone."""
-        return int(self.consistency.view()["timing"].get("*", {}).get("accept_delay_ms", 0))
+        return int(self.consistency.view()["timing"].get("*", {}).get("accept_delay_ms") or 0)
 
     def clear_faults(self) -> None:
         """Drop fault rules, latency, timing and consistency switches (holds are separate)."""

@@ -130,7 +130,10 @@ def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str,
     client, faults = case.cred.client_id, rig.state.faults
     codes: dict[str, int] = {}
 
-    # 1. A normal rotation through Adobe 503s, a dropped token call and AWS throttling.
+    # 1. A normal rotation through Adobe 503s, a dropped token call and AWS throttling;
+    #    Adobe answers every add with 202 (issue 11 finding 4: an unexpected 2xx quoted its
+    #    body, the new secret's plaintext, into the error, the audit and the webhooks).
+    faults.consistency.set_add_status(202, client_id=client)
     faults.add("list_secrets", status=503, count=2, client_id=client)
     faults.add("token", action="drop", count=1, client_id=client)
     rig.proxy.add_fault("PutSecretValue", secret_id=case.secret_id, count=1)

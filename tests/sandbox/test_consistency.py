@@ -186,3 +186,14 @@ def test_a_deleted_secret_lingers_in_the_next_answers(adobe: Adobe, admin: Sandb
     assert adobe.delete_secret(second, token).status_code == 404
     (row,) = [s for s in admin.oracle(adobe.cred.credential_id)["secrets"] if s["uuid"] == second]
     assert row["hidden"] == {"lingering": 2} and row["deleted_by"] == "api"
+
+
+def test_a_switch_for_one_client_leaves_the_others_to_everyones_settings(
+    adobe: Adobe, admin: SandboxAdmin
+) -> None:
+    admin.set_add_status(202, client_id=adobe.cred.client_id)
+    admin.set_timing(accept_delay_ms=30_000)  # for everyone, this client included
+    created = adobe.add_secret()
+    assert created.status_code == 202
+    assert adobe.token_response(secret=created.json()["client_secret"]).status_code == 400
+    assert admin.faults()["accept_delay_ms"] == 30_000
