@@ -135,6 +135,8 @@ def _secs(value: float | None) -> str:
 def _required(deletion: dict[str, Any]) -> str:
     if deletion["emergency"]:
         return "emergency: no quiet period"
+    if not deletion["was_old_secret"]:
+        return f"none ({deletion['deleted_in']}: not the secret in use)"
     return _secs(deletion["quiet_period_seconds"])
 
 

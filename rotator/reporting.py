@@ -186,22 +186,28 @@ def _deletions(
     since: datetime,
     until: datetime,
 ) -> list[dict[str, Any]]:
-    """Each Adobe secret a rotation deleted, with the evidence the decision stood on."""
+    """Each Adobe secret a rotation deleted, with the evidence the decision stood on: the
+    first event naming it as deleted (an emergency's `retire_confirm`, a `completed`, a
+    `rolled_back`) and the rotation's recorded evidence at that event."""
     by_id = {r["id"]: r for r in rotations}
     quiet = policy.quiet_period.total_seconds() if policy else None
-    found = []
+    found: list[dict[str, Any]] = []
+    seen: set[tuple[int, str]] = set()
     for event in trail:
-        if event.kind != "completed" or event.rotation_id not in by_id:
-            continue
-        if not since <= event.at <= until:
+        deleted = event.detail.get("deleted") or []
+        if not deleted or event.rotation_id not in by_id or not since <= event.at <= until:
             continue
         rotation = by_id[event.rotation_id]
+        snap = (event.state or {}).get("rotation") or {}
+        evidence = snap.get("evidence") or rotation.get("evidence") or {}
         emergency = rotation["trigger"] == "emergency"
-        evidence = rotation.get("evidence") or {}
-        for uuid in event.detail.get("deleted") or []:
+        for uuid in deleted:
+            if (rotation["id"], uuid) in seen:
+                continue
+            seen.add((rotation["id"], uuid))
             is_old = uuid == rotation.get("old_uuid")
             last_use = _parse(evidence.get("old_last_used_at")) if is_old else None
-            promoted = _parse(rotation.get("promoted_at"))
+            promoted = _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
             quiet_since = max(filter(None, (promoted, last_use)), default=None)
             found.append(
                 {
@@ -209,12 +215,13 @@ def _deletions(
                     "uuid": uuid,
                     "deleted_at": _iso(event.at),
                     "deleted_by": event.actor,
+                    "deleted_in": event.kind,
                     "emergency": emergency,
                     "was_old_secret": is_old,
-                    "promoted_at": rotation.get("promoted_at"),
+                    "promoted_at": _iso(promoted),
                     "last_use_seen": _iso(last_use),
                     "last_polled_at": evidence.get("polled_at") if is_old else None,
-                    "quiet_period_seconds": None if emergency else quiet,
+                    "quiet_period_seconds": quiet if is_old and not emergency else None,
                     "quiet_for_seconds": (event.at - quiet_since).total_seconds()
                     if quiet_since
                     else None,
