@@ -4,9 +4,9 @@
 
 Same as the `rotator` console script (which only calls `rotator.cli:main`), plus: the
 time.time() this interpreter reached its first line, the time `rotator.cli` took to
-import, and the wall time spent inside httpx.Client.send (Adobe) and botocore's
-Endpoint._send (AWS), written as JSON at exit. With ROTATOR_BENCH_PROFILE=out.prof the
-command also runs under cProfile.
+import, the wall time spent inside httpx.Client.send (Adobe) and botocore's
+Endpoint._send (AWS), and in time.sleep (deliberate waits), written as JSON at exit.
+With ROTATOR_BENCH_PROFILE=out.prof the command also runs under cProfile.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ timing: dict[str, Any] = {
     "aws_s": 0.0,
     "adobe_n": 0,
     "aws_n": 0,
+    "sleep_s": 0.0,
 }
 
 
@@ -53,6 +54,17 @@ def _patch() -> None:
             timing["aws_s"] += time.perf_counter() - t
             timing["aws_n"] += 1
 
+    real_sleep = time.sleep
+
+    def timed_sleep(seconds: float) -> None:
+        """Deliberate waits (the emergency's second confirming look) are not overhead."""
+        t = time.perf_counter()
+        try:
+            real_sleep(seconds)
+        finally:
+            timing["sleep_s"] += time.perf_counter() - t
+
+    time.sleep = timed_sleep
     httpx.Client.send = timed_send  # type: ignore[method-assign]
     botocore.endpoint.Endpoint._send = timed_aws_send  # type: ignore[method-assign]
 
