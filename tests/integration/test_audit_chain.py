@@ -9,11 +9,14 @@ passes, and verify says plainly that it proves only accidental damage.
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, event, insert, select, update
 
 from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
@@ -235,3 +238,35 @@ def test_an_outcome_outside_save_publishes_its_checkpoint_too(engine: Engine) ->
     [abandoned] = [e for e in store.events(limit=None) if e.kind == "abandoned"]
     assert [(c.seq, c.event_id) for c in published] == [(abandoned.seq, abandoned.id)]
     assert store.verify(published[-1]).ok
+
+
+def test_verify_on_sqlite_reads_a_snapshot_and_does_not_block_writers(sqlite_url: str) -> None:
+    writer = Store(make_engine(sqlite_url))
+    migrate.upgrade(writer.engine)
+    writer.sync_credentials({"alpha": "h"})
+    writer.adopt("alpha", "u1", "v1", actor="ops")
+    reader = Store(make_engine(sqlite_url))
+    paused, resume = threading.Event(), threading.Event()
+    results: list[Any] = []
+
+    @event.listens_for(reader.engine, "before_cursor_execute")
+    def pause_mid_verify(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM rotations" in statement and not paused.is_set():  # between walk and replay
+            paused.set()
+            resume.wait(10)
+
+    verifying = threading.Thread(target=lambda: results.append(reader.verify()))
+    verifying.start()
+    try:
+        assert paused.wait(10)
+        started = time.monotonic()
+        writer.adopt("alpha", "u2", "v2", actor="ops")  # would wait 30 s on a write lock
+        took = time.monotonic() - started
+    finally:
+        resume.set()
+        verifying.join(10)
+    assert took < 2, f"the append waited {took:.1f}s for verify"
+    assert results and results[0].ok, results  # its snapshot: one event, consistent
+    assert results[0].checked == 1 and writer.verify().checked == 2
+    reader.engine.dispose()
+    writer.engine.dispose()

@@ -59,6 +59,10 @@ class AuditEvent:
         }
 
 
+# Execution option for a long read-only transaction (audit verify): on SQLite the store
+# then begins DEFERRED, a WAL snapshot instead of the write lock, so writers carry on.
+READ_SNAPSHOT = "rotator_read_snapshot"
+
 _ROTATION_COLUMNS = [rotations.c[n] for n in (*audit.ROTATION_FIELDS, "evidence")]
 _CREDENTIAL_COLUMNS = [credentials.c[n] for n in audit.CREDENTIAL_FIELDS if n in credentials.c]
 _EVENT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
@@ -214,16 +218,16 @@ class AuditLog:
         """Walk the chain up to the head, check it against `checkpoint`, flag rows past the
         head, and replay rotation and credential rows against their newest events.
 
-        Everything is read in one snapshot (REPEATABLE READ on PostgreSQL; SQLite's
-        transaction), so a daemon appending meanwhile is neither checked nor mistaken for
-        tampering.
+        Everything is read in one snapshot (REPEATABLE READ on PostgreSQL; a deferred
+        transaction on SQLite's WAL, which holds no write lock), so a daemon appending
+        meanwhile is neither checked nor mistaken for tampering, nor kept waiting.
         """
         walk = audit.ChainWalk(self.keyring(), checkpoint)
         with engine.connect() as raw:
             conn = (
                 raw.execution_options(isolation_level="REPEATABLE READ")
                 if engine.dialect.name == "postgresql"
-                else raw
+                else raw.execution_options(**{READ_SNAPSHOT: True})
             )
             with conn.begin():
                 head = conn.execute(

@@ -33,7 +33,7 @@ from sqlalchemy.pool import NullPool
 
 from rotator import redaction
 from rotator.adapters.db import outbox
-from rotator.adapters.db.audit import AuditEvent, AuditLog
+from rotator.adapters.db.audit import READ_SNAPSHOT, AuditEvent, AuditLog
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.audit import GENESIS, Checkpoint, Verification
 from rotator.audit import legacy_hash as event_hash
@@ -139,6 +139,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(READ_SNAPSHOT):
+            conn.exec_driver_sql("BEGIN DEFERRED")  # WAL: a snapshot, writers carry on
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrades
 
 
