@@ -103,10 +103,12 @@ def report(
     output: str | None,
     checkpoint: str | None,
 ) -> None:
-    """The auditor's report: per credential every rotation (trigger, claimed and verified
-    actor, reason, time of each step), the oldest age its secret reached against max_age,
-    the evidence behind each deletion, needs_attention episodes, and the audit chain
-    verified against the latest checkpoint. HTML is one self-contained file."""
+    """The auditor's report of a period, as HTML, JSON or CSV.
+
+    Per credential: every rotation (trigger, claimed and verified actor, reason, time of
+    each step), the oldest age its secret reached against max_age, the evidence behind
+    each deletion, needs_attention episodes; and the audit chain verified against the
+    latest checkpoint. HTML is one self-contained file (no scripts, nothing fetched)."""
     from rotator.report import render
 
     start = _moment(since, "--since", end_of_day=False)

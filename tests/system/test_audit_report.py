@@ -256,6 +256,18 @@ def test_checkpoint_arguments_are_checked(system: System) -> None:
     assert missing.code == 2 and "cannot read" in missing.err
     empty = system.rotator("audit", "checkpoint")
     assert empty.code == 1 and "no audit events yet" in empty.err
+    bad_date = system.rotator("report", "--since", "2026-13-01")
+    assert bad_date.code == 2 and "--since" in bad_date.err, bad_date
+    backwards = system.rotator("report", "--since", "2026-02-01", "--until", "2026-01-01")
+    assert backwards.code == 2 and "after --until" in backwards.err, backwards
+    window = system.rotator(
+        "report", "--format", "json", "--since", "2026-01-01", "--until", "2026-01-31"
+    )
+    assert window.code == 0, window
+    assert json.loads(window.out)["period"] == {
+        "since": "2026-01-01T00:00:00+00:00",
+        "until": "2026-01-31T23:59:59.999999+00:00",
+    }
 
 
 @pytest.fixture(autouse=True)
