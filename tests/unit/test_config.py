@@ -18,11 +18,12 @@ SOURCE = "/etc/rotator/rotator.toml"
 
 
 def cred(name: str = "analytics", **extra: Any) -> dict[str, Any]:
+    """A credential whose Adobe and AWS ids follow its name (no two may share them)."""
     return {
         "name": name,
         "org_id": "ORG@AdobeOrg",
-        "credential_id": "123456",
-        "client_id": "cid-abc",
+        "credential_id": f"123456-{name}",
+        "client_id": f"cid-{name}",
         "secret_id": f"adobe/{name}",
         **extra,
     }
@@ -370,7 +371,8 @@ def test_load_reads_a_valid_file(tmp_path: Path) -> None:
     settings = load(path)
     assert isinstance(settings, Settings)
     assert settings.source == str(path)
-    assert settings.database.url == "sqlite:///state.db"
+    # A relative SQLite path is the config file's folder's, not the working directory's.
+    assert settings.database.url == f"sqlite:///{tmp_path.resolve() / 'state.db'}"
     pol = settings.policy(settings.credential("analytics"))
     assert (pol.max_age, pol.quiet_period) == (timedelta(days=60), timedelta(hours=30))
 
@@ -420,3 +422,61 @@ def test_load_reports_validation_errors_against_the_file(tmp_path: Path) -> None
     path.write_text(GOOD_TOML + 'bogus = "x"\n', encoding="utf-8")
     message = load_error(path)
     assert f"{path}: credentials[0].bogus: unknown key" in message
+
+
+# --- config that refuses the dangerous, and where the database is ------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://ims.example.com", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost/x", True),
+        ("http://[::1]:9/", True),
+        ("http://ims.example.com", False),
+        ("http://127.0.0.1.example.com/", False),
+        ("http://10.0.0.1/", False),
+        ("http://[::1].example/", False),
+    ],
+)
+def test_plain_http_only_to_loopback(url: str, ok: bool) -> None:
+    raw = {"adobe": {"ims_url": url}, "credentials": [cred()]}
+    if ok:
+        assert from_mapping(raw, source=SOURCE).adobe.ims_url == url.rstrip("/")
+    else:
+        assert "adobe.ims_url" in config_error(raw)
+
+
+@pytest.mark.parametrize(
+    ("same", "what"),
+    [
+        ({"client_id": "cid-a"}, "client_id"),
+        ({"credential_id": "123456-a"}, "org_id+credential_id"),
+        ({"secret_id": "adobe/a"}, "secret_id"),
+        (
+            {"secret_id": "arn:aws:secretsmanager:us-east-1:111122223333:secret:adobe/a-AbCdEf"},
+            "secret_id",
+        ),
+    ],
+)
+def test_two_credentials_on_one_adobe_credential_or_aws_secret_are_refused(
+    same: dict[str, str], what: str
+) -> None:
+    message = config_error({"credentials": [cred("a"), cred("b", **same)]})
+    assert f"credentials[1].{what}" in message and "repeats credentials[0]" in message
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_postgres_urls_mean_psycopg(scheme: str) -> None:
+    settings = from_mapping({"database": {"url": f"{scheme}://u@h/db"}}, source=SOURCE)
+    assert settings.database.url == "postgresql+psycopg://u@h/db"
+
+
+def test_rotator_database_url_overrides_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "rotator.toml"
+    path.write_text(GOOD_TOML, encoding="utf-8")
+    monkeypatch.setenv("ROTATOR_DATABASE_URL", "postgres://rotator:pw@db/rotator")
+    assert load(path).database.url == "postgresql+psycopg://rotator:pw@db/rotator"
