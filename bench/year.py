@@ -128,7 +128,7 @@ def main() -> None:
 
     print(
         f"a year in-process: {args.credentials} credentials, {args.days} days, a daily survey "
-        "(AWS read, Adobe list with a daily token) and a quarterly rotation each"
+        "(AWS read, the token for an Adobe call, minted daily) and a quarterly rotation each"
     )
     started = time.perf_counter()
     for cred in creds:  # day 0: the daemon starts and surveys
