@@ -42,7 +42,7 @@ def history(store: Store) -> None:
     store.sync_credentials({"alpha": "h-a", "beta": "h-b"})
     rot = store.start("alpha", Trigger.MANUAL, actor="alice", reason="quarterly")
     [claim] = store.claim("w", MINUTE)
-    steps = [
+    steps: list[tuple[State, str, dict[str, Any], str | None]] = [
         (State.CREATING, "planned", {"old_uuid": "u-old"}, None),
         (State.STAGED, "staged", {"new_uuid": "u-new"}, None),
         (State.VERIFIED, "verified", {}, None),
@@ -270,3 +270,25 @@ def test_verify_on_sqlite_reads_a_snapshot_and_does_not_block_writers(sqlite_url
     assert results[0].checked == 1 and writer.verify().checked == 2
     reader.engine.dispose()
     writer.engine.dispose()
+
+
+def test_the_daemon_publishes_the_head_periodically_when_it_moved(sqlite_url: str) -> None:
+    from types import SimpleNamespace
+
+    from rotator import config
+    from rotator.daemon import Daemon
+
+    published: list[Checkpoint] = []
+    store = Store(make_engine(sqlite_url), audit=AuditLog(publish=published.append))
+    migrate.upgrade(store.engine)
+    store.sync_credentials({"alpha": "h"})
+    daemon = Daemon(config.from_mapping({"database": {"url": sqlite_url}}))
+    daemon.app = SimpleNamespace(store=store)  # type: ignore[assignment]
+    daemon.checkpoint()  # no event yet: nothing to publish
+    store.adopt("alpha", "u1", "v1", actor="ops")
+    daemon.checkpoint()
+    daemon.checkpoint()  # the head did not move: not again
+    store.adopt("alpha", "u2", "v2", actor="ops")
+    daemon.checkpoint()
+    assert [c.seq for c in published] == [1, 2]
+    store.engine.dispose()
