@@ -235,7 +235,7 @@ class Verification:
 
     @property
     def keyed(self) -> bool:
-        """Every event after the first keyed one is keyed, and there is at least one."""
+        """At least one event is keyed (the walk refuses an unkeyed one after it)."""
         return self.schemes.get(KEYED, 0) > 0
 
     @property
