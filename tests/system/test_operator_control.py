@@ -41,7 +41,9 @@ def test_an_emergency_starts_and_completes_although_the_normal_rotation_needs_at
     stuck = system.rotator("rotate", "analytics", "--wait")
     assert stuck.code == 3 and system.state() == "needs_attention", stuck
 
-    ran = system.rotator("rotate", "analytics", "--emergency", "--reason", "leaked in a log")
+    ran = system.rotator(
+        "rotate", "analytics", "--emergency", "--reason", "leaked in a log", timeout=90
+    )
 
     assert ran.code == 0, ran
     assert f"rotation {normal['id']} of analytics (needs_attention) abandoned" in ran.out, ran
@@ -62,12 +64,13 @@ def test_an_emergency_past_promotion_refuses_cancel_even_while_it_needs_attentio
     assert system.rotator("db", "upgrade").code == 0
     hold = system.admin.arm_hold("delete_secret", "before")
     emergency = system.popen("rotate", "analytics", "--emergency", "--reason", "leaked")
-    system.admin.wait_held(hold, timeout_s=20)  # promoted; retiring deletes the leaked secret
+    system.admin.wait_held(hold, timeout_s=60)  # promoted; retiring deletes the leaked secret
     emergency.proc.kill()  # the command dies mid-delete
     emergency.proc.wait(timeout=10)
     system.admin.release(hold, drop=True)  # the delete never happens
     _move_awscurrent_back_by_hand(system)
-    stuck = system.rotator("rotate", "analytics")  # takes over; retiring refuses to delete
+    # Takes over once the dead command's lease ran out; retiring refuses to delete.
+    stuck = system.rotator("rotate", "analytics", timeout=60)
     assert stuck.code == 3, stuck
     (row,) = system.rotation_rows()
     assert (row["state"], row["resume_state"]) == ("needs_attention", "retiring"), row
@@ -102,7 +105,7 @@ def test_cancel_holds_the_credential_until_resume(system: System) -> None:
     )
     assert _rows(system) == [("scheduled", "cancelled")]
 
-    time.sleep(3)  # three ticks: the credential is still due, but on hold
+    time.sleep(2.5)  # a few ticks: the credential is still due, but on hold
     assert _rows(system) == [("scheduled", "cancelled")]
     status = system.rotator("status", "--json")
     (entry,) = json.loads(status.out)
