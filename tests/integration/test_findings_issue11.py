@@ -457,3 +457,26 @@ def test_finding7_a_lease_lost_after_the_add_gives_the_new_secret_back(rig: Rig)
 
     assert list(rig.adobe.secrets) == [rig.first.uuid], "an orphan was left at Adobe"
     assert rig.aws.holder(PENDING) is None
+
+
+# --- the re-check right before the delete ------------------------------------------------------
+
+
+def test_a_use_seen_at_the_recheck_before_the_delete_sends_the_rotation_back_to_draining(
+    rig: Rig,
+) -> None:
+    draining = rig.to_draining()
+    old = rig.first
+    retiring = rig.drive_until(
+        draining.id, lambda r: r.state is State.RETIRING, until=rig.clock.now + 30 * H
+    )
+    assert retiring.state is State.RETIRING
+    assert rig.adobe.use(old.value)  # a consumer turns up between the judgement and the delete
+
+    after = rig.step_once(draining.id)
+
+    assert after.state is State.DRAINING
+    assert old.uuid in rig.adobe.secrets
+    assert after.evidence is not None and after.evidence.old_last_used_at == rig.clock.now
+    kinds = [e.kind for e in rig.store.events(rotation_id=draining.id)]
+    assert "recheck_saw_use" in kinds
