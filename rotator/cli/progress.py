@@ -106,10 +106,11 @@ class Plain:
         self._seen: tuple[Any, ...] | None = None
 
     def step(self, rotation: Rotation) -> None:
-        say(describe(rotation))
+        line = describe(rotation)
+        if deadline := deadlines(rotation, self.policy):
+            line += f" — {deadline}"
+        say(line)
         self._seen = _evidence(rotation)
-        if rotation.state is State.DRAINING and (deadline := deadlines(rotation, self.policy)):
-            say(f"rotation {rotation.id} of {rotation.credential}: {deadline}")
 
     def poll(self, rotation: Rotation) -> None:
         if _evidence(rotation) != self._seen:
