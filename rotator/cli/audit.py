@@ -13,6 +13,7 @@ from rotator.cli.output import EXIT_FAILED, EXIT_USAGE, die, errors, say
 
 if TYPE_CHECKING:
     from rotator.audit import Checkpoint
+    from rotator.config import Settings
 
 
 @click.group()
@@ -36,13 +37,30 @@ def read_checkpoint(given: str) -> Checkpoint:
         die(f"--checkpoint: {exc}", EXIT_USAGE)
 
 
+def latest_checkpoint(settings: Settings, given: str | None) -> tuple[Checkpoint | None, str]:
+    """The checkpoint to verify against, and where it came from: --checkpoint, else the
+    newest line of [audit] checkpoint_file, else none."""
+    from rotator.audit import Checkpoint
+
+    if given:
+        return read_checkpoint(given), "--checkpoint"
+    path = settings.audit.checkpoint_file
+    if path and Path(path).exists():
+        try:
+            return Checkpoint.parse(Path(path).read_text(encoding="utf-8")), f"file {path}"
+        except (OSError, ValueError) as exc:
+            return None, f"file {path} unreadable ({exc})"
+    return None, "none"
+
+
 @audit.command("verify")
 @click.option(
     "--checkpoint",
     "checkpoint_arg",
     metavar="FILE|JSON",
     help="A checkpoint published earlier (the checkpoint file, a log excerpt with "
-    "`audit checkpoint` lines, or one JSON object): proves nothing up to it was removed.",
+    "`audit checkpoint` lines, or one JSON object): proves nothing up to it was removed. "
+    "Default: the newest in [audit] checkpoint_file, if set.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
@@ -55,9 +73,12 @@ def audit_verify(ctx: Ctx, checkpoint_arg: str | None, as_json: bool) -> None:
     a checkpoint, removal of the newest events cannot be seen. The first problem is the
     error line (stderr); any others, and what the result proves, go to standard output.
     """
-    checkpoint = read_checkpoint(checkpoint_arg) if checkpoint_arg else None
-    with errors(), ctx.store() as store:
-        result = store.verify(checkpoint)
+    with errors():
+        checkpoint, source = latest_checkpoint(ctx.settings, checkpoint_arg)
+        if checkpoint is None and source != "none":
+            die(f"[audit] checkpoint_file: {source}", EXIT_FAILED)  # damaged: not ignored
+        with ctx.store() as store:
+            result = store.verify(checkpoint)
     if as_json:
         say(json.dumps(result.as_dict(), indent=2))
     else:
@@ -68,6 +89,7 @@ def audit_verify(ctx: Ctx, checkpoint_arg: str | None, as_json: bool) -> None:
             )
         for problem in result.problems[1:]:
             say(f"also: {problem}")
+        say(f"checkpoint: {source}")
         say(f"scope: {result.scope}")
     if not result.ok:
         die(

@@ -13,7 +13,6 @@ from rotator.cli.output import EXIT_USAGE, die, errors, say
 
 if TYPE_CHECKING:
     from rotator.adapters.db.store import Store
-    from rotator.audit import Checkpoint
     from rotator.config import Settings
 
 
@@ -30,23 +29,6 @@ def _moment(value: str | None, option: str, *, end_of_day: bool) -> datetime | N
     except ValueError:
         die(f"{option}: {value!r} is not a date (YYYY-MM-DD) or ISO date-time", EXIT_USAGE)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def latest_checkpoint(settings: Settings, given: str | None) -> tuple[Checkpoint | None, str]:
-    """The checkpoint to verify against, and where it came from: --checkpoint, else the
-    newest line of [audit] checkpoint_file, else none."""
-    from rotator.audit import Checkpoint
-    from rotator.cli.audit import read_checkpoint
-
-    if given:
-        return read_checkpoint(given), "--checkpoint"
-    path = settings.audit.checkpoint_file
-    if path and Path(path).exists():
-        try:
-            return Checkpoint.parse(Path(path).read_text(encoding="utf-8")), f"file {path}"
-        except (OSError, ValueError) as exc:
-            return None, f"file {path} unreadable ({exc})"
-    return None, "none"
 
 
 def build_report(
@@ -66,6 +48,8 @@ def build_report(
     end = until or now
     if start > end:
         die("--since is after --until", EXIT_USAGE)
+    from rotator.cli.audit import latest_checkpoint
+
     cp, source = latest_checkpoint(settings, checkpoint)
     verification = store.verify(cp).as_dict()
     verification["checkpoint_source"] = source
