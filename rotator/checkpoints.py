@@ -4,8 +4,9 @@ A checkpoint (sequence number, event id, MAC) that left the database is what let
 `rotator audit verify --checkpoint` prove that no event up to it was removed: the chain
 head row in the database can be rewound by anyone who can write there, a log line that
 was already shipped cannot. Sinks: a structured log line `audit checkpoint` (always), and
-a JSON-lines file (optional, `[audit] checkpoint_file`). Publishing is best effort: a
-sink that fails is logged and never fails the rotation that triggered it.
+a JSON-lines file (optional, `[audit] checkpoint_file`) and an S3 object per checkpoint
+(optional, `[audit] checkpoint_s3`; with S3 Object Lock nobody can remove them). Publishing
+is best effort: a sink that fails is logged and never fails the rotation that triggered it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,14 +29,21 @@ log = structlog.get_logger("rotator.audit")
 
 
 class CheckpointSink:
-    """Logs every checkpoint and appends it to `path` (JSON lines) when set."""
+    """Logs every checkpoint, appends it to `path` (JSON lines) and puts it to S3
+    (`s3://bucket/prefix/<seq>.json`) when those are set."""
 
-    def __init__(self, path: str = "") -> None:
+    def __init__(
+        self, path: str = "", s3_uri: str = "", s3_client: Callable[[], Any] | None = None
+    ) -> None:
         self.path = path
+        self.s3_uri = s3_uri
+        self._s3_client = s3_client
         self._lock = threading.Lock()
 
     def __call__(self, checkpoint: Checkpoint) -> None:
         log.info("audit checkpoint", **checkpoint.as_dict())
+        if self.s3_uri:
+            self._put_s3(checkpoint)
         if not self.path:
             return
         line = json.dumps({"event": "audit checkpoint", **checkpoint.as_dict()}) + "\n"
@@ -53,6 +61,29 @@ class CheckpointSink:
                 path=self.path,
                 error=exc.strerror or type(exc).__name__,
             )
+
+    def _put_s3(self, checkpoint: Checkpoint) -> None:
+        bucket, _, prefix = self.s3_uri.removeprefix("s3://").partition("/")
+        key = f"{prefix.strip('/')}/{checkpoint.seq:012d}.json".lstrip("/")
+        body = json.dumps({"event": "audit checkpoint", **checkpoint.as_dict()})
+        try:
+            client = self._s3_client() if self._s3_client else _s3(None)
+            client.put_object(
+                Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
+            )
+        except Exception as exc:  # best effort: the log line and the file still carry it
+            log.warning("audit checkpoint not put to S3", uri=self.s3_uri, error=type(exc).__name__)
+
+
+def _s3(settings: Settings | None) -> Any:
+    import boto3
+
+    aws = settings.aws if settings else None
+    return boto3.session.Session().client(
+        "s3",
+        region_name=aws.region if aws else None,
+        endpoint_url=(aws.endpoint_url or None) if aws else None,
+    )
 
 
 def keyring_loader(settings: Settings) -> Callable[[], Keyring]:
@@ -74,6 +105,12 @@ def keyring_loader(settings: Settings) -> Callable[[], Keyring]:
 
 def audit_log(settings: Settings) -> AuditLog:
     """The audit log a Store appends with: keys from [audit], checkpoints to its sinks."""
-    return AuditLog(
-        keyring_loader(settings), publish=CheckpointSink(settings.audit.checkpoint_file)
-    )
+    client: list[Any] = []  # made on the first put, then reused
+
+    def s3_client() -> Any:
+        if not client:
+            client.append(_s3(settings))
+        return client[0]
+
+    sink = CheckpointSink(settings.audit.checkpoint_file, settings.audit.checkpoint_s3, s3_client)
+    return AuditLog(keyring_loader(settings), publish=sink)

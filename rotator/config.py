@@ -257,7 +257,15 @@ class AuditConfig(_Section):
 
     keys: tuple[KeySourceConfig, ...] = ()
     checkpoint_file: str = ""
+    checkpoint_s3: str = ""  # s3://bucket/prefix: one object per checkpoint
     checkpoint_interval: Duration = timedelta(minutes=15)
+
+    @field_validator("checkpoint_s3")
+    @classmethod
+    def _s3_uri(cls, value: str) -> str:
+        if value and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", value):
+            raise ValueError(f"{value!r} is not an s3://bucket[/prefix] URI")
+        return value
 
     @field_validator("keys")
     @classmethod
