@@ -114,12 +114,14 @@ def _completed(store: Store) -> int:
         )
 
 
+# Several daemons on one database are the PostgreSQL way only: a second daemon on one SQLite
+# file refuses to start (rotator/daemon_lock.py). What stays true on SQLite (one daemon with
+# CLI processes racing it; a killed daemon restarted takes over) is tested further down.
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_three_daemons_rotate_every_due_credential_exactly_once(
     world: World, tmp_path: Path
 ) -> None:
-    # 50 on PostgreSQL (the production set-up); 20 on SQLite, enough to show that three
-    # processes on one file share the work without a double rotation.
-    count = 20 if world.db_url.startswith("sqlite") else 50
+    count = 50
     _make_due(world, count)
     store = _store(world)
     world.admin.reset_counters()
@@ -130,7 +132,7 @@ def test_three_daemons_rotate_every_due_credential_exactly_once(
 
     assert world.admin.count("add_secret") == count
     with store.engine.connect() as conn:
-        per_credential = dict(
+        per_credential: dict[str, int] = dict(
             conn.execute(
                 select(rotations.c.credential, func.count()).group_by(rotations.c.credential)
             ).all()
@@ -147,6 +149,7 @@ def test_three_daemons_rotate_every_due_credential_exactly_once(
     store.engine.dispose()
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_a_replica_killed_mid_rotation_is_finished_by_another_after_its_lease(
     world: World, tmp_path: Path
 ) -> None:
@@ -166,6 +169,71 @@ def test_a_replica_killed_mid_rotation_is_finished_by_another_after_its_lease(
     rotation = store.recent("cred000", limit=5)
     assert [r.state for r in rotation] == [State.COMPLETED]
     assert world.admin.count("add_secret") == 2  # the orphan's add and the survivor's add
+    world.assert_i4("cred000")  # the orphan is gone: exactly one secret, the published one
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_one_sqlite_daemon_and_cli_processes_racing_it_rotate_each_credential_once(
+    world: World, tmp_path: Path
+) -> None:
+    count = 6
+    _make_due(world, count)
+    store = _store(world)
+    world.admin.reset_counters()
+    config = tmp_path / "cli.toml"
+    config.write_text(_toml(world).replace("{port}", str(free_port())))
+    names = sorted(world.creds)
+
+    with daemons(world, tmp_path, 1):
+        clis = [
+            subprocess.Popen(
+                [ROTATOR, "--config", str(config), "rotate", name, "--wait"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for name in names
+        ]
+        outputs = [cli.communicate(timeout=120)[0].decode() for cli in clis]
+        _wait_for(lambda: _completed(store) >= count, 60, f"{count} completed rotations")
+        time.sleep(1.5)  # a few more ticks: nobody may start a second rotation
+
+    for cli, out in zip(clis, outputs, strict=True):
+        assert cli.returncode == 0, out
+    assert world.admin.count("add_secret") == count
+    with store.engine.connect() as conn:
+        per_credential: dict[str, int] = dict(
+            conn.execute(
+                select(rotations.c.credential, func.count()).group_by(rotations.c.credential)
+            ).all()
+        )
+    assert per_credential == dict.fromkeys(names, 1)
+    for name in names:
+        world.assert_i4(name)
+    assert store.verify_chain()[1] is None
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sqlite_daemon_killed_mid_rotation_is_finished_by_its_restart(
+    world: World, tmp_path: Path
+) -> None:
+    _make_due(world, 1)
+    store = _store(world)
+    hold = world.admin.arm_hold("add_secret", "after", timeout_s=60)
+
+    with daemons(world, tmp_path, 1, lease="2s") as (victim,):
+        world.admin.wait_held(hold, timeout_s=60)
+        assert f":{victim.pid}:" in (store.lease(store.unfinished()[0].id).owner or "")
+        victim.send_signal(signal.SIGKILL)  # the secret exists at Adobe; its value dies here
+        victim.wait(timeout=10)
+        world.admin.release(hold, drop=True)
+    (tmp_path / "restart").mkdir()
+    with daemons(world, tmp_path / "restart", 1, lease="2s"):  # the one-daemon lock is free
+        _wait_for(lambda: _completed(store) >= 1, 60, "the restarted daemon to finish")
+
+    assert [r.state for r in store.recent("cred000", limit=5)] == [State.COMPLETED]
+    assert world.admin.count("add_secret") == 2  # the orphan's add and the restart's add
     world.assert_i4("cred000")  # the orphan is gone: exactly one secret, the published one
     store.engine.dispose()
 
