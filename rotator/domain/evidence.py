@@ -111,6 +111,13 @@ class Evidence:
 NO_EVIDENCE = Evidence(polled_at=None, old_last_used_at=None)
 
 
+def went_back(before: Evidence | None, answered: datetime | None) -> bool:
+    """An answer that shows an older use than one already seen (or none at all) is stale:
+    the answer right before a delete must not be one (the rotation looks again instead)."""
+    seen = before.old_last_used_at if before else None
+    return seen is not None and (answered is None or answered < seen)
+
+
 def confirm_delay(poll_interval: timedelta) -> timedelta:
     """How far apart the two answers that confirm an absence must be."""
     return min(poll_interval, ABSENCE_CONFIRM_DELAY)

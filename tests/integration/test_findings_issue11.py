@@ -480,3 +480,23 @@ def test_a_use_seen_at_the_recheck_before_the_delete_sends_the_rotation_back_to_
     assert after.evidence is not None and after.evidence.old_last_used_at == rig.clock.now
     kinds = [e.kind for e in rig.store.events(rotation_id=draining.id)]
     assert "recheck_saw_use" in kinds
+
+
+def test_a_stale_answer_right_before_the_delete_is_not_the_one_it_rests_on(rig: Rig) -> None:
+    draining = rig.to_draining()
+    promoted = draining.promoted_at
+    assert promoted is not None
+    old = rig.first
+    rig.clock.now = promoted + 2 * H
+    assert rig.adobe.use(old.value)  # seen by the next poll
+    retiring = rig.drive_until(
+        draining.id, lambda r: r.state is State.RETIRING, until=rig.clock.now + 40 * H
+    )
+    assert retiring.state is State.RETIRING
+    rig.adobe.null_usage[old.uuid] = 1  # the re-check's answer went back to null
+
+    after = rig.step_once(draining.id)
+
+    assert after.state is State.DRAINING and old.uuid in rig.adobe.secrets
+    final = rig.drive_until(draining.id, lambda r: False, until=rig.clock.now + 2 * H)
+    assert final.state is State.COMPLETED and old.uuid not in rig.adobe.secrets
