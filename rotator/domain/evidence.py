@@ -43,6 +43,8 @@ class Evidence:
     old_absent_since: datetime | None = None
     old_absences: int = 0
     strays: Mapping[str, datetime] = field(default_factory=dict)
+    # First re-check before a delete whose answer went backwards (see `went_back`).
+    stale_since: datetime | None = None
 
     def fold(
         self,
@@ -92,6 +94,7 @@ class Evidence:
             "old_absent_since": _iso(self.old_absent_since),
             "old_absences": self.old_absences,
             "strays": {uuid: used.isoformat() for uuid, used in sorted(self.strays.items())},
+            "stale_since": _iso(self.stale_since),
         }
 
     @classmethod
@@ -105,6 +108,7 @@ class Evidence:
             old_absent_since=_parse(data.get("old_absent_since")),
             old_absences=int(data.get("old_absences") or 0),
             strays={uuid: datetime.fromisoformat(used) for uuid, used in strays.items()},
+            stale_since=_parse(data.get("stale_since")),
         )
 
 
@@ -112,10 +116,16 @@ NO_EVIDENCE = Evidence(polled_at=None, old_last_used_at=None)
 
 
 def went_back(before: Evidence | None, answered: datetime | None) -> bool:
-    """An answer that shows an older use than one already seen (or none at all) is stale:
-    the answer right before a delete must not be one (the rotation looks again instead)."""
+    """An answer that shows an older use than one already seen (or none at all) is stale."""
     seen = before.old_last_used_at if before else None
     return seen is not None and (answered is None or answered < seen)
+
+
+def wait_for_fresh(evidence: Evidence, now: datetime, usage_lag: timedelta) -> bool:
+    """The answer right before a delete went backwards: look again rather than delete on it,
+    for up to usage_lag (a glitch hides a use for less than that). An Adobe that keeps
+    answering so for longer is not hiding a use that bound covers: then the rule decides."""
+    return evidence.stale_since is None or now - evidence.stale_since < usage_lag
 
 
 def confirm_delay(poll_interval: timedelta) -> timedelta:

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
 
 from rotator.domain import machine
 from rotator.domain.errors import InvalidClient, LeaseLost, NeedsAttention, StepError
-from rotator.domain.evidence import NO_EVIDENCE, Evidence, confirm_delay, went_back
+from rotator.domain.evidence import (
+    NO_EVIDENCE,
+    Evidence,
+    confirm_delay,
+    wait_for_fresh,
+    went_back,
+)
 from rotator.domain.identity import OBSERVED
 from rotator.domain.model import AdobeSecret, Rotation, State
 from rotator.engine.context import CURRENT, PENDING, StepContext, holder
@@ -333,14 +340,18 @@ def retire(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         return _retire_everything_else(step, rotation, now, secret, uuids, evidence)
     old_present = rotation.old_uuid in uuids
     answered = next((s.last_used_at for s in listed if s.uuid == rotation.old_uuid), None)
-    if old_present and went_back(rotation.evidence, answered):  # a stale answer: not this one
-        return Outcome(
-            State.DRAINING,
-            kind="recheck_stale",
-            changes={"evidence": evidence},
-            detail={"evidence": evidence.as_dict(), "old_present": True},
-            wait_until=now + confirm_delay(step.policy.poll_interval),
-        )
+    if old_present and went_back(rotation.evidence, answered):
+        evidence = replace(evidence, stale_since=evidence.stale_since or now)
+        if wait_for_fresh(evidence, now, step.policy.lag):  # a stale answer: not this one
+            return Outcome(
+                State.DRAINING,
+                kind="recheck_stale",
+                changes={"evidence": evidence},
+                detail={"evidence": evidence.as_dict(), "old_present": True},
+                wait_until=now + confirm_delay(step.policy.poll_interval),
+            )
+    elif evidence.stale_since is not None:
+        evidence = replace(evidence, stale_since=None)
     verdict = machine.judge_drain(rotation, evidence, old_present, step.policy, now)
     if not verdict.retire:  # a use (or an unconfirmed absence) seen right before the delete
         return Outcome(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -14,6 +15,8 @@ from rotator.domain.evidence import (
     confirm_delay,
     effective_usage_lag,
     quiet_deadline,
+    wait_for_fresh,
+    went_back,
 )
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -116,3 +119,14 @@ def test_a_stored_record_reads_back_the_same_and_old_rows_still_read() -> None:
     assert Evidence.from_dict(evidence.as_dict()) == evidence
     legacy = {"polled_at": T0.isoformat(), "old_last_used_at": None, "new_last_used_at": None}
     assert Evidence.from_dict(legacy) == Evidence(T0, None, None)
+
+
+def test_a_stale_answer_holds_a_delete_back_for_at_most_usage_lag() -> None:
+    lag = timedelta(minutes=30)
+    seen = NO_EVIDENCE.fold(T0, {OLD: T0 - H}, old_uuid=OLD, new_uuid=NEW)
+    assert went_back(seen, None) and went_back(seen, T0 - 2 * H)
+    assert not went_back(seen, T0 - H) and not went_back(NO_EVIDENCE, None)
+    stale = replace(seen, stale_since=T0)
+    assert wait_for_fresh(stale, T0 + lag - timedelta(seconds=1), lag)
+    assert not wait_for_fresh(stale, T0 + lag, lag)
+    assert Evidence.from_dict(stale.as_dict()) == stale
