@@ -46,7 +46,14 @@ ROTATION_FIELDS = (
     "created_at",
     "promoted_at",
     "finished_at",
+    # What the destroy gate relies on: the version a new uuid is bound to, and every uuid
+    # this rotation knows it made (an edit would let it delete the wrong secret).
+    "request_token",
+    "known_uuids",
 )
+# The parts of a rotation's `detail` that are bindings (an emergency inherits the abandoned
+# rotation's new uuid and its version), snapshotted as "detail.<key>".
+ROTATION_DETAIL_FIELDS = ("inherits",)
 CREDENTIAL_FIELDS = (
     "current_uuid",
     "current_version",
@@ -69,6 +76,18 @@ def snapshot(row: Row | None, fields: Iterable[str]) -> dict[str, Any] | None:
     if row is None:
         return None
     return {name: _iso(row[name]) for name in fields if name in row}
+
+
+def rotation_snapshot(row: Row | None) -> dict[str, Any] | None:
+    """A rotation row's audited fields, plus the binding parts of its `detail`."""
+    found = snapshot(row, ROTATION_FIELDS)
+    if found is None or row is None:
+        return found
+    detail = row.get("detail")
+    if isinstance(detail, Mapping):
+        for key in ROTATION_DETAIL_FIELDS:
+            found[f"detail.{key}"] = detail.get(key)
+    return found
 
 
 def legacy_hash(prev_hash: str, row: Row) -> str:
@@ -240,7 +259,10 @@ class Verification:
 
     @property
     def scope(self) -> str:
-        """One sentence: what an intact result proves."""
+        """One sentence: what the result proves. A broken chain proves nothing past its
+        first problem, so it never borrows an intact chain's sentence."""
+        if self.problems:
+            return f"not proven: {self.problems[0]}"
         if not self.keyed:
             return (
                 "UNKEYED: the chain is plain SHA-256, which anyone who can write the database "
@@ -362,6 +384,21 @@ class ChainWalk:
         """Compare the end of the walk with the chain head and the checkpoint."""
         result = self.result
         result.head_seq = self.seq
+        if (
+            not self.broken
+            and self.keyring.keyed
+            and self.latest_scheme is not None
+            and self.latest_scheme != KEYED
+        ):
+            # Unkeyed events before the first keyed one are fine (a 0.1 database upgrades),
+            # but once a key is configured the newest event is keyed: an unkeyed head means
+            # the whole chain was rewritten by someone without the key.
+            self._fail(
+                f"the newest event (event {self.last_event_id}) is not keyed "
+                f"({self.latest_scheme}) though [audit] keys are configured: the chain was "
+                "rewritten without the key (or no event was appended since the key was "
+                "configured)"
+            )
         if not self.broken:
             if head_hash is None:
                 self._fail("the chain head row was removed (the newest events cannot be proven)")
@@ -387,6 +424,22 @@ class ChainWalk:
                 f"{', ...' if len(ids) > 10 else ''}): inserted outside rotator"
             )
 
+    def off_chain(self, event_ids: Iterable[int], expected: int) -> None:
+        """Rows the walk cannot reach (seq below 1) and, as a count, any other row up to the
+        head that it did not check: every event must be on the chain."""
+        ids = sorted(event_ids)
+        if ids:
+            self.result.problems.append(
+                f"{len(ids)} event(s) not on the chain (sequence below 1; ids "
+                f"{', '.join(map(str, ids[:10]))}{', ...' if len(ids) > 10 else ''}): "
+                "inserted outside rotator"
+            )
+        if not self.broken and expected != self.result.checked:
+            self.result.problems.append(
+                f"{expected} event(s) up to the chain head but {self.result.checked} on the "
+                "chain: rows not on the chain were inserted outside rotator"
+            )
+
     def replay(
         self,
         rotation_rows: Mapping[int, Row],
@@ -407,7 +460,7 @@ class ChainWalk:
             if recorded is None:
                 result.not_replayable += 1  # last changed by rotator 0.1
                 continue
-            self._compare(f"rotation {rotation_id}", recorded, snapshot(row, ROTATION_FIELDS) or {})
+            self._compare(f"rotation {rotation_id}", recorded, rotation_snapshot(row) or {})
         for rotation_id in sorted(set(self.rotation_state) - set(rotation_rows)):
             result.problems.append(f"rotation {rotation_id} was deleted (its events remain)")
         for name, row in sorted(credential_rows.items()):
@@ -427,11 +480,14 @@ class ChainWalk:
                 result.not_replayable += 1
                 continue
             self._compare(f"credential {name}", recorded_cred, actual)
+        for name in sorted(set(self.credential_state) - set(credential_rows)):
+            if self.credential_state[name] is not None:
+                result.problems.append(f"credential {name} was deleted (its events remain)")
 
     def _compare(self, what: str, recorded: Mapping[str, Any], actual: Mapping[str, Any]) -> None:
-        differ = sorted(
-            k for k in set(recorded) | set(actual) if k in actual and recorded.get(k) != actual[k]
-        )
+        # Only fields both sides carry: an older event did not record fields added since,
+        # and an old database must not fail for it.
+        differ = sorted(k for k in set(recorded) & set(actual) if recorded[k] != actual[k])
         if differ:
             self.result.problems.append(
                 f"{what}: {', '.join(differ)} differ from its newest audit event "

@@ -93,7 +93,7 @@ def audit_verify(ctx: Ctx, checkpoint_arg: str | None, as_json: bool) -> None:
         say(f"scope: {result.scope}")
     if not result.ok:
         die(
-            f"audit chain broken at {result.problems[0]} "
+            f"audit verify failed: {result.problems[0]} "
             f"({result.checked} events verified before it)",
             EXIT_FAILED,
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rotator.cli.context import Ctx, pass_ctx
-from rotator.cli.output import EXIT_USAGE, die, errors, say
+from rotator.cli.output import EXIT_FAILED, EXIT_USAGE, die, errors, say
 
 if TYPE_CHECKING:
     from rotator.adapters.db.store import Store
@@ -98,10 +98,8 @@ def report(
     start = _moment(since, "--since", end_of_day=False)
     end = _moment(until, "--until", end_of_day=True)
     with errors(), ctx.store() as store:
-        text = render(
-            build_report(ctx.settings, store, since=start, until=end, checkpoint=checkpoint),
-            fmt,
-        )
+        built = build_report(ctx.settings, store, since=start, until=end, checkpoint=checkpoint)
+        text = render(built, fmt)
     if output:
         try:
             Path(output).write_text(text, encoding="utf-8")
@@ -110,3 +108,12 @@ def report(
         say(f"report written to {output}")
     else:
         click.echo(text, nl=False)
+    # The report is written either way (it says why), but a script must notice a broken
+    # chain: exit 1 with the same line `audit verify` gives.
+    verification = built["verification"]
+    if not verification["ok"]:
+        die(
+            f"audit verify failed: {verification['problems'][0]} "
+            f"({verification['checked']} events verified before it)",
+            EXIT_FAILED,
+        )

@@ -143,7 +143,31 @@ def edit_credential_row(engine: Engine) -> None:
         )
 
 
+def insert_off_chain(engine: Engine) -> None:
+    """A row with seq 0 (below the chain): history and the report show it, the walk never
+    reaches it."""
+    with engine.begin() as conn:
+        last = conn.execute(select(events).order_by(events.c.seq.desc()).limit(1)).mappings().one()
+        row = {k: v for k, v in last.items() if k != "id"}
+        row.update(seq=0, kind="adopted", actor="mallory")
+        conn.execute(insert(events).values(**row))
+
+
+def edit_rotation_binding(engine: Engine) -> None:
+    """The fields the destroy gate relies on: the request token and the known uuids."""
+    with engine.begin() as conn:
+        conn.execute(update(rotations).values(request_token="forged", known_uuids=["u-x"]))
+
+
+def delete_credential_row(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(credentials).where(credentials.c.name == "beta"))
+
+
 FORGERIES: dict[str, tuple[Callable[[Engine], None], str]] = {
+    "row off the chain": (insert_off_chain, "not on the chain"),
+    "edited rotation binding": (edit_rotation_binding, "known_uuids, request_token differ"),
+    "deleted credential row": (delete_credential_row, "credential beta was deleted"),
     "rewrite recomputed": (rewrite_all_recomputed, "differs from the checkpoint"),
     "rewrite guessed key": (rewrite_with_a_guessed_key, "its content was changed"),
     "truncate and rewind": (truncate_and_rewind, "before the checkpoint"),
@@ -200,6 +224,16 @@ def test_unkeyed_a_recomputed_rewrite_passes_and_verify_says_it_proves_little(
     assert result.ok and not result.keyed
     assert result.scope.startswith("UNKEYED")
     assert "proves only accidental damage" in result.scope
+
+
+def test_with_a_key_configured_a_whole_chain_rewritten_unkeyed_is_caught(engine: Engine) -> None:
+    store = keyed_store(engine, [])
+    history(store)
+    rewrite_all_recomputed(engine)
+    result = store.verify()  # no checkpoint: only the key can tell
+    assert not result.ok
+    assert "not keyed" in result.problems[0], result.problems
+    assert result.scope.startswith("not proven: ")
 
 
 def test_the_audit_key_rotates_and_old_events_still_verify(engine: Engine) -> None:

@@ -183,3 +183,32 @@ def test_snapshots_are_json_values() -> None:
     }
     assert snapshot(None, ["a"]) is None
     assert LEGACY == "sha256-v1"
+
+
+def test_a_broken_chain_never_claims_what_an_intact_one_proves() -> None:
+    rows = chain(KEY)
+    cp = Checkpoint(3, rows[2]["id"], rows[2]["hash"], KEYED, "k1", T0.isoformat())
+    rows[1] = {**rows[1], "actor": "mallory"}
+    result = walk(KEY, rows, cp)
+    assert not result.ok
+    assert result.scope == f"not proven: {result.problems[0]}"
+    assert "was changed, removed or re-ordered" not in result.scope
+
+
+def test_under_a_configured_key_an_unkeyed_head_is_a_rewrite() -> None:
+    plain = chain(Keyring(), 3)
+    assert "not keyed" in walk(KEY, plain).problems[0]
+    # 0.1 / unkeyed events before the first keyed one stay fine
+    head = {**chain(KEY, 4)[3], "prev_hash": plain[2]["hash"]}
+    head["hash"] = KEY.link(plain[2]["hash"], head)
+    assert walk(KEY, [*plain, head]).ok
+
+
+def test_replay_ignores_fields_an_older_event_did_not_record() -> None:
+    w = ChainWalk(KEY, None)
+    for row in chain(KEY, 1):
+        w.feed(row)
+    w.replay(
+        {7: {"state": "creating", "request_token": "t"}}, {"analytics": {"current_uuid": "u1"}}
+    )
+    assert w.result.ok, w.result.problems

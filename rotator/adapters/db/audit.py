@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, true, update
 
 from rotator import audit, redaction
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
@@ -63,7 +63,7 @@ class AuditEvent:
 # then begins DEFERRED, a WAL snapshot instead of the write lock, so writers carry on.
 READ_SNAPSHOT = "rotator_read_snapshot"
 
-_ROTATION_COLUMNS = [rotations.c[n] for n in (*audit.ROTATION_FIELDS, "evidence")]
+_ROTATION_COLUMNS = [rotations.c[n] for n in (*audit.ROTATION_FIELDS, "evidence", "detail")]
 _CREDENTIAL_COLUMNS = [credentials.c[n] for n in audit.CREDENTIAL_FIELDS if n in credentials.c]
 _EVENT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
 
@@ -162,7 +162,9 @@ class AuditLog:
                 .mappings()
                 .first()
             )
-            rotation = audit.snapshot(found, (*audit.ROTATION_FIELDS, "evidence"))
+            rotation = audit.rotation_snapshot(found)
+            if rotation is not None and found is not None:
+                rotation["evidence"] = found["evidence"]
         cred = (
             conn.execute(select(*_CREDENTIAL_COLUMNS).where(credentials.c.name == credential))
             .mappings()
@@ -258,13 +260,27 @@ class AuditLog:
                 if head is not None:
                     past = conn.execute(
                         select(events.c.id).where(
+                            events.c.seq >= 1,
                             or_(
                                 events.c.seq > head.seq,
                                 events.c.id > (head.last_event_id or 0),
-                            )
+                            ),
                         )
                     ).scalars()
                     walk.past_head(past)
+                # Any row the walk did not check is a problem: below the chain (seq < 1),
+                # or, by count, one whose id sits in a gap up to the head.
+                below = conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars()
+                up_to_head = conn.execute(
+                    select(func.count())
+                    .select_from(events)
+                    .where(
+                        events.c.seq >= 1,
+                        events.c.seq <= (newest or 0),
+                        events.c.id <= (head.last_event_id or 0) if head is not None else true(),
+                    )
+                ).scalar_one()
+                walk.off_chain(below, up_to_head)
                 rotation_rows = {
                     r["id"]: r
                     for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
