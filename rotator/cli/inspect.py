@@ -69,15 +69,20 @@ def _status_rows(app: App) -> list[dict[str, Any]]:
 
 
 @click.command()
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def status(ctx: Ctx, as_json: bool) -> None:
-    """Every credential: current uuid, secret age, due date, any unfinished rotation.
+def status(ctx: Ctx, name: str | None, as_json: bool) -> None:
+    """Every credential (or NAME only): current uuid, secret age, due date, any unfinished
+    rotation.
 
     A table on a terminal; one line per credential when piped; `--json` for scripts.
     """
-    with errors(), ctx.app() as app:
-        rows = _status_rows(app)
+    with errors():
+        if name:
+            ctx.settings.credential(name)  # an unknown name: exit 2 before anything is opened
+        with ctx.app() as app:
+            rows = [r for r in _status_rows(app) if name is None or r["name"] == name]
     attention = any(r["rotation"] and r["rotation"]["state"] == "needs_attention" for r in rows)
     if as_json:
         say(json.dumps(rows, indent=2))

@@ -60,6 +60,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(system: System, tmp_pa
     cases = {
         ("rotate", "nope"): "unknown credential 'nope' (known: analytics)",
         ("history", "nope"): "unknown credential 'nope'",
+        ("status", "nope"): "unknown credential 'nope' (known: analytics)",
         ("--config", str(bad_key), "rotate", "analytics"): "daemon.tik: unknown key",
         ("--config", str(bad_duration), "run"): "defaults.quiet_period: invalid duration 'soon'",
         ("--config", str(tmp_path / "missing.toml"), "status"): "no such config file",
@@ -113,6 +114,8 @@ def test_rotate_then_status_history_and_audit_verify_tell_what_happened(system: 
     assert row["last_rotated_at"] and row["secret_age_days"] == 0
     text = system.rotator("status")
     assert text.out.startswith(f"analytics: secret {new_uuid}, age 0.0d")
+    one = system.rotator("status", "analytics")  # what the alerts and the runbook tell
+    assert one.code == 0 and one.out == text.out, one
 
     history = json.loads(system.rotator("history", "--json").out)
     ids = [e["id"] for e in history]
@@ -133,9 +136,15 @@ def test_rotate_then_status_history_and_audit_verify_tell_what_happened(system: 
     broken = system.rotator("audit", "verify")
     assert broken.code == 1, broken
     assert broken.err.strip() == (
-        "error: audit chain broken at event 3: its content was changed "
-        "(2 events verified before it)"
+        "error: audit verify failed: event 3: its content was changed (2 events verified before it)"
     )
+    assert "scope: not proven: event 3: its content was changed" in broken.out
+    assert "was changed, removed or re-ordered" not in broken.out
+    # The report is still written (the auditor reads why), but a script notices: exit 1.
+    report = system.rotator("report", "--format", "json")
+    assert report.code == 1, report
+    assert json.loads(report.out)["verification"]["ok"] is False
+    assert "audit verify failed: event 3" in report.err
 
 
 def test_a_recently_used_stray_exits_3_and_the_webhook_says_why(
