@@ -33,12 +33,12 @@ def aws_caller(
     region: str, endpoint_url: str = "", timeout: float = 5.0, session: Any = None
 ) -> str:
     """`aws:ARN` of the caller, or `aws:unverified (why)` when STS cannot say. Pass the
-    boto3 session rotator already has (much cheaper than a new one)."""
+    botocore session rotator already has (much cheaper than a new one)."""
     try:
-        import boto3
+        import botocore.session
         from botocore.config import Config
 
-        client = (session or boto3.session.Session()).client(
+        client: Any = (session or botocore.session.get_session()).create_client(
             "sts",
             region_name=region,
             endpoint_url=endpoint_url or None,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from rotator.cli import startup
 from rotator.cli.context import Ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, EXIT_USAGE, die, say
 
@@ -92,8 +93,10 @@ class _Main(click.Group):
         Everything a command writes is flushed (and its database connections closed) before
         it returns, so interpreter teardown (module and object clean-up, ~0.2-0.4 s) buys
         nothing: flush the streams, run the atexit hooks, and `os._exit`. Callers of
-        `main.main(...)` (CliRunner) keep the ordinary return.
+        `main.main(...)` (CliRunner) keep the ordinary return. The cyclic garbage collector
+        waits until the command is set up (`rotator.cli.startup`).
         """
+        startup.pause()
         try:
             self.main(*args, **kwargs)
             code = 0

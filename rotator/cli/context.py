@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rotator.cli import startup
+
 if TYPE_CHECKING:
     from rotator.adapters.db.store import Store
     from rotator.adapters.identity import IdentityProbe
@@ -42,6 +44,7 @@ class Ctx:
         built = app_mod.build(self.settings)
         built.store.audit.identity = self.identity_probe(built.aws.session).result
         built.store.audit.prefetch()  # an audit key in AWS is read while the command works
+        startup.settle()  # set up: the garbage collector resumes
         sender: Deliverer | None = None
         try:
             if notify and self.settings.notifications.webhooks:
@@ -59,7 +62,7 @@ class Ctx:
 
     def identity_probe(self, session: Any = None) -> IdentityProbe:
         """The verified identity (AWS caller ARN, OS user), asked for once per command, in
-        the background (through `session`, the app's boto3 session, when given)."""
+        the background (through `session`, the app's botocore session, when given)."""
         if self._probe is None:
             from rotator.adapters.identity import IdentityProbe
 
@@ -73,6 +76,7 @@ class Ctx:
         from rotator import app as app_mod
 
         opened = app_mod.open_store(self.settings)
+        startup.settle()
         try:
             yield opened
         finally:
