@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, true, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
 from rotator import audit, redaction
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
@@ -269,18 +269,11 @@ class AuditLog:
                     ).scalars()
                     walk.past_head(past)
                 # Any row the walk did not check is a problem: below the chain (seq < 1),
-                # or, by count, one whose id sits in a gap up to the head.
-                below = conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars()
-                up_to_head = conn.execute(
-                    select(func.count())
-                    .select_from(events)
-                    .where(
-                        events.c.seq >= 1,
-                        events.c.seq <= (newest or 0),
-                        events.c.id <= (head.last_event_id or 0) if head is not None else true(),
-                    )
-                ).scalar_one()
-                walk.off_chain(below, up_to_head)
+                # and, by count, any other row not on it (every event, less those past the
+                # head and below the chain, must be one the walk checked).
+                below = list(conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars())
+                total = conn.execute(select(func.count()).select_from(events)).scalar_one()
+                walk.off_chain(below, total - len(result.past_head) - len(below))
                 rotation_rows = {
                     r["id"]: r
                     for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
