@@ -444,13 +444,15 @@ class Store:
         return self._load(conn, rotation_id)
 
     def request_emergency(self, credential: str, *, actor: str, reason: str) -> Rotation:
-        """Start an emergency rotation, or mark the unfinished normal one to be pre-empted.
+        """Start an emergency rotation now, abandoning the unfinished normal one if need be.
 
-        The mark is a request, not a takeover: whoever holds the lease sees it at its next
-        step boundary and ends the normal rotation safely; the save that ends it starts the
-        emergency rotation in the same transaction (see `save`). A rotation that ends while
-        the mark is being set cannot swallow it: the mark only lands on an unfinished row,
-        and otherwise the emergency rotation starts here.
+        Nothing may block an emergency: a normal rotation in its way is ABANDONED where it
+        stands (no rollback, no retirement, which could need a person), with an audit event
+        naming what it leaves behind, and the emergency starts in the same transaction. If a
+        worker holds that rotation's lease (it is mid-step), the rotation is flagged instead:
+        the holder abandons it at its step boundary, or whoever claims it after the holder's
+        lease ran out does; that save starts the emergency (see `save`). Returns the
+        emergency rotation, or the flagged rotation when the emergency waits for its holder.
         """
         for _ in range(3):
             try:
@@ -478,6 +480,7 @@ class Store:
                         )
                         if flagged is not None:
                             return flagged
+                        continue  # it finished meanwhile: look again
                     return self._insert(
                         conn, credential, Trigger.EMERGENCY, actor=actor, reason=reason, detail={}
                     )
@@ -529,33 +532,39 @@ class Store:
         replayed from the events. An emergency past its promotion is refused: finishing it
         is what deletes the leaked secret.
         """
-        with self._tx() as conn:
-            active = self._active(conn, credential)
-            if active is None:
-                return None
-            if active.emergency and _past_promotion(active):
-                raise RequestRefused(
-                    f"rotation {active.id} of {credential} is an emergency rotation past its "
-                    f"promotion ({active.state.value}): it cannot be cancelled, because "
-                    f"finishing it is what deletes the leaked secret"
-                )
-            now = self._db_now(conn)
-            hold = {"held_at": now, "held_by": actor, "hold_reason": reason}
-            flagged = self._flag(
-                conn,
-                active,
-                "cancel_requested",
-                actor=actor,
-                reason=reason,
-                extra={**hold, "held_at": now.isoformat()},
-            )
-            if flagged is not None:  # no hold without its event
+        try:
+            with self._tx() as conn:
+                active = self._active(conn, credential)
+                if active is None:
+                    return None
+                if active.emergency and machine.past_promotion(active):
+                    raise RequestRefused(
+                        f"rotation {active.id} of {credential} is an emergency rotation past "
+                        f"its promotion ({active.state.value}): it cannot be cancelled, because "
+                        f"finishing it is what deletes the leaked secret"
+                    )
+                now = self._db_now(conn)
+                hold = {"held_at": now, "held_by": actor, "hold_reason": reason}
+                # The hold first: the event appended next records the credential row as it
+                # now stands (the audit replay compares the two).
                 conn.execute(
                     update(credentials)
                     .where(credentials.c.name == credential)
                     .values(**hold, updated_at=now)
                 )
-            return flagged
+                flagged = self._flag(
+                    conn,
+                    active,
+                    "cancel_requested",
+                    actor=actor,
+                    reason=reason,
+                    extra={**hold, "held_at": now.isoformat()},
+                )
+                if flagged is None:
+                    raise _NothingToCancel  # it finished meanwhile: no hold without its event
+                return flagged
+        except _NothingToCancel:
+            return None
 
     def resume(self, credential: str, *, actor: str, reason: str) -> CredentialRow | None:
         """Lift a credential's hold; None if it was not on hold. Audited (kind `resumed`)."""
@@ -886,14 +895,8 @@ def _due(now: datetime) -> Any:
     )
 
 
-def _past_promotion(rotation: Rotation) -> bool:
-    """AWSCURRENT has (or may have) moved to the new secret, whatever state it now waits in."""
-    resume = rotation.resume_state
-    return (
-        rotation.promoted_at is not None
-        or rotation.state.promoted
-        or (resume is not None and resume.promoted)
-    )
+class _NothingToCancel(Exception):
+    """Rolls a cancel's transaction back (hold included) when its rotation ended meanwhile."""
 
 
 def _inherited(abandoned: Rotation) -> dict[str, Any]:
