@@ -293,8 +293,8 @@ def _consumer_of_the_old_secret(
 
 
 def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> None:
-    """Draining while Adobe leaves the old secret out of two answers, shows its usages as
-    null three times and stale at random, and reports uses up to 0.6 s late (usage_lag 1s):
+    """Draining while Adobe leaves the old secret out of an answer, shows its usages as
+    null twice and stale at random, and reports uses up to 0.6 s late (usage_lag 1s):
     the consumer still using it is never refused, and the old secret goes a full quiet
     period after its last use (findings 1 and 2, over HTTP)."""
     quiet = 2.0
@@ -306,8 +306,10 @@ def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> 
     uses: list[datetime] = []
 
     def hostile_drain() -> None:
-        faults.consistency.omit(client_id=client, uuid=old.uuid, count=2)
-        faults.consistency.distort_usages(mode="null", client_id=client, uuid=old.uuid, count=3)
+        # Within the contract: hidden for less than usage_lag (two answers in a row
+        # without it would be confirmed absence; more nulls would outlast the bound).
+        faults.consistency.omit(client_id=client, uuid=old.uuid, count=1)
+        faults.consistency.distort_usages(mode="null", client_id=client, uuid=old.uuid, count=2)
         faults.consistency.distort_usages(
             mode="stale", stale_ms=300, client_id=client, rate=0.3, seed=12
         )
@@ -319,7 +321,7 @@ def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> 
     _completed(case, result)
     assert uses and not case.oracle_problems(quiet)  # never deleted under the consumer
     truth = rig.state.oracle.secret(case.cred.credential_id, old.uuid)
-    assert truth is not None and truth.deleted_at is not None and sum(truth.hidden.values()) >= 3
+    assert truth is not None and truth.deleted_at is not None and sum(truth.hidden.values()) >= 2
 
 
 def awscurrent_edited_by_hand(rig: Rig, uuid: str, emergency: bool) -> None:
