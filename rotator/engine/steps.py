@@ -457,10 +457,14 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         evidence=rotation.evidence,
     )
     if orphans and current_identity(step) is None:
-        # Deleting them needs proof of AWSCURRENT's uuid, and a rollback must not wait on
-        # it: the next rotation meets them as strays and judges them by their use.
-        log.warning("leaving possible orphans to the next rotation", uuids=orphans)
-        orphans = []
+        # A crash between Adobe's add and the AWS put left a secret nobody can use (I7).
+        # Deleting it needs proof of AWSCURRENT's uuid (I9), as `create` does on resume:
+        # observe it (waiting here for Adobe to show the test token's use) before any delete.
+        proven = prove_current(step, rotation, now, listed)
+        if isinstance(proven, Outcome):
+            return proven
+        step.identity = proven
+        orphans = [u for u in orphans if u != proven.uuid]
     for uuid in doomed + orphans:
         delete(step, secret, uuid)
     _drop_pending(step, stages, spare=holder(stages, CURRENT))

@@ -222,11 +222,6 @@ def test_model_find_null_usages_hand_edit_then_emergency_crashing_before_a_list(
     _finish(model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open engine bug (reported to A in team-notes 10:18): the orphan of a crash "
-    "after an add is not deleted when the rotation is cancelled; strict: passes = fixed",
-)
 def test_long_run_find_a_crash_after_an_add_then_a_cancel_leaves_no_orphan(
     model: EngineModel,
 ) -> None:
