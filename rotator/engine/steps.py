@@ -14,7 +14,14 @@ from datetime import datetime, timedelta
 import structlog
 
 from rotator.domain import machine
-from rotator.domain.errors import InvalidClient, LeaseLost, NeedsAttention, StepError
+from rotator.domain.errors import (
+    InvalidClient,
+    LeaseLost,
+    NeedsAttention,
+    SecretLimit,
+    StepError,
+    TransientError,
+)
 from rotator.domain.evidence import (
     NO_EVIDENCE,
     Evidence,
@@ -164,7 +171,10 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         for orphan in orphans:
             delete(step, secret, orphan)
     step.guard()
-    created = step.adobe.add_secret(step.ref, secret)
+    try:
+        created = step.adobe.add_secret(step.ref, secret)
+    except SecretLimit as exc:
+        return _make_room(step, rotation, now, secret, exc)
     value = {
         **step.current().value,
         step.secret_key: created.value,
@@ -189,6 +199,35 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         },
         detail={"new_uuid": created.uuid, "orphans_deleted": orphans},
     )
+
+
+def _make_room(
+    step: StepContext, rotation: Rotation, now: datetime, secret: str, limit: SecretLimit
+) -> Outcome:
+    """Adobe refused the add at its two-secret limit: it holds a secret the plan never saw
+    (a list that left it out) or still counts one just deleted. List again, prove which
+    uuid AWSCURRENT holds (I9), judge every other secret as a stray by the plan's rule (an
+    emergency deletes them at once), delete only what two answers in a row agree on, then
+    add again later like after a transient fault: never AWSCURRENT's secret (I1, I2)."""
+    listed = step.adobe.list_secrets(step.ref, secret)
+    proven = prove_current(step, rotation, now, listed)
+    if isinstance(proven, Outcome):
+        return proven  # Adobe has not shown the test token's use yet: look again soon
+    step.identity = proven
+    verdict = _strays(step, rotation, now, listed, proven.uuid, rotation.evidence)
+    if verdict.attention:
+        raise NeedsAttention(verdict.attention)
+    deleted: list[str] = []
+    if verdict.delete:  # a second, fresh answer right before the delete, judged again
+        relisted, evidence = recheck(step, secret, now)
+        again = _strays(step, rotation, now, relisted, proven.uuid, evidence)
+        if again.attention:
+            raise NeedsAttention(again.attention)
+        deleted = [u for u in verdict.delete if u in again.delete]
+        for stray in deleted:
+            delete(step, secret, stray)
+    made_room = f"; deleted {', '.join(deleted)}" if deleted else "; no stray listed yet"
+    raise TransientError(f"{limit.detail}{made_room}; adding again later", step="add secret")
 
 
 def _pending_secret(step: StepContext, rotation: Rotation) -> str | None:

@@ -232,3 +232,29 @@ def test_long_run_find_a_crash_after_an_add_then_a_cancel_leaves_no_orphan(
     model.rotate_through_a_fault(("add", "after"), "crash", emergency=False, then="cancel")
     model.check()
     _finish(model)
+
+
+def test_soak_find_an_emergency_at_the_two_secret_limit_clears_the_stray_and_goes_on(
+    model: EngineModel,
+) -> None:
+    """The long soak (seed 503130265): Adobe holds a second secret that the emergency's
+    planning never saw (a list that left it out), so the add is refused at the two-secret
+    limit. The emergency must not wait for a person forever: it lists again, proves which
+    secret AWSCURRENT holds, deletes the stray (an emergency deletes strays at once) and
+    adds again; AWSCURRENT's secret is never deleted before its replacement is promoted."""
+    current_uuid, _value = _old(model)
+    stray = model.adobe.seed()
+    assert model.adobe.mint(stray.value)  # someone used it: not an orphan of ours
+    model.adobe.consistency.omit(uuid=stray.uuid, count=2)  # the plan's lists leave it out
+    model.start_emergency()
+    for _ in range(20):  # the identity proof waits up to usage_lag (30 minutes) for Adobe
+        if _state(model) in {None, State.RETIRING}:
+            break
+        model.step_now()
+        model.check()
+        assert _state(model) is not State.NEEDS_ATTENTION, model.store.active(NAME)
+        model.clock.now += TICK
+    assert stray.uuid not in model.adobe.secrets, "the stray blocking the limit was kept"
+    assert model.adobe.adds >= 1
+    _finish(model)
+    assert current_uuid not in model.adobe.secrets  # the leaked secret went, after promotion
