@@ -61,6 +61,9 @@ def test_daemon_rotates_a_due_credential_and_a_consumer_never_notices(
         time.sleep(0.5)  # the consumer keeps going on the new secret
     finally:
         consumer.stop()
+    # The daemon delivers the notice from its outbox on its own thread: wait while it runs (a
+    # notice still owed at shutdown stays in the outbox for the next daemon).
+    wait_for(lambda: "completed" in receiver.kinds(), 10, "the completed webhook")
     assert daemon.stop() == 0, daemon.output()
 
     # I8: before, during and after the rotation, every token request succeeded.
@@ -89,7 +92,6 @@ def test_daemon_rotates_a_due_credential_and_a_consumer_never_notices(
         (line["credential"], line["rotation_id"]) == ("analytics", row["id"]) for line in lines
     ), lines
 
-    wait_for(lambda: "completed" in receiver.kinds(), 10, "the completed webhook")
     (completed,) = [e for e in receiver.events() if e["event"] == "completed"]
     assert completed["credential"] == "analytics"
     assert (completed["old_uuid"], completed["new_uuid"]) == (old_uuid, new_uuid)
@@ -139,6 +141,8 @@ def test_metrics_and_health_while_the_daemon_runs(
     assert m("rotator_ready") == 1
     assert "_created" not in daemon.get("/metrics").text
     system.transcript.append(daemon.get("/metrics").text)  # scanned for secrets at the end
+    # Notices leave the outbox on the daemon's own thread: wait for both while it runs.
+    wait_for(lambda: {"completed", "needs_attention"} <= set(receiver.kinds()), 10, "both notices")
     assert daemon.stop() == 0, daemon.output()
 
     kinds = receiver.kinds()
