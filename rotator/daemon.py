@@ -283,7 +283,10 @@ class Daemon:
     def _start_due(self) -> int:
         """Survey, start due rotations; return how many rotations have work now."""
         assert self.app is not None
-        store, engine, now = self.app.store, self.app.engine, datetime.now(UTC)
+        # The store's clock (PostgreSQL's where replicas meet, I10): due-ness compares it with
+        # stored times, so a replica whose own clock runs ahead starts nothing early.
+        store, engine = self.app.store, self.app.engine
+        now = store.now()
         # Unfinished first, then the rows: a rotation that finishes between the two reads
         # has already written its fresh facts (at promotion), so it cannot look due again.
         active = {r.credential: r for r in store.unfinished()}
@@ -324,7 +327,7 @@ class Daemon:
         names = set(configured)  # a rotation of a credential no longer configured stays put
         # Rotations started in this very tick were inserted after `now`: judge them by a
         # fresh clock, or they would wait a whole tick for a worker.
-        later = datetime.now(UTC)
+        later = store.now()
         return sum(1 for r in active.values() if r.credential in names and _has_work(r, later))
 
     def _survey(self, name: str) -> None:

@@ -1,0 +1,80 @@
+"""The daemon judges due-ness on the store's clock (I10), not on its host's.
+
+A replica whose own clock runs 100 days ahead must not start a rotation of a credential
+whose secret is 10 days old by the database's clock (PostgreSQL's where replicas meet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from rotator import config
+from rotator import daemon as daemon_mod
+from rotator.adapters.db import migrate
+from rotator.adapters.db.store import Store, make_engine
+
+CREDENTIAL = {
+    "name": "alpha",
+    "org_id": "1",
+    "credential_id": "2",
+    "client_id": "0123456789abcdef0123456789abcdef",
+    "secret_id": "adobe/alpha",
+    "max_age": "90d",
+}
+
+
+class _HostClockAhead(datetime):
+    """`datetime` whose `now` is 100 days ahead: the daemon's host clock, skewed."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return datetime.now(tz) + timedelta(days=100)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    made = Store(make_engine(db_url))
+    migrate.upgrade(made.engine)
+    made.sync_credentials({"alpha": "h"})
+    yield made
+    made.engine.dispose()
+
+
+def _started_by_a_tick(store: Store, secret_age: timedelta) -> list[str]:
+    now = store.now()
+    store.update_credential("alpha", secret_created_at=now - secret_age, surveyed_at=now)
+    daemon = daemon_mod.Daemon(
+        config.from_mapping({"database": {"url": "sqlite://"}, "credentials": [CREDENTIAL]})
+    )
+    requested: list[str] = []
+
+    def request(name: str, *_: Any, **__: Any) -> Any:
+        requested.append(name)
+        return SimpleNamespace(id=1, credential=name, next_attempt_at=None, state=None)
+
+    daemon.app = SimpleNamespace(store=store, engine=SimpleNamespace(request=request))  # type: ignore[assignment]
+    daemon._survey = lambda name: None  # type: ignore[method-assign]
+    daemon._start_due()
+    daemon.pool.shutdown()
+    return requested
+
+
+def test_a_host_clock_ahead_starts_nothing_early(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon_mod, "datetime", _HostClockAhead)
+    assert _started_by_a_tick(store, timedelta(days=10)) == []
+
+
+def test_a_credential_due_by_the_store_clock_starts(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: the same tick does start a rotation that is due by the store's clock."""
+    monkeypatch.setattr(daemon_mod, "datetime", _HostClockAhead)
+    assert _started_by_a_tick(store, timedelta(days=91)) == ["alpha"]
+    assert datetime.now(UTC) < store.now() + timedelta(days=1)  # the store's clock is real
