@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from rotator import redaction
-from rotator.adapters.db import outbox
+from rotator.adapters.db import outbox, tables
 from rotator.adapters.db.audit import READ_SNAPSHOT, AuditEvent, AuditLog
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.audit import GENESIS, Checkpoint, Verification
@@ -113,7 +113,10 @@ def make_engine(url: str) -> Engine:
             return engine
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+        if engine.dialect.name == "postgresql":
+            tables.describe_for_postgresql()
+        return engine
     except Exception as exc:  # bad URL, missing driver: one clear line
         raise ConfigError(f"database.url: cannot use {_safe_url(url)}: {exc}") from None
 

@@ -85,6 +85,8 @@ credentials = Table(
     Column("hold_reason", Text),
 )
 
+_UNFINISHED = "finished_at IS NULL"
+
 rotations = Table(
     "rotations",
     metadata,
@@ -119,11 +121,23 @@ rotations = Table(
         "uq_rotations_one_unfinished",
         "credential",
         unique=True,
-        sqlite_where=text("finished_at IS NULL"),
-        postgresql_where=text("finished_at IS NULL"),
+        sqlite_where=text(_UNFINISHED),
     ),
     Index("ix_rotations_due", "finished_at", "next_attempt_at"),
 )
+
+
+def describe_for_postgresql() -> None:
+    """Give the I3 index its PostgreSQL condition (the same as SQLite's).
+
+    Naming a dialect's option loads that dialect, and SQLAlchemy's PostgreSQL dialect costs
+    ~20 ms to import (a fifth of rotator's own start-up in `rotate --emergency`), so the
+    table definition names SQLite's alone and `make_engine` calls this for a PostgreSQL
+    URL, which loads that dialect anyway. The migrations create the index on both.
+    """
+    index = next(i for i in rotations.indexes if i.name == "uq_rotations_one_unfinished")
+    index.dialect_options["postgresql"]["where"] = text(_UNFINISHED)
+
 
 events = Table(
     "events",
