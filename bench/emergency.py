@@ -15,6 +15,15 @@
    (the STS identity probe's call runs beside the command's work), and only the sleep of
    `follow` waiting for the confirming look is deliberate; every other wait (pacing,
    retries, the wait for the identity answer) stays in the overhead and is shown.
+3. The floor: the CPU and wall time of a bare `python -c "import ..."` of the libraries an
+   emergency cannot do without (SQLAlchemy, httpx, botocore, structlog: the brief's choices;
+   then with pydantic and click, the config's and the CLI's), in the same run.
+
+Every command runs byte-compiled, as a wheel install is (pip compiles at install). On an
+editable checkout with PYTHONDONTWRITEBYTECODE set (this machine's environment sets it),
+Python would compile rotator's own ~35 modules again at every start (~60 ms of CPU here),
+which no installed rotator pays: the bench keeps their compiled form under a temporary
+PYTHONPYCACHEPREFIX, filled by the warm-up run.
 
     .venv/bin/python bench/emergency.py            # 10 emergency runs, 15 --help runs
     .venv/bin/python bench/emergency.py --quick    # 3 and 10
@@ -28,6 +37,7 @@ import json
 import os
 import pstats
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,23 +63,53 @@ def cpu_of_pass(runs: int = 5) -> float:
     return h.median(times)
 
 
+def as_installed(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """`env` with byte-compiled modules kept (under `cache`), as an installed rotator has."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(cache)}
+
+
+# What an emergency cannot do without: the brief's store, Adobe client, AWS client and logs.
+CORE = "sqlalchemy, httpx, botocore.client, structlog"
+# ... and the config's validation and the CLI.
+CORE_AND_CONFIG = CORE + ", pydantic.main, click"
+
+
+def floor(modules: str, env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median wall and CPU time of a bare interpreter importing `modules`, nothing else."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.Popen([h.PY, "-c", f"import {modules}"], env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        assert proc.returncode == 0, modules
+        walls.append(time.perf_counter() - started)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    return h.median(walls), h.median(cpus)
+
+
 def wall(argv: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
     return time.perf_counter() - started
 
 
-def startup(runs: int) -> None:
-    wall([ROTATOR, "--help"])  # warm the page cache
-    helps = [wall([ROTATOR, "--help"]) for _ in range(runs)]
-    floors = [wall([h.PY, "-c", "pass"]) for _ in range(runs)]
+def startup(runs: int, env: dict[str, str]) -> None:
+    wall([ROTATOR, "--help"], env)  # warm the page cache, compile
+    helps = [wall([ROTATOR, "--help"], env) for _ in range(runs)]
+    floors = [wall([h.PY, "-c", "pass"], env) for _ in range(runs)]
     print(
         f"  `rotator --help`: median {1000 * h.median(helps):.0f} ms over {runs} runs "
         f"(min {1000 * min(helps):.0f}, max {1000 * max(helps):.0f}); "
         f"`python -c pass`: {1000 * h.median(floors):.0f} ms"
     )
     proc = subprocess.run(
-        [h.PY, "-X", "importtime", ROTATOR, "--help"], capture_output=True, text=True, check=True
+        [h.PY, "-X", "importtime", ROTATOR, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     top: list[tuple[int, str]] = []  # imports at nesting level 0 partition the total
     selfs: list[tuple[int, str]] = []
@@ -160,8 +200,18 @@ def main() -> None:
     if args.quick:
         args.runs, args.help_runs = 3, 10
     h.print_machine()
+    cache = Path(tempfile.mkdtemp(prefix="rotator-bench-pycache-"))
+    base_env = as_installed({**os.environ, "ROTATOR_LOG_LEVEL": "WARNING"}, cache)
+    print(
+        "byte-compiled modules, as installed"
+        + (
+            " (PYTHONDONTWRITEBYTECODE of this environment lifted)"
+            if "PYTHONDONTWRITEBYTECODE" in os.environ
+            else ""
+        )
+    )
     print("start-up:")
-    startup(max(10, args.help_runs))
+    startup(max(10, args.help_runs), base_env)
     with h.stand_ins() as (sandbox, moto), h.database("sqlite") as url:
         n = 2 * args.runs + 2
         creds, created = h.make_fleet(sandbox, moto, n)
@@ -173,7 +223,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="rotator-emergency-") as tmp:
             config = Path(tmp) / "rotator.toml"
             h.write_toml(config, mapping)
-            env = {**os.environ, "ROTATOR_LOG_LEVEL": "WARNING"}
+            env = base_env
             subprocess.run(
                 [ROTATOR, "--config", str(config), "db", "upgrade"],
                 check=True,
@@ -267,6 +317,16 @@ def main() -> None:
         f"{1000 * h.median(overhead):.0f} ms; `python -c pass` in this run: "
         f"{1000 * h.median([wall([h.PY, '-c', 'pass']) for _ in range(5)]):.0f} ms"
     )
+    core_wall, core_cpu = floor(CORE, base_env, 5)
+    config_wall, config_cpu = floor(CORE_AND_CONFIG, base_env, 5)
+    pass_wall, pass_cpu = floor("sys", base_env, 5)
+    print(
+        f"  floor: `python -c 'import {CORE}'` median {1000 * core_wall:.0f} ms wall, "
+        f"{1000 * core_cpu:.0f} ms CPU; with pydantic and click {1000 * config_wall:.0f} ms "
+        f"wall, {1000 * config_cpu:.0f} ms CPU; `python -c 'import sys'` "
+        f"{1000 * pass_wall:.0f} ms wall, {1000 * pass_cpu:.0f} ms CPU"
+    )
+    shutil.rmtree(cache, ignore_errors=True)
     if args.profile:
         print(f"  cProfile of one run written to {args.profile}; top cumulative:")
         show_profile(args.profile)
