@@ -14,7 +14,8 @@ from rotator import redaction
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
 from rotator.adapters.db import migrate, outbox
-from rotator.adapters.db.store import Store, make_engine
+from rotator.adapters.db.connect import make_engine, safe_url
+from rotator.adapters.db.store import Store
 from rotator.checkpoints import audit_log
 from rotator.config import Settings
 from rotator.domain.errors import ConfigError, RotatorError
@@ -38,14 +39,6 @@ class App:
 class DatabaseUnreachable(RotatorError):
     """The database did not answer (down, refusing, timing out): the operation failed
     (exit 1); the configuration may well be right."""
-
-
-def safe_url(url: str) -> str:
-    """The database URL without its password, for logs and messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<not a database URL>"
 
 
 def database_failure(settings: Settings, exc: BaseException, doing: str) -> RotatorError:

@@ -53,6 +53,7 @@ from starlette.routing import Route
 from rotator import app as app_mod
 from rotator import daemon_lock, notify
 from rotator.adapters.db import migrate
+from rotator.adapters.db.connect import safe_url
 from rotator.audit import Checkpoint
 from rotator.config import Settings
 from rotator.domain import policy as rules
@@ -133,7 +134,7 @@ class Daemon:
             log.info(
                 "daemon started",
                 config=self.settings.source,
-                database=app_mod.safe_url(self.settings.database.url),
+                database=safe_url(self.settings.database.url),
                 owner=self.app.engine.owner,
                 tick=self.settings.daemon.tick.total_seconds(),
                 workers=self.settings.daemon.workers,

@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
 from rotator.adapters.db import migrate
-from rotator.adapters.db.store import CredentialRow, Store, make_engine
+from rotator.adapters.db.connect import make_engine
+from rotator.adapters.db.store import CredentialRow, Store
 from rotator.config import CredentialConfig, Settings
 from rotator.domain.errors import RotatorError
 from rotator.ports import CredentialRef

@@ -23,7 +23,7 @@ def db_upgrade(ctx: Ctx) -> None:
     """Create or migrate the state database to the current schema (idempotent)."""
     with errors():
         from rotator.adapters.db import migrate
-        from rotator.adapters.db.store import make_engine
+        from rotator.adapters.db.connect import make_engine
         from rotator.app import database_failure, require_driver
 
         require_driver(ctx.settings)

@@ -493,6 +493,33 @@ def test_the_owners_later_save_keeps_the_emergency_request(store: Store) -> None
     assert store.get(rot.id).emergency_requested
 
 
+def test_a_request_during_a_workers_save_records_the_state_that_save_left(
+    store: Store,
+) -> None:
+    """Long-run find (soak, PostgreSQL): a request read the rotation while a worker's save of
+    it was in flight and recorded `from_state=planned` after the row had become `creating`,
+    breaking the chain of states (I6). The request now waits for that save and reads after."""
+    rot = store.start("alpha", Trigger.SCHEDULED, actor="rotator")
+    claim_one(store, "w")
+    done: list[Any] = []
+    with store.engine.connect() as worker:  # the worker's save, committed only later
+        worker.execute(
+            update(rotations).where(rotations.c.id == rot.id).values(state=State.CREATING.value)
+        )
+        thread = threading.Thread(
+            target=lambda: done.append(
+                store.request_emergency("alpha", actor="ops", reason="leaked")
+            )
+        )
+        thread.start()
+        time.sleep(0.5)  # the request is now waiting on the worker's row
+        worker.commit()
+    thread.join(timeout=30)
+    assert done and done[0].emergency_requested
+    [ev] = store.events(rotation_id=rot.id, limit=1)
+    assert (ev.kind, ev.from_state) == ("emergency_requested", State.CREATING.value)
+
+
 def test_request_emergency_without_an_active_rotation_starts_one(store: Store) -> None:
     rot = store.request_emergency("beta", actor="ops", reason="leaked")
     assert rot.trigger is Trigger.EMERGENCY

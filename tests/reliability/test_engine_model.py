@@ -53,7 +53,8 @@ from sqlalchemy.pool import QueuePool
 
 from rotator import config
 from rotator.adapters.db import migrate
-from rotator.adapters.db.store import Claim, Store, _sqlite_setup, make_engine
+from rotator.adapters.db.connect import make_engine, sqlite_setup
+from rotator.adapters.db.store import Claim, Store
 from rotator.domain.errors import RequestRefused
 from rotator.domain.machine import IllegalTransition
 from rotator.domain.model import State, Trigger
@@ -157,7 +158,7 @@ def _fast_engine(db_url: str) -> Any:
     an example's database lives for a second, in one process, and no OS crash is modelled.
     (`make_engine` opens a connection per transaction, right for many processes.)"""
     engine = create_engine(db_url, poolclass=QueuePool, pool_size=2)
-    _sqlite_setup(engine)
+    sqlite_setup(engine)
 
     @event.listens_for(engine, "connect")
     def _no_sync(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,203 @@
+"""What every store operation stands on: one transaction per change, the one clock, the
+audit event appended in that transaction (I6), and reading and inserting rotation rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, or_, select
+
+from rotator.adapters.db import outbox
+from rotator.adapters.db.audit import AuditLog
+from rotator.adapters.db.rows import to_rotation
+from rotator.adapters.db.tables import rotations
+from rotator.audit import Checkpoint
+from rotator.domain.model import Rotation, State, Trigger
+
+# Entering one of these is an outcome: its event's checkpoint is published on commit.
+_OUTCOMES = frozenset(s.value for s in State if s.terminal or s is State.NEEDS_ATTENTION)
+_OUTCOME_CHECKPOINT = "rotator_audit_checkpoint"
+
+
+class StoreCore:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        now: Any = None,
+        receivers: Sequence[outbox.Receiver] = (),
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.engine = engine
+        self.audit = audit or AuditLog()  # keyed chain, verified identity, checkpoints
+        self._now = now or (lambda: datetime.now(UTC))
+        self._pg = engine.dialect.name == "postgresql"
+        self.receivers = tuple(receivers)  # webhooks owed a notice of each event (outbox)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One transaction; an outcome's audit checkpoint is published once it committed."""
+        info: dict[Any, Any] = {}  # the connection's own, kept: it is closed on the way out
+        try:
+            with self.engine.begin() as conn:
+                info = conn.info
+                yield conn
+        except BaseException:
+            info.pop(_OUTCOME_CHECKPOINT, None)
+            raise
+        checkpoint = info.pop(_OUTCOME_CHECKPOINT, None)
+        if checkpoint is not None:
+            self.audit.publish(checkpoint)  # the head leaves the database
+
+    def _db_now(self, conn: Connection) -> datetime:
+        """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
+        if self._pg:
+            value = conn.execute(select(func.now())).scalar_one()
+            assert isinstance(value, datetime)
+            return value.astimezone(UTC)
+        now = self._now()
+        assert isinstance(now, datetime)
+        return now
+
+    def now(self) -> datetime:
+        """The one clock every comparison with a stored time uses (I10): the engine's too."""
+        if not self._pg:  # no transaction: on SQLite it would take the write lock for nothing
+            now = self._now()
+            assert isinstance(now, datetime)
+            return now
+        with self._tx() as conn:
+            return self._db_now(conn)
+
+    def _append(
+        self,
+        conn: Connection,
+        *,
+        rotation_id: int | None,
+        credential: str,
+        actor: str,
+        kind: str,
+        from_state: str | None,
+        to_state: str | None,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> Checkpoint:
+        """Append the event recording a change made just before, in the same transaction
+        (I6); the event snapshots the rows' audited fields as they are now."""
+        event_id, checkpoint = self.audit.append(
+            conn,
+            rotation_id=rotation_id,
+            credential=credential,
+            actor=actor,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            detail=detail,
+            at=at,
+        )
+        outbox.enqueue(
+            conn,
+            self.receivers,
+            event_id=event_id,
+            rotation_id=rotation_id,
+            credential=credential,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            actor=actor,
+            at=at,
+        )
+        if to_state in _OUTCOMES and to_state != from_state:
+            conn.info[_OUTCOME_CHECKPOINT] = checkpoint
+        return checkpoint
+
+    def _load(self, conn: Connection, rotation_id: int) -> Rotation:
+        row = conn.execute(select(rotations).where(rotations.c.id == rotation_id)).mappings().one()
+        return to_rotation(row)
+
+    def _active(self, conn: Connection, credential: str, *, lock: bool = False) -> Rotation | None:
+        """The credential's unfinished rotation. `lock`: hold its row until commit, so a
+        request written next records the state the row has then, not one a worker's save
+        committed over meanwhile (PostgreSQL; SQLite's writers are serial anyway)."""
+        query = select(rotations).where(
+            rotations.c.credential == credential, rotations.c.finished_at.is_(None)
+        )
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        return to_rotation(row) if row else None
+
+    def _insert(
+        self,
+        conn: Connection,
+        credential: str,
+        trigger: Trigger,
+        *,
+        actor: str,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> Rotation:
+        """A new planned rotation and its `started` event; the unique index refuses a second
+        unfinished one (I3) with an IntegrityError."""
+        now = self._db_now(conn)
+        rotation_id = conn.execute(
+            insert(rotations)
+            .values(
+                credential=credential,
+                trigger=trigger.value,
+                state=State.PLANNED.value,
+                actor=actor,
+                reason=reason,
+                known_uuids=[],
+                detail=detail,
+                created_at=now,
+                state_since=now,
+                next_attempt_at=now,
+            )
+            .returning(rotations.c.id)
+        ).scalar_one()
+        self._append(
+            conn,
+            rotation_id=rotation_id,
+            credential=credential,
+            actor=actor,
+            kind="started",
+            from_state=None,
+            to_state=State.PLANNED.value,
+            detail={"trigger": trigger.value, "reason": reason, **detail},
+            at=now,
+        )
+        return self._load(conn, rotation_id)
+
+    def _insert_emergency_after(
+        self, conn: Connection, ended: Rotation, *, actor: str, reason: str
+    ) -> Rotation:
+        """The emergency rotation that follows `ended` (abandoned for it, or finished while
+        it was requested), told what it may rely on from `ended` (I9): the AWS version that
+        rotation wrote itself and the Adobe uuid inside it. While AWSCURRENT is on that
+        version it holds that uuid; while it is not, that uuid is a leftover to delete."""
+        inherits = {}
+        if ended.new_uuid and ended.request_token:
+            inherits = {
+                "inherits": {
+                    "rotation_id": ended.id,
+                    "uuid": ended.new_uuid,
+                    "version_id": ended.request_token,
+                }
+            }
+        return self._insert(
+            conn,
+            ended.credential,
+            Trigger.EMERGENCY,
+            actor=actor,
+            reason=reason,
+            detail={"follows": ended.id, **inherits},
+        )
+
+
+def free(now: datetime) -> Any:
+    """No live lease. A lease held by anyone, this process included, is not free: worker
+    threads share one owner id, and two of them must never drive the same rotation."""
+    return or_(rotations.c.lease_expires_at.is_(None), rotations.c.lease_expires_at < now)
