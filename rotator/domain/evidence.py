@@ -82,9 +82,7 @@ class Evidence:
 
     def old_gone(self, now: datetime, poll_interval: timedelta) -> bool:
         """Two answers in a row without the old uuid, apart in time: it really is gone."""
-        if self.old_absences < 2 or self.old_absent_since is None:
-            return False
-        return now - self.old_absent_since >= confirm_delay(poll_interval)
+        return Absence(self.old_absent_since, self.old_absences).confirmed(now, poll_interval)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +111,35 @@ class Evidence:
 
 
 NO_EVIDENCE = Evidence(polled_at=None, old_last_used_at=None)
+
+
+@dataclass(frozen=True)
+class Absence:
+    """A run of answers in a row that did not list something: `count` answers since `since`.
+
+    One answer that leaves a secret out proves nothing (a list replica may lag); two in a
+    row, apart by `confirm_delay`, do. Adobe's answer to a delete counts as a first one.
+    """
+
+    since: datetime | None = None
+    count: int = 0
+
+    def absent(self, at: datetime) -> Absence:
+        """One more answer without it."""
+        return Absence(self.since or at, self.count + 1)
+
+    def confirmed(self, now: datetime, poll_interval: timedelta) -> bool:
+        if self.count < 2 or self.since is None:
+            return False
+        return now - self.since >= confirm_delay(poll_interval)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": _iso(self.since), "count": self.count}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Absence:
+        data = data or {}
+        return cls(_parse(data.get("since")), int(data.get("count") or 0))
 
 
 def went_back(before: Evidence | None, answered: datetime | None) -> bool:

@@ -280,6 +280,34 @@ def leftovers(rotation: Rotation) -> dict[str, str]:
     return left
 
 
+def own_secrets(rotation: Rotation) -> dict[str, str]:
+    """The Adobe secrets rotator created for this rotation, each with the one AWS version
+    its plaintext lives in: the rotation's own new secret, and for an emergency the one the
+    rotation it abandoned had staged (`inherits`). While AWSCURRENT is on another version,
+    no consumer can read that secret: giving it back needs no further proof."""
+    own = {}
+    if rotation.new_uuid and rotation.request_token:
+        own[rotation.new_uuid] = rotation.request_token
+    inherited = rotation.detail.get("inherits") or {}
+    if inherited.get("uuid") and inherited.get("version_id"):
+        own.setdefault(str(inherited["uuid"]), str(inherited["version_id"]))
+    return own
+
+
+def answers_since(rotation: Rotation) -> datetime:
+    """The earliest planning whose adds this rotation answers for: an emergency also answers
+    for the rotation it abandoned (a crash mid-add there may have left an orphan)."""
+    followed = rotation.detail.get("follows_created_at")
+    if not followed:
+        return rotation.created_at
+    return min(rotation.created_at, datetime.fromisoformat(str(followed)))
+
+
+def has_leftovers(rotation: Rotation) -> bool:
+    """It follows an abandoned rotation whose leftovers only its own run would clean."""
+    return bool(rotation.detail.get("inherits") or rotation.detail.get("follows_created_at"))
+
+
 # --- failures ------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import structlog
 
+from rotator.domain import machine
 from rotator.domain.errors import NeedsAttention, StepError
 from rotator.domain.evidence import NO_EVIDENCE, Evidence
 from rotator.domain.identity import Identity
@@ -54,9 +55,10 @@ def delete(step: StepContext, secret: str, uuid: str, *, unpublished: bool = Fal
             )
         if uuid == rotation.old_uuid and current.version_id != rotation.request_token:
             raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT was not moved off it")
-        # Our own new secret lives only in our own version: while AWSCURRENT is elsewhere,
-        # it is not AWSCURRENT's, whatever any list says.
-        ours = uuid == rotation.new_uuid and current.version_id != rotation.request_token
+        # A secret rotator created lives only in the version it wrote: while AWSCURRENT is
+        # elsewhere, it is not AWSCURRENT's, whatever any list says.
+        home = machine.own_secrets(rotation).get(uuid)
+        ours = home is not None and current.version_id != home
         if not ours:
             identity = current_identity(step)
             if identity is None:

@@ -34,7 +34,8 @@ def retry_attention(step: StepContext, rotation: Rotation, now: datetime) -> Out
 
 
 def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
-    """Before promotion: roll back. After: stop draining and leave both secrets valid."""
+    """Before promotion: roll back (an emergency that follows an abandoned rotation also
+    gives back what that one left). After: stop draining and leave both secrets valid."""
     effective = (
         rotation.resume_state if rotation.state is State.NEEDS_ATTENTION else (rotation.state)
     )
@@ -44,7 +45,7 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             kind="cancelled",
             detail={"kept": [rotation.old_uuid, rotation.new_uuid]},
         )
-    if effective in {None, State.PLANNED}:
+    if effective in {None, State.PLANNED} and not machine.has_leftovers(rotation):
         return Outcome(State.CANCELLED, kind="cancelled", detail={})
     return Outcome(
         State.ROLLING_BACK,

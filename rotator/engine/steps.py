@@ -24,6 +24,7 @@ from rotator.domain.errors import (
 )
 from rotator.domain.evidence import (
     NO_EVIDENCE,
+    Absence,
     Evidence,
     confirm_delay,
     wait_for_fresh,
@@ -476,7 +477,13 @@ def _invalidate_old_tokens(step: StepContext, rotation: Rotation) -> int:
 
 
 def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
-    """Give back what this rotation created; AWSCURRENT untouched (unless it already moved)."""
+    """Give back what this rotation created; AWSCURRENT untouched (unless it already moved).
+
+    The secrets it created (`own_secrets`) are deleted by uuid, listed or not (a list may
+    leave one out), and an orphan as soon as a list shows one. The rollback ends only once
+    two answers in a row, apart in time, show nothing of ours left (I9): one list that
+    leaves a secret out must not leave it at Adobe with its plaintext in no AWS version (I7).
+    """
     secret_id, token = step.cfg.secret_id, rotation.request_token
     stages = step.aws.stages(secret_id)
     if token and CURRENT in stages.get(token, ()):
@@ -487,12 +494,15 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     secret = step.current_secret()
     listed = step.adobe.list_secrets(step.ref, secret)
     keep = {u for u in (rotation.old_uuid, step.current_uuid(), *rotation.known_uuids) if u}
-    doomed = [s.uuid for s in listed if s.uuid == rotation.new_uuid and s.uuid not in keep]
+    version = step.current().version_id
+    own = [
+        u for u, home in machine.own_secrets(rotation).items() if u not in keep and home != version
+    ]
     orphans = machine.find_orphans(
         listed,
-        keep | {rotation.new_uuid or ""},
+        keep | set(own),
         adopted=None,
-        planned_at=rotation.created_at,
+        planned_at=machine.answers_since(rotation),
         evidence=rotation.evidence,
     )
     if orphans and current_identity(step) is None:
@@ -504,15 +514,36 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             return proven
         step.identity = proven
         orphans = [u for u in orphans if u != proven.uuid]
-    for uuid in doomed + orphans:
+    uuids = {s.uuid for s in listed}
+    shown = [u for u in (*own, *orphans) if u in uuids]
+    deleted = list(rotation.detail.get("rolled_back") or [])
+    unlisted = [u for u in own if u not in uuids and u not in deleted]
+    for uuid in shown + unlisted:
         delete(step, secret, uuid)
+    deleted += [u for u in shown + unlisted if u not in deleted]
+    # Adobe's answer to a delete is a first "gone"; an answer that lists nothing of ours,
+    # one more in the run.
+    absence = (
+        Absence(now, 1) if shown else Absence.from_dict(rotation.detail.get("gone")).absent(now)
+    )
     _drop_pending(step, stages, spare=holder(stages, CURRENT))
     step.fresh.pop(rotation.id, None)
+    if not absence.confirmed(now, step.policy.poll_interval):
+        return Outcome(
+            State.ROLLING_BACK,
+            kind="rollback_confirm",
+            changes={
+                "detail": {**rotation.detail, "rolled_back": deleted, "gone": absence.as_dict()}
+            },
+            detail={"deleted": shown + unlisted},
+            wait_until=now + confirm_delay(step.policy.poll_interval),
+        )
     cancelled = rotation.cancel_requested or bool(rotation.detail.get("preempted"))
     return Outcome(
         State.CANCELLED if cancelled else State.FAILED,
         kind="rolled_back",
-        detail={"deleted": doomed + orphans, "reason": rotation.last_error or ""},
+        changes={"detail": {**rotation.detail, "rolled_back": deleted, "gone": absence.as_dict()}},
+        detail={"deleted": deleted, "reason": rotation.last_error or ""},
     )
 
 

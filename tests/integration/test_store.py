@@ -407,7 +407,7 @@ def test_ending_a_rotation_with_an_emergency_waiting_starts_it_in_the_same_trans
     assert nxt is not None and nxt.id != rot.id
     assert nxt.trigger is Trigger.EMERGENCY
     assert (nxt.actor, nxt.reason) == ("ops", "leaked in a log")
-    assert nxt.detail == {"follows": rot.id}
+    assert nxt.detail == {"follows": rot.id, "follows_created_at": rot.created_at.isoformat()}
     assert store.get(rot.id).finished_at is not None
 
 
@@ -451,6 +451,7 @@ def test_request_emergency_abandons_a_normal_rotation_nobody_holds_and_starts_at
     assert started.emergency and started.state is State.PLANNED
     assert started.detail == {
         "follows": rot.id,
+        "follows_created_at": rot.created_at.isoformat(),
         "inherits": {"rotation_id": rot.id, "uuid": "u-new", "version_id": "tok"},
     }
     old = store.get(rot.id)

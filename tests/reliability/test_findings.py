@@ -258,3 +258,71 @@ def test_soak_find_an_emergency_at_the_two_secret_limit_clears_the_stray_and_goe
     assert model.adobe.adds >= 1
     _finish(model)
     assert current_uuid not in model.adobe.secrets  # the leaked secret went, after promotion
+
+
+def test_long_run_find_a_cancel_after_the_add_then_a_list_that_leaves_the_new_secret_out(
+    model: EngineModel,
+) -> None:
+    """The long run, 21:40 (3600923, shrunk by Hypothesis): Adobe made the new secret, an
+    operator cancels, and the one list answer the rollback reads leaves that secret out.
+    One answer is no proof the secret is gone: it must be deleted, not left at Adobe under
+    no AWS label (I7)."""
+    model.adobe_is_eventually_consistent(accept_delay=0, lag=(0, 0), seed=0)
+    model.check()
+    for operation in (
+        model.start_normal,
+        model.step_now,
+        model.cancel,
+        model.step_now,
+        lambda: model.adobe_leaves_a_secret_out(count=1, which="new"),
+        lambda: model.work_until_idle(steps=2),
+    ):
+        operation()
+        model.check()
+    _finish(model)
+
+
+def test_long_run_find_an_emergency_cancelled_early_then_lists_that_leave_the_new_out(
+    model: EngineModel,
+) -> None:
+    """The long run, 21:40 (3600923, shard 3): an emergency adds its secret, an operator
+    cancels it before promotion, the next two lists leave the new secret out, and a crash
+    before the next put ends that process. The rolled-back secret must still be deleted:
+    it was left at Adobe with its plaintext in no AWS version (I7)."""
+    model.adobe_is_eventually_consistent(accept_delay=0, lag=(0, 0), seed=0)
+    model.check()
+    for operation in (
+        model.start_emergency,
+        model.step_now,
+        model.cancel,
+        lambda: model.adobe_leaves_a_secret_out(count=2, which="new"),
+        lambda: model.rotate_through_a_fault(
+            ("put", "before"), "crash", emergency=False, then="work"
+        ),
+    ):
+        operation()
+        model.check()
+    _finish(model)
+
+
+def test_long_run_find_a_rollback_then_an_emergency_through_a_crash_before_a_list(
+    model: EngineModel,
+) -> None:
+    """The long run, 21:40 (3600923, shard 0): a cancelled rotation rolls back, an emergency
+    follows, a crash before a list, and another cancel. No secret may stay at Adobe under no
+    AWS label once nothing runs (I7)."""
+    model.adobe_is_eventually_consistent(accept_delay=0, lag=(0, 0), seed=0)
+    model.check()
+    for operation in (
+        model.start_normal,
+        model.step_now,
+        model.cancel,
+        model.step_now,
+        model.start_emergency,
+        lambda: model.rotate_through_a_fault(
+            ("list", "before"), "crash", emergency=False, then="cancel"
+        ),
+    ):
+        operation()
+        model.check()
+    _finish(model)

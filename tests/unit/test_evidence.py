@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rotator.domain.evidence import (
     ABSENCE_CONFIRM_DELAY,
     NO_EVIDENCE,
+    Absence,
     Evidence,
     confirm_delay,
     effective_usage_lag,
@@ -90,6 +91,18 @@ def test_a_deletes_answer_counts_as_the_first_absence() -> None:
     assert not deleted.old_gone(T0, H)
     again = deleted.fold(T0 + ABSENCE_CONFIRM_DELAY, {NEW: None}, old_uuid=OLD, new_uuid=NEW)
     assert again.old_gone(T0 + ABSENCE_CONFIRM_DELAY, H)
+
+
+def test_a_run_of_absent_answers_confirms_only_when_two_are_apart_in_time() -> None:
+    """The rollback's "nothing of ours left": the same rule as the old secret's absence."""
+    poll = timedelta(minutes=15)
+    first = Absence().absent(T0)
+    assert not first.confirmed(T0 + 10 * H, poll)  # one answer, however long ago
+    second = first.absent(T0 + timedelta(seconds=5))
+    assert not second.confirmed(T0 + timedelta(seconds=5), poll)
+    assert second.confirmed(T0 + ABSENCE_CONFIRM_DELAY, poll)
+    assert Absence.from_dict(second.as_dict()) == second
+    assert Absence.from_dict(None) == Absence()
 
 
 def test_the_quiet_deadline_adds_usage_lag_to_the_latest_sign_of_life() -> None:

@@ -524,3 +524,23 @@ def test_error_exit_codes() -> None:
     assert issubclass(LeaseLost, RotatorError)
     for kind in (InvalidClient, AccessDenied, NotFound, SecretLimit):
         assert issubclass(kind, PermanentError)
+
+
+# --- what a rotation gives back ----------------------------------------------------------------
+
+
+def test_own_secrets_are_the_new_one_and_the_one_an_abandoned_rotation_staged() -> None:
+    assert machine.own_secrets(rotation()) == {}
+    own = rotation(S.STAGED, new_uuid="n", request_token="tok")
+    assert machine.own_secrets(own) == {"n": "tok"}
+    inherits = {"rotation_id": 6, "uuid": "left", "version_id": "tok-6"}
+    emergency = rotation(S.PLANNED, trigger=Trigger.EMERGENCY, detail={"inherits": inherits})
+    assert machine.own_secrets(emergency) == {"left": "tok-6"}
+    assert machine.has_leftovers(emergency) and not machine.has_leftovers(own)
+
+
+def test_an_emergency_answers_for_orphans_since_the_rotation_it_abandoned_was_planned() -> None:
+    assert machine.answers_since(rotation()) == T0
+    follows = rotation(detail={"follows": 6, "follows_created_at": (T0 - H).isoformat()})
+    assert machine.answers_since(follows) == T0 - H
+    assert machine.has_leftovers(follows)

@@ -63,3 +63,14 @@ def test_an_emergency_before_promotion_can_be_cancelled() -> None:
     emergency = rotation(S.STAGED, Trigger.EMERGENCY, cancel_requested=True)
     assert not machine.past_promotion(emergency)
     assert operator.request_for(emergency) == "cancel"
+
+
+def test_a_planned_rotation_cancels_at_once_unless_it_holds_an_abandoned_ones_leftovers() -> None:
+    planned = rotation(S.PLANNED, cancel_requested=True)
+    assert operator.cancel(None, planned, T0).state is S.CANCELLED  # type: ignore[arg-type]
+    inherits = {"rotation_id": 6, "uuid": "left", "version_id": "tok-6"}
+    follows = rotation(S.PLANNED, Trigger.EMERGENCY, cancel_requested=True).evolve(
+        detail={"follows": 6, "inherits": inherits}
+    )
+    # the emergency was to delete what rotation 6 left: a cancel gives it back instead
+    assert operator.cancel(None, follows, T0).state is S.ROLLING_BACK  # type: ignore[arg-type]

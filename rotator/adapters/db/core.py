@@ -193,7 +193,11 @@ class StoreCore:
             Trigger.EMERGENCY,
             actor=actor,
             reason=reason,
-            detail={"follows": ended.id, **inherits},
+            detail={
+                "follows": ended.id,
+                "follows_created_at": ended.created_at.isoformat(),
+                **inherits,
+            },
         )
 
 
