@@ -218,8 +218,9 @@ def _follow(
 def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
     """Cancel NAME's unfinished rotation, safely at any state, and hold NAME.
 
-    Before promotion the new secret is deleted and AWSPENDING dropped; after promotion
-    draining stops and both secrets stay valid. NAME stays on hold (no scheduled rotation)
+    Before promotion the new secret is deleted and AWSPENDING dropped, confirmed by a
+    second look at Adobe about a minute later; after promotion draining stops and both
+    secrets stay valid. NAME stays on hold (no scheduled rotation)
     until `rotator resume NAME`. An emergency rotation past its promotion is refused:
     finishing it is what deletes the leaked secret. Exit 0 once cancelled, 3 if it needs a
     person, else 1: it ended otherwise, or was still on its way after two minutes (the
