@@ -203,11 +203,21 @@ def judge_drain(
     """Retire the old secret once quiet (I9, I10); past max_drain, alert.
 
     `evidence` already holds this answer, folded grow-only. An answer without the old uuid
-    proves nothing alone: its absence counts once a second answer, apart in time, agrees.
+    proves nothing alone, and even a confirmed absence (two answers in a row, apart in time)
+    does not cut the quiet period short: a list may leave a secret out for longer than any
+    run of answers rotator waits for. So the old secret is retired at the quiet deadline
+    whatever the lists say, deleted by uuid (already gone is a 404, which counts as done);
+    an absent answer at the deadline is confirmed first, since it is no fresh look.
     """
     assert rotation.promoted_at is not None, "draining starts at promotion"
     deadline = drain_deadline(rotation, evidence, policy)
     if not old_present:
+        if now < deadline:
+            return DrainVerdict(
+                retire=False,
+                next_poll_at=min(now + policy.poll_interval, deadline),
+                deadline=deadline,
+            )
         if evidence.old_gone(now, policy.poll_interval):
             return DrainVerdict(retire=True, deadline=deadline, gone=True)
         confirm = now + proof.confirm_delay(policy.poll_interval)

@@ -405,7 +405,9 @@ def retire(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             },
             wait_until=verdict.next_poll_at,
         )
-    doomed = [rotation.old_uuid] if old_present and rotation.old_uuid else []
+    # Listed or not: a list may leave the old secret out for longer than rotator waits
+    # (see `judge_drain`); deleting by uuid makes sure it is gone (404 counts as done).
+    doomed = [rotation.old_uuid] if rotation.old_uuid else []
     for uuid in doomed:
         delete(step, secret, uuid)
     return Outcome(
@@ -430,11 +432,15 @@ def _retire_everything_else(
 ) -> Outcome:
     """An emergency: AWSCURRENT is our own verified version now, so every other secret goes.
 
-    It completes only once answers confirm the leaked secret gone (two in a row apart in
-    time) and nothing else is listed: a list that leaves a secret out must not end it.
+    The leaked secret is deleted by uuid whether a list shows it or not (a list may leave it
+    out for longer than rotator looks; already gone is a 404, which counts as done). It
+    completes only once answers confirm it gone (two in a row apart in time) and nothing
+    else is listed: a list that leaves a secret out must not end it.
     """
-    doomed = [u for u in uuids if u != rotation.new_uuid]
     deleted = list(rotation.detail.get("deleted") or [])
+    doomed = [u for u in uuids if u != rotation.new_uuid]
+    if rotation.old_uuid and rotation.old_uuid not in doomed + deleted:
+        doomed.append(rotation.old_uuid)  # the leaked secret goes by uuid, listed or not
     invalidated = 0
     if doomed:
         invalidated = _invalidate_old_tokens(step, rotation)

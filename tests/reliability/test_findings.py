@@ -326,3 +326,67 @@ def test_long_run_find_a_rollback_then_an_emergency_through_a_crash_before_a_lis
         operation()
         model.check()
     _finish(model)
+
+
+def test_long_run_find_lists_that_leave_the_old_secret_out_while_draining(
+    model: EngineModel,
+) -> None:
+    """The long run, 04:17 (38c8731, shard 2): while a rotation drains, three list answers
+    in a row leave the old secret out. Two of them apart in time used to count as "already
+    gone": draining ended without deleting it, so the old secret stayed at Adobe, alive,
+    with no rotation running (I4). Now absence never cuts the quiet period short and the
+    old secret is deleted by uuid at the deadline whatever the lists say."""
+    model.adobe_is_eventually_consistent(accept_delay=0, lag=(0, 0), seed=0, skew=0)
+    model.check()
+    for operation in (
+        lambda: model.adobe_leaves_a_secret_out(count=1, which="old"),
+        lambda: model.rotate_through_a_fault(
+            ("list", "before"), "crash", emergency=False, then="work"
+        ),
+        model.start_normal,
+        lambda: model.work_until_idle(steps=7),
+        lambda: model.adobe_leaves_a_secret_out(count=3, which="old"),
+        lambda: model.rotate_through_a_fault(
+            ("list", "before"), "crash", emergency=False, then="work"
+        ),
+    ):
+        operation()
+        model.check()
+    _finish(model)
+
+
+def test_long_run_find_usages_gone_null_then_the_old_secret_left_out_while_draining(
+    model: EngineModel,
+) -> None:
+    """The long run, 04:17 (38c8731, shard 1): the old secret's usage goes back to null,
+    then three lists leave it out while the rotation drains; it must still be deleted at
+    the end of the quiet period, not left at Adobe once the rotation completes (I4)."""
+    for operation in (
+        model.start_normal,
+        lambda: model.adobe_usages_go_back(count=1, mode="null", which="old"),
+        model.step_now,
+        model.step_now,
+        lambda: model.adobe_usages_go_back(count=1, mode="null", which="old"),
+        lambda: model.adobe_leaves_a_secret_out(count=3, which="old"),
+        lambda: model.rotate_through_a_fault(
+            ("list", "before"), "crash", emergency=False, then="work"
+        ),
+    ):
+        operation()
+        model.check()
+    _finish(model)
+
+
+def test_lists_that_leave_the_leaked_secret_out_do_not_end_an_emergency_without_it(
+    model: EngineModel,
+) -> None:
+    """The same class for an emergency: once the replacement is promoted, lists that leave
+    the leaked secret out must not let the emergency complete with it still at Adobe."""
+    leaked, _value = _old(model)
+    model.start_emergency()
+    _step_until(model, State.RETIRING)
+    model.adobe.consistency.omit(uuid=leaked, count=3)
+    model.work_until_idle(steps=12)
+    model.check()
+    assert leaked not in model.adobe.secrets, "the leaked secret outlived its emergency"
+    _finish(model)

@@ -302,13 +302,28 @@ def evidence(now: datetime, old_used: datetime | None) -> Evidence:
     return Evidence(polled_at=now, old_last_used_at=old_used, new_last_used_at=None)
 
 
-def test_judge_drain_retires_when_the_old_secret_is_confirmed_gone() -> None:
-    # Changed in 0.2 (issue 11, finding 1): one answer without the old uuid proves nothing;
-    # two in a row, apart in time, do.
-    first = Evidence(None, None).fold(T0, {}, old_uuid="old-uuid", new_uuid="new-uuid")
-    assert not judge_drain(draining(), first, False, POLICY, T0).retire
-    later = T0 + timedelta(minutes=1)
-    second = first.fold(later, {}, old_uuid="old-uuid", new_uuid="new-uuid")
+def test_an_absent_old_secret_does_not_cut_the_quiet_period_short() -> None:
+    # Changed in 0.2 (issue 11, finding 1, and the long run's find): an answer without the
+    # old uuid proves nothing, and even a run of them does not end draining early: a list may
+    # leave a secret out for longer than rotator waits, while a consumer still uses it.
+    quiet_end = T0 + 25 * H
+    evidence_ = Evidence(None, None)
+    for minutes in range(0, 25 * 60, 60):
+        now = T0 + timedelta(minutes=minutes)
+        evidence_ = evidence_.fold(now, {}, old_uuid="old-uuid", new_uuid="new-uuid")
+        verdict = judge_drain(draining(), evidence_, False, POLICY, now)
+        assert not verdict.retire, now
+        assert verdict.next_poll_at is not None and verdict.next_poll_at <= quiet_end
+
+
+def test_judge_drain_retires_at_the_deadline_once_absence_is_confirmed() -> None:
+    at_deadline = T0 + 25 * H
+    first = Evidence(None, None).fold(at_deadline, {}, old_uuid="old-uuid", new_uuid="new")
+    verdict = judge_drain(draining(), first, False, POLICY, at_deadline)
+    assert not verdict.retire  # one answer without it is no fresh look: confirm first
+    assert verdict.next_poll_at is not None and verdict.next_poll_at > at_deadline
+    later = verdict.next_poll_at
+    second = first.fold(later, {}, old_uuid="old-uuid", new_uuid="new")
     verdict = judge_drain(draining(), second, False, POLICY, later)
     assert verdict.retire and verdict.gone
 
