@@ -36,12 +36,21 @@ def current_identity(step: StepContext) -> Identity | None:
     return None
 
 
-def delete(step: StepContext, secret: str, uuid: str, *, unpublished: bool = False) -> None:
+def delete(
+    step: StepContext,
+    secret: str,
+    uuid: str,
+    *,
+    unpublished: bool = False,
+    home: str | None = None,
+) -> None:
     """Delete at Adobe; never what AWSCURRENT holds (I2), never on a guess or a stale lease.
 
     `unpublished`: the uuid was created in this very step and its value never reached AWS
     (the put failed, or the lease was lost before it): nobody can use it, so it is given
     back without the lease (another owner would only find it as an orphan) and quietly.
+    `home`: the AWS version, written by this rotation and read back just now, whose value
+    holds `uuid` (a put whose answer was lost): the uuid is this rotation's own secret.
     """
     rotation, current = step.rotation, step.current()
     if uuid == step.current_uuid():
@@ -57,7 +66,7 @@ def delete(step: StepContext, secret: str, uuid: str, *, unpublished: bool = Fal
             raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT was not moved off it")
         # A secret rotator created lives only in the version it wrote: while AWSCURRENT is
         # elsewhere, it is not AWSCURRENT's, whatever any list says.
-        home = machine.own_secrets(rotation).get(uuid)
+        home = home or machine.own_secrets(rotation).get(uuid)
         ours = home is not None and current.version_id != home
         if not ours:
             identity = current_identity(step)

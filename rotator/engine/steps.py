@@ -149,13 +149,18 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
                 changes={"new_uuid": staged_uuid},
                 detail={"new_uuid": staged_uuid, "resumed": True},
             )
-        # Our version holds a secret Adobe no longer has; a version is immutable, so the
-        # next attempt needs a fresh token (persisted before it is used).
+        # One list does not show the secret our version holds: Adobe lost it, or the list
+        # left it out. It is ours either way (its plaintext lives only in this version), so
+        # give it back by uuid (a 404 means gone) before a fresh token: one answer must not
+        # leave it at Adobe under no AWS label (I7, I9). A version is immutable, so the next
+        # attempt needs a fresh token (persisted before it is used).
+        if staged_uuid:
+            delete(step, secret, str(staged_uuid), home=token)
         return Outcome(
             State.CREATING,
             kind="token_renewed",
             changes={"request_token": uuidlib.uuid4().hex},
-            detail={"stale_uuid": str(staged_uuid)},
+            detail={"stale_uuid": str(staged_uuid), "deleted": bool(staged_uuid)},
         )
     orphans = machine.find_orphans(
         listed,
@@ -501,9 +506,8 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     listed = step.adobe.list_secrets(step.ref, secret)
     keep = {u for u in (rotation.old_uuid, step.current_uuid(), *rotation.known_uuids) if u}
     version = step.current().version_id
-    own = [
-        u for u, home in machine.own_secrets(rotation).items() if u not in keep and home != version
-    ]
+    homes = _own_secrets(step, rotation)
+    own = [u for u, home in homes.items() if u not in keep and home != version]
     orphans = machine.find_orphans(
         listed,
         keep | set(own),
@@ -534,7 +538,11 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     )
     _drop_pending(step, stages, spare=holder(stages, CURRENT))
     step.fresh.pop(rotation.id, None)
-    if not absence.confirmed(now, step.policy.poll_interval):
+    # A secret known only from a lost add's answer can be found only in a list: one that
+    # leaves it out twice must not end the rollback, so such a rollback asks for more.
+    unnamed = bool(rotation.detail.get("add_unaccounted")) and not homes
+    answers = UNNAMED_ABSENCE_ANSWERS if unnamed else 2
+    if not absence.confirmed(now, step.policy.poll_interval, answers):
         return Outcome(
             State.ROLLING_BACK,
             kind="rollback_confirm",
