@@ -219,11 +219,12 @@ def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
     """Cancel NAME's unfinished rotation, safely at any state, and hold NAME.
 
     Before promotion the new secret is deleted and AWSPENDING dropped, confirmed by a
-    second look at Adobe about a minute later; after promotion draining stops and both
+    second look at Adobe about a minute later (three more, a minute apart, when the process
+    died inside an add and its answer was lost); after promotion draining stops and both
     secrets stay valid. NAME stays on hold (no scheduled rotation)
     until `rotator resume NAME`. An emergency rotation past its promotion is refused:
     finishing it is what deletes the leaked secret. Exit 0 once cancelled, 3 if it needs a
-    person, else 1: it ended otherwise, or was still on its way after two minutes (the
+    person, else 1: it ended otherwise, or was still on its way after four minutes (the
     request stands, and whoever holds the rotation carries it out).
     """
     held = f"{name} is on hold: no scheduled rotation starts until `rotator resume {name}`"
@@ -239,7 +240,7 @@ def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
                 return
             progress = choose(as_json=as_json, policy=None)
             try:
-                final = _follow(app, rotation, progress, wait=True, deadline=time.monotonic() + 120)
+                final = _follow(app, rotation, progress, wait=True, deadline=time.monotonic() + 240)
             finally:
                 progress.close()
     if as_json:

@@ -18,6 +18,10 @@ from typing import Any
 # (or one poll interval, when that is shorter): long enough for a list replica to catch up,
 # short enough that a long poll interval does not hold a finished rotation for hours.
 ABSENCE_CONFIRM_DELAY = timedelta(seconds=60)
+# Answers in a row that must leave out a secret rotator cannot name (an add whose answer
+# was lost) before it counts as never made: a list that forgets a secret for a moment
+# must not leave one at Adobe that no AWS version holds (I7).
+UNNAMED_ABSENCE_ANSWERS = 4
 # Unset usage_lag: a tenth of quiet_period, at most this (see `effective_usage_lag`).
 DEFAULT_USAGE_LAG = timedelta(hours=1)
 
@@ -128,10 +132,11 @@ class Absence:
         """One more answer without it."""
         return Absence(self.since or at, self.count + 1)
 
-    def confirmed(self, now: datetime, poll_interval: timedelta) -> bool:
-        if self.count < 2 or self.since is None:
+    def confirmed(self, now: datetime, poll_interval: timedelta, answers: int = 2) -> bool:
+        """`answers` in a row without it, each `confirm_delay` after the one before."""
+        if self.count < answers or self.since is None:
             return False
-        return now - self.since >= confirm_delay(poll_interval)
+        return now - self.since >= (answers - 1) * confirm_delay(poll_interval)
 
     def as_dict(self) -> dict[str, Any]:
         return {"since": _iso(self.since), "count": self.count}

@@ -47,11 +47,14 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         )
     if effective in {None, State.PLANNED} and not machine.has_leftovers(rotation):
         return Outcome(State.CANCELLED, kind="cancelled", detail={})
-    return Outcome(
-        State.ROLLING_BACK,
-        kind="cancel_rollback",
-        changes={"last_error": "cancelled by an operator"},
-    )
+    changes: dict[str, object] = {"last_error": "cancelled by an operator"}
+    adding = effective is State.CREATING and not rotation.new_uuid
+    if adding or (machine.has_leftovers(rotation) and not rotation.detail.get("inherits")):
+        # An add (this rotation's, or the one it abandoned) may have taken effect with its
+        # answer lost: that uuid is nowhere but in Adobe's lists, so the rollback looks
+        # longer before it calls the slate clean.
+        changes["detail"] = {**rotation.detail, "add_unaccounted": True}
+    return Outcome(State.ROLLING_BACK, kind="cancel_rollback", changes=changes)
 
 
 def request_for(rotation: Rotation) -> Literal["abandon", "cancel"] | None:

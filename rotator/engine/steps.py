@@ -24,6 +24,7 @@ from rotator.domain.errors import (
 )
 from rotator.domain.evidence import (
     NO_EVIDENCE,
+    UNNAMED_ABSENCE_ANSWERS,
     Absence,
     Evidence,
     confirm_delay,
@@ -529,7 +530,7 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     deleted = list(rotation.detail.get("rolled_back") or [])
     unlisted = [u for u in own if u not in uuids and u not in deleted]
     for uuid in shown + unlisted:
-        delete(step, secret, uuid)
+        delete(step, secret, uuid, home=homes.get(uuid))
     deleted += [u for u in shown + unlisted if u not in deleted]
     # Adobe's answer to a delete is a first "gone"; an answer that lists nothing of ours,
     # one more in the run.
@@ -559,6 +560,18 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         changes={"detail": {**rotation.detail, "rolled_back": deleted, "gone": absence.as_dict()}},
         detail={"deleted": deleted, "reason": rotation.last_error or ""},
     )
+
+
+def _own_secrets(step: StepContext, rotation: Rotation) -> dict[str, str]:
+    """`machine.own_secrets`, plus the uuid in this rotation's own AWS version: a put that
+    took effect before its answer was lost staged a secret the rotation never recorded."""
+    own = machine.own_secrets(rotation)
+    token = rotation.request_token
+    staged = step.aws.read(step.cfg.secret_id, version_id=token) if token else None
+    staged_uuid = staged.value.get(step.uuid_key) if staged is not None else None
+    if token and staged_uuid:
+        own.setdefault(str(staged_uuid), token)
+    return own
 
 
 def _drop_pending(

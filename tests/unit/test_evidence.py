@@ -105,6 +105,19 @@ def test_a_run_of_absent_answers_confirms_only_when_two_are_apart_in_time() -> N
     assert Absence.from_dict(None) == Absence()
 
 
+def test_an_absence_that_asks_for_more_answers_needs_them_all_apart_in_time() -> None:
+    """A rollback that cannot name what it looks for (a lost add) asks for four answers."""
+    poll, step = timedelta(minutes=15), ABSENCE_CONFIRM_DELAY
+    run = Absence()
+    for i in range(3):
+        run = run.absent(T0 + i * step)
+    assert run.confirmed(T0 + 2 * step, poll)
+    assert not run.confirmed(T0 + 10 * H, poll, answers=4)  # three answers, however long
+    run = run.absent(T0 + 3 * step - timedelta(seconds=1))
+    assert not run.confirmed(T0 + 3 * step - timedelta(seconds=1), poll, answers=4)
+    assert run.confirmed(T0 + 3 * step, poll, answers=4)
+
+
 def test_the_quiet_deadline_adds_usage_lag_to_the_latest_sign_of_life() -> None:
     lag = timedelta(minutes=30)
     assert quiet_deadline(since=T0, last_used_at=None, quiet_period=25 * H, usage_lag=lag) == (
