@@ -137,8 +137,10 @@ class Proc:
     def kill(self) -> None:
         """SIGKILL: no cleanup, no flush, no lease release; exactly a crash."""
         self.killed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        # Once reaped its pid is free (pid_max may be 32768): only a live process is killed.
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
         self._waiter(self.pid, 10)
         self.drain()
         self.close()
@@ -225,7 +227,7 @@ class Zygote:
 
     def spawn(self, argv: list[str], *, env: dict[str, str], cwd: str | Path) -> Proc:
         out_r, out_w = _pipe()
-        err_fd, err_path = tempfile.mkstemp(prefix="rotator-err-", suffix=".log")
+        err_fd, err_path = tempfile.mkstemp(prefix="rotator-err-", suffix=".log", dir=cwd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode()
         with self._lock:
@@ -254,7 +256,7 @@ class Zygote:
 def exec_rotator(argv: list[str], *, env: dict[str, str], cwd: str | Path) -> Proc:
     """The installed console script, as an operator would run it."""
     out_r, out_w = _pipe()
-    err_fd, err_path = tempfile.mkstemp(prefix="rotator-err-", suffix=".log")
+    err_fd, err_path = tempfile.mkstemp(prefix="rotator-err-", suffix=".log", dir=cwd)
     process = subprocess.Popen(
         [ROTATOR, *argv],
         stdin=subprocess.DEVNULL,
