@@ -56,18 +56,18 @@ def delete(
     if uuid == step.current_uuid():
         raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT holds it")
     if not unpublished:
+        # A secret rotator created lives only in the version it wrote: while AWSCURRENT is
+        # elsewhere, it is not AWSCURRENT's, whatever any list says.
+        home = home or machine.own_secrets(rotation).get(uuid)
+        ours = home is not None and current.version_id != home
         allowed = {rotation.previous_version, rotation.request_token} - {None}
-        if allowed and current.version_id not in allowed:
+        if allowed and current.version_id not in allowed and not (ours and _apart(step, home)):
             raise NeedsAttention(
                 f"AWSCURRENT of {step.cfg.secret_id!r} is version {current.version_id}, "
                 f"which this rotation did not plan for; refusing to delete {uuid}"
             )
         if uuid == rotation.old_uuid and current.version_id != rotation.request_token:
             raise NeedsAttention(f"refusing to delete {uuid}: AWSCURRENT was not moved off it")
-        # A secret rotator created lives only in the version it wrote: while AWSCURRENT is
-        # elsewhere, it is not AWSCURRENT's, whatever any list says.
-        home = home or machine.own_secrets(rotation).get(uuid)
-        ours = home is not None and current.version_id != home
         if not ours:
             identity = current_identity(step)
             if identity is None:
@@ -91,6 +91,14 @@ def delete(
             uuid=uuid,
             error=str(exc),
         )
+
+
+def _apart(step: StepContext, home: str | None) -> bool:
+    """The plaintext in our own version `home` is not AWSCURRENT's: a person who moved
+    AWSCURRENT by hand did not paste our secret there, so it is still ours to give back."""
+    staged = step.aws.read(step.cfg.secret_id, version_id=home) if home else None
+    value = staged.value.get(step.secret_key) if staged is not None else None
+    return bool(value) and value != step.current().value.get(step.secret_key)
 
 
 def recheck(step: StepContext, secret: str, now: datetime) -> tuple[list[AdobeSecret], Evidence]:

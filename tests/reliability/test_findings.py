@@ -461,3 +461,33 @@ def test_a_lost_add_then_a_cancel_and_lists_that_leave_it_out_three_times(
     model.check()
     assert added not in model.adobe.secrets, "the lost add's secret outlived the rollback"
     _finish(model)
+
+
+def test_long_run_find_a_cancelled_emergency_after_a_hand_edit_gives_back_what_it_inherited(
+    model: EngineModel,
+) -> None:
+    """The long run of 7 Dec (bff8628, shards 2 and 3): an emergency abandons a normal
+    rotation with a staged secret; AWSCURRENT is edited by hand; an operator cancels. The
+    rollback would give back the inherited secret (already deleted as a stray) but refused
+    every delete because AWSCURRENT was on a version the rotation had not planned for: it
+    went between rolling_back and needs_attention for ever. A secret whose plaintext lives
+    only in a version rotator wrote, and is not AWSCURRENT's, is given back whatever moved
+    AWSCURRENT (fails on bff8628)."""
+    for operation in (
+        model.start_normal,
+        model.step_now,
+        model.start_emergency,
+        model.step_when_due,
+        model.step_now,
+        model.step_when_due,
+        lambda: model.work_until_idle(steps=1),
+        lambda: model.operator_rotates_by_hand(uuid="missing"),
+        model.step_when_due,
+        model.cancel,
+        model.step_now,
+    ):
+        operation()
+        model.check()
+    model.work_until_idle(steps=12)
+    assert model.store.active(NAME) is None, "the cancelled emergency never finished"
+    _finish(model)
