@@ -31,9 +31,20 @@ class Identity:
     uuid: str
     version_id: str
     proof: str
+    # An observation proves only against the secrets listed before its test token: one a
+    # list left out could have moved unseen. Empty for a binding (proof by construction).
+    witnessed: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, str]:
-        return {"uuid": self.uuid, "version_id": self.version_id, "proof": self.proof}
+    def covers(self, uuid: str) -> bool:
+        """Whether this proof tells `uuid` apart from AWSCURRENT's secret."""
+        return not self.witnessed or uuid in self.witnessed
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"uuid": self.uuid, "version_id": self.version_id}
+        out["proof"] = self.proof
+        if self.witnessed:
+            out["witnessed"] = list(self.witnessed)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Identity | None:
@@ -41,7 +52,8 @@ class Identity:
             isinstance(data.get(k), str) for k in ("uuid", "version_id", "proof")
         ):
             return None
-        return cls(data["uuid"], data["version_id"], data["proof"])
+        witnessed = tuple(str(u) for u in data.get("witnessed") or ())
+        return cls(data["uuid"], data["version_id"], data["proof"], witnessed)
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,10 @@ def judge_probe(
     if now < probe.at + lag:
         return IdentityVerdict(wait=True)
     moved = probe.moved()
-    if len(moved) == 1:
+    # A secret first listed after the test token was left out of the baseline: its move
+    # could not be seen, so one moved uuid proves nothing (I9).
+    unseen = sorted(set(probe.seen) - set(probe.baseline))
+    if len(moved) == 1 and not unseen:
         (uuid,) = moved
         if claimed and claimed != uuid:
             return IdentityVerdict(
@@ -156,10 +171,13 @@ def judge_probe(
                     f"Fix the uuid in AWS, or run `rotator adopt {name} --uuid {uuid}`"
                 )
             )
-        return IdentityVerdict(identity=Identity(uuid, probe.version_id, OBSERVED))
+        witnessed = tuple(sorted(probe.baseline))
+        return IdentityVerdict(identity=Identity(uuid, probe.version_id, OBSERVED, witnessed))
     if now - probe.started < bound:
         return IdentityVerdict(wait=True, reprobe=True)
     what = "none" if not moved else f"{len(moved)} of them ({', '.join(moved)})"
+    if unseen:
+        what += f", while lists left out {', '.join(unseen)} before the test token"
     return IdentityVerdict(
         attention=(
             f"cannot prove which Adobe secret AWSCURRENT of {secret_id!r} holds: test tokens "

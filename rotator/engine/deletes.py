@@ -80,6 +80,12 @@ def delete(
                 raise NeedsAttention(
                     f"refusing to delete {uuid}: AWSCURRENT holds it ({identity.proof})"
                 )
+            if not identity.covers(uuid):
+                raise NeedsAttention(
+                    f"refusing to delete {uuid}: the test token that showed AWSCURRENT holds "
+                    f"{identity.uuid} was judged on lists that left {uuid} out. Run "
+                    f"`rotator adopt {step.cfg.name} --uuid <uuid>`"
+                )
         step.guard()
     try:
         step.adobe.delete_secret(step.ref, secret, uuid)

@@ -25,7 +25,7 @@ def prove_current(
     step: StepContext, rotation: Rotation, now: datetime, listed: list[AdobeSecret]
 ) -> Identity | Outcome:
     """The proven identity of AWSCURRENT, or an Outcome that waits for Adobe to show it."""
-    known = known_current(step, rotation)
+    known = known_current(step, rotation, listed)
     if known is not None:
         return known
     version = step.current().version_id
@@ -60,18 +60,26 @@ def prove_current(
     )
 
 
-def known_current(step: StepContext, rotation: Rotation) -> Identity | None:
+def known_current(
+    step: StepContext, rotation: Rotation, listed: list[AdobeSecret] | None = None
+) -> Identity | None:
     """What is already proven about AWSCURRENT's version, at no cost: a binding recorded for
-    it (promotion, adopt, an earlier observation) or this rotation's own proof."""
+    it (promotion, adopt, an earlier observation) or this rotation's own proof. None when
+    an observation never saw a secret `listed` shows now: it cannot tell that one apart."""
     version = step.current().version_id
     row = step.store.credential_rows().get(step.cfg.name)
     bound = by_binding(
         version, row.current_uuid if row else None, row.current_version if row else None
     )
-    if bound is not None:
+    own = Identity.from_dict(rotation.detail.get("identity"))
+    if own is not None and own.version_id != version:
+        own = None
+    if bound is not None and (own is None or own.uuid != bound.uuid):
         return bound
-    recorded = Identity.from_dict(rotation.detail.get("identity"))
-    return recorded if recorded is not None and recorded.version_id == version else None
+    known = own or bound  # this rotation's own proof says what it saw
+    if known is not None and not all(known.covers(s.uuid) for s in listed or ()):
+        return None
+    return known
 
 
 def recorded(rotation_detail: dict[str, Any], identity: Identity) -> dict[str, Any]:

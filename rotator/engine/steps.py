@@ -57,7 +57,7 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     secret = step.current_secret()
     listed = step.adobe.list_secrets(step.ref, secret)
     uuids = {s.uuid for s in listed}
-    proven = known_current(step, rotation)
+    proven = known_current(step, rotation, listed)
     only = next(iter(uuids)) if len(uuids) == 1 else None
     old_uuid = proven.uuid if proven else (step.current_uuid() or only)
     if proven is None and old_uuid is not None and old_uuid in uuids:
@@ -516,7 +516,8 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         planned_at=machine.answers_since(rotation),
         evidence=rotation.evidence,
     )
-    if orphans and current_identity(step) is None:
+    known = current_identity(step)
+    if orphans and (known is None or not all(known.covers(u) for u in orphans)):
         # A crash between Adobe's add and the AWS put left a secret nobody can use (I7).
         # Deleting it needs proof of AWSCURRENT's uuid (I9), as `create` does on resume:
         # observe it (waiting here for Adobe to show the test token's use) before any delete.

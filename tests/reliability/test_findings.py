@@ -463,6 +463,36 @@ def test_a_lost_add_then_a_cancel_and_lists_that_leave_it_out_three_times(
     _finish(model)
 
 
+def test_long_run_find_a_probe_whose_baseline_left_the_hand_made_secret_out(
+    model: EngineModel,
+) -> None:
+    """The long run of 7 Dec (bff8628, shard 1): AWSCURRENT edited by hand (a Console
+    secret beside the stale uuid); an emergency's test token; the list before it left the
+    hand-made secret out, and the old secret's last use, from the previous rotation's own
+    calls at that very second, showed up late. One uuid moved, the recorded one: taken as
+    proof, and at Adobe's two-secret limit the emergency deleted the secret AWSCURRENT held
+    (I1, I2). A secret first listed after the test token now voids the observation, and a
+    proof covers only the secrets it saw (fails on bff8628)."""
+    for operation in (
+        lambda: model.adobe_is_eventually_consistent(
+            accept_delay=30, skew=0, seed=95, lag=(300, 0)
+        ),
+        lambda: model.adobe_lists_deleted_secrets(answers=1, count=1),
+        lambda: model.rotate_through_a_fault(
+            call=("verify", "before"), emergency=False, kind="transient", then="work"
+        ),
+        lambda: model.operator_rotates_by_hand(uuid="stale"),
+        model.start_emergency,
+        lambda: model.adobe_leaves_a_secret_out(count=3, which="new"),
+        lambda: model.rotate_through_a_fault(
+            call=("add", "before"), emergency=True, kind="crash", then="work"
+        ),
+    ):
+        operation()
+        model.check()
+    _finish(model)
+
+
 def test_long_run_find_a_cancelled_emergency_after_a_hand_edit_gives_back_what_it_inherited(
     model: EngineModel,
 ) -> None:
