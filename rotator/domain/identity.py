@@ -40,8 +40,11 @@ class Identity:
         return not self.witnessed or uuid in self.witnessed
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"uuid": self.uuid, "version_id": self.version_id}
-        out["proof"] = self.proof
+        out: dict[str, Any] = {
+            "uuid": self.uuid,
+            "version_id": self.version_id,
+            "proof": self.proof,
+        }
         if self.witnessed:
             out["witnessed"] = list(self.witnessed)
         return out
