@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rotator.domain.errors import NeedsAttention
 from rotator.domain.evidence import confirm_delay, latest
 from rotator.domain.identity import Identity, Probe, by_binding, judge_probe
 from rotator.domain.model import AdobeSecret, Rotation
@@ -24,17 +23,23 @@ from rotator.engine.outcome import Outcome
 def prove_current(
     step: StepContext, rotation: Rotation, now: datetime, listed: list[AdobeSecret]
 ) -> Identity | Outcome:
-    """The proven identity of AWSCURRENT, or an Outcome that waits for Adobe to show it."""
+    """The proven identity of AWSCURRENT, or an Outcome that waits for Adobe to show it
+    (or, once the observation is out of time, asks a person and starts afresh next time)."""
     known = known_current(step, rotation, listed)
     if known is not None:
         return known
     version = step.current().version_id
+    lag, pause = step.policy.lag, confirm_delay(step.policy.poll_interval)
     probe = Probe.from_dict(rotation.detail.get("identity_probe"))
     if probe is None or probe.version_id != version:
         probe = _mint(step, now, version, started=now, known=_known(rotation, listed))
     else:
         probe = probe.fold(used_by_uuid(listed))
-    lag, pause = step.policy.lag, confirm_delay(step.policy.poll_interval)
+        if now > probe.at + lag + 2 * pause:
+            # Judged this late (the step failed, the daemon was down), every use since the
+            # test token counts as a move, a consumer of another secret's included: start
+            # again from what is known now rather than decide on one late answer (I9).
+            probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
     verdict = judge_probe(
         probe,
         claimed=step.current_uuid(),
@@ -47,7 +52,17 @@ def prove_current(
     if verdict.identity is not None:
         return verdict.identity
     if verdict.attention:
-        raise NeedsAttention(verdict.attention)
+        # Ask a person, and drop this observation: the retry starts a fresh one (Adobe may
+        # have caught up, or a person fixed AWS), or a stale probe would refuse for ever.
+        asked = Outcome.attention(
+            verdict.attention,
+            resume=rotation.resume_state or rotation.state,
+            wait_until=now + step.policy.poll_interval,
+        )
+        asked.changes["detail"] = {
+            k: v for k, v in rotation.detail.items() if k != "identity_probe"
+        }
+        return asked
     if verdict.reprobe:  # none or several moved: try again with a fresh test token
         probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
     detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
