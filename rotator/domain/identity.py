@@ -163,15 +163,7 @@ def judge_probe(
     # A secret first listed after the test token was left out of the baseline: its move
     # could not be seen, so one moved uuid proves nothing (I9).
     unseen = sorted(set(probe.seen) - set(probe.baseline))
-    # Nor could a move of a secret last used right around the mint (a token minted in the
-    # same second as an earlier use shows the same `last_used_at`): one other moved uuid,
-    # a consumer of an old secret at that moment, is no proof either.
-    masked = sorted(
-        u
-        for u, before in probe.baseline.items()
-        if u not in moved and before is not None and before >= probe.at - CLOCK_SKEW
-    )
-    if len(moved) == 1 and not unseen and not masked:
+    if len(moved) == 1 and not unseen:
         (uuid,) = moved
         if claimed and claimed != uuid:
             return IdentityVerdict(
@@ -189,8 +181,6 @@ def judge_probe(
     what = "none" if not moved else f"{len(moved)} of them ({', '.join(moved)})"
     if unseen:
         what += f", while lists left out {', '.join(unseen)} before the test token"
-    if masked:
-        what += f", while {', '.join(masked)} was last used right before it"
     return IdentityVerdict(
         attention=(
             f"cannot prove which Adobe secret AWSCURRENT of {secret_id!r} holds: test tokens "

@@ -547,28 +547,3 @@ def test_long_run_find_a_cancelled_emergency_whose_probe_ran_out_starts_a_fresh_
         operation()
         model.check()
     model.teardown()  # the settle phase, as the long run ended it
-
-
-def test_long_run_find_a_late_use_of_the_old_secret_is_no_proof_after_a_hand_edit(
-    model: EngineModel,
-) -> None:
-    """The long run of 7 Dec on f165c13 (shards 2 and 3, I1): AWSCURRENT edited by hand
-    without a uuid; a consumer still on the old secret used it in the very second of a test
-    token, and one list showed AWSCURRENT's secret with its use gone back to null. The old
-    secret was the one uuid that moved, taken as proof, and the hand-made secret AWSCURRENT
-    held was deleted as an orphan. A probe judged long after its token now mints afresh,
-    and a secret last used right around the mint blocks a proof by another (fails on
-    f165c13)."""
-    for operation in (
-        lambda: model.operator_rotates_by_hand(uuid="missing"),
-        lambda: model.adobe_leaves_a_secret_out(count=3, which="old"),
-        model.start_normal,
-        lambda: model.work_until_idle(steps=9),
-        model.consumer_keeps_using_what_it_read,
-        lambda: model.adobe_usages_go_back(count=1, mode="stale", which="any"),
-        lambda: model.adobe_usages_go_back(count=1, mode="null", which="any"),
-        lambda: model.work_until_idle(steps=4),
-    ):
-        operation()
-        model.check()
-    _finish(model)
