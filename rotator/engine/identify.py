@@ -59,9 +59,7 @@ def prove_current(
             resume=rotation.resume_state or rotation.state,
             wait_until=now + step.policy.poll_interval,
         )
-        asked.changes["detail"] = {
-            k: v for k, v in rotation.detail.items() if k != "identity_probe"
-        }
+        asked.changes["detail"] = _without_probe(rotation.detail)
         return asked
     if verdict.reprobe:  # none or several moved: try again with a fresh test token
         probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
@@ -99,9 +97,12 @@ def known_current(
 
 def recorded(rotation_detail: dict[str, Any], identity: Identity) -> dict[str, Any]:
     """The rotation's detail with the proof kept (and the finished observation dropped)."""
-    detail = {k: v for k, v in rotation_detail.items() if k != "identity_probe"}
-    detail["identity"] = identity.as_dict()
-    return detail
+    return {**_without_probe(rotation_detail), "identity": identity.as_dict()}
+
+
+def _without_probe(detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail with the observation under way dropped (finished, or out of time)."""
+    return {k: v for k, v in detail.items() if k != "identity_probe"}
 
 
 def _known(rotation: Rotation, listed: list[AdobeSecret]) -> dict[str, datetime | None]:
