@@ -65,7 +65,8 @@ class Probe:
 
     `baseline` is the latest `last_used_at` known per uuid before the mint; `seen` the
     latest reported since (grow-only over every answer); `started` the first probe's time,
-    which bounds how long the observation may take.
+    which bounds how long the observation may take; `candidate` the one uuid the previous
+    test token moved, which this one must move again to be proof.
     """
 
     version_id: str
@@ -73,12 +74,13 @@ class Probe:
     at: datetime
     baseline: Mapping[str, datetime | None]
     seen: Mapping[str, datetime | None]
+    candidate: str | None = None
 
     def fold(self, listed: Mapping[str, datetime | None]) -> Probe:
         seen = dict(self.seen)
         for uuid, used in listed.items():
             seen[uuid] = latest(seen.get(uuid), used)
-        return Probe(self.version_id, self.started, self.at, self.baseline, seen)
+        return Probe(self.version_id, self.started, self.at, self.baseline, seen, self.candidate)
 
     def moved(self) -> list[str]:
         """The uuids whose latest reported use is newer than what was known before the mint.
@@ -96,13 +98,16 @@ class Probe:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version_id": self.version_id,
             "started": self.started.isoformat(),
             "at": self.at.isoformat(),
             "baseline": _times_out(self.baseline),
             "seen": _times_out(self.seen),
         }
+        if self.candidate:
+            out["candidate"] = self.candidate
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Probe | None:
@@ -114,17 +119,20 @@ class Probe:
             datetime.fromisoformat(data["at"]),
             _times_in(data.get("baseline") or {}),
             _times_in(data.get("seen") or {}),
+            data["candidate"] if isinstance(data.get("candidate"), str) else None,
         )
 
 
 @dataclass(frozen=True)
 class IdentityVerdict:
-    """Proven (`identity`), not yet known (`wait`; `reprobe` asks for a fresh test token),
-    or impossible to prove safely (`attention`, a sentence for a person)."""
+    """Proven (`identity`), not yet known (`wait`; `reprobe` asks for a fresh test token,
+    which must move `candidate` again when one is named), or impossible to prove safely
+    (`attention`, a sentence for a person)."""
 
     identity: Identity | None = None
     wait: bool = False
     reprobe: bool = False
+    candidate: str | None = None
     attention: str | None = None
 
 
@@ -149,13 +157,14 @@ def judge_probe(
     name: str,
 ) -> IdentityVerdict:
     """Decide once `lag` has passed since the test token, then: exactly one uuid used from
-    around the mint on is proof (unless the AWS value claims another: a person looks).
+    around the mint on, the same one the previous test token moved, is proof (unless the
+    AWS value claims another: a person looks).
 
     Not before: a use of another secret from just before the mint, reported late, would
-    look like the test token's (and the test token's own use may not show yet). None or
-    several moved: look again with a fresh token (a consumer of another secret was busy,
-    or a list left a secret out) until `bound` after the first probe, then ask a person
-    rather than guess.
+    look like the test token's (and the test token's own use may not show yet). One moved
+    uuid the previous token did not confirm, none, or several: look again with a fresh
+    token (a consumer of another secret was busy, or a list left a secret out or hid a use)
+    until `bound` after the first probe, then ask a person rather than guess.
     """
     if now < probe.at + lag:
         return IdentityVerdict(wait=True)
@@ -163,22 +172,25 @@ def judge_probe(
     # A secret first listed after the test token was left out of the baseline: its move
     # could not be seen, so one moved uuid proves nothing (I9).
     unseen = sorted(set(probe.seen) - set(probe.baseline))
-    if len(moved) == 1 and not unseen:
-        (uuid,) = moved
-        if claimed and claimed != uuid:
+    single = moved[0] if len(moved) == 1 and not unseen else None
+    if single is not None and single == probe.candidate:
+        if claimed and claimed != single:
             return IdentityVerdict(
                 attention=(
-                    f"AWSCURRENT of {secret_id!r} records uuid {claimed}, but a test token "
-                    f"minted with its value moved the last use of {uuid} instead: the value "
+                    f"AWSCURRENT of {secret_id!r} records uuid {claimed}, but test tokens "
+                    f"minted with its value moved the last use of {single} instead: the value "
                     f"was edited by hand or its uuid is stale; refusing to delete anything. "
-                    f"Fix the uuid in AWS, or run `rotator adopt {name} --uuid {uuid}`"
+                    f"Fix the uuid in AWS, or run `rotator adopt {name} --uuid {single}`"
                 )
             )
         witnessed = tuple(sorted(probe.baseline))
-        return IdentityVerdict(identity=Identity(uuid, probe.version_id, OBSERVED, witnessed))
+        return IdentityVerdict(identity=Identity(single, probe.version_id, OBSERVED, witnessed))
     if now - probe.started < bound:
-        return IdentityVerdict(wait=True, reprobe=True)
-    what = "none" if not moved else f"{len(moved)} of them ({', '.join(moved)})"
+        return IdentityVerdict(wait=True, reprobe=True, candidate=single)
+    if single is not None:
+        what = f"only {single}, which no second test token confirmed"
+    else:
+        what = "none" if not moved else f"{len(moved)} of them ({', '.join(moved)})"
     if unseen:
         what += f", while lists left out {', '.join(unseen)} before the test token"
     return IdentityVerdict(

@@ -2,7 +2,8 @@
 
 A binding recorded for the exact AWS version (rotator promoted it, or an operator adopted
 it) is proof at no cost. Otherwise rotator observes: it mints a token with AWSCURRENT's
-value and looks for the one uuid whose `last_used_at` moved. Adobe may report that use
+value and looks for the one uuid whose `last_used_at` moved, then mints a second to see
+that same uuid move again (one token's answers are one observation). Adobe may report a use
 late, so the observation is kept in the rotation's detail and looked at again (a short
 delay apart) until it decides or its bound runs out; then a person is asked.
 """
@@ -39,13 +40,20 @@ def prove_current(
             # Judged this late (the step failed, the daemon was down), every use since the
             # test token counts as a move, a consumer of another secret's included: start
             # again from what is known now rather than decide on one late answer (I9).
-            probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
+            probe = _mint(
+                step,
+                now,
+                version,
+                started=probe.started,
+                known=dict(probe.seen),
+                candidate=probe.candidate,
+            )
     verdict = judge_probe(
         probe,
         claimed=step.current_uuid(),
         now=now,
         lag=lag,
-        bound=3 * (lag + pause),  # room for two fresh test tokens
+        bound=5 * (lag + pause),  # room for a disturbed pair of test tokens, then a pair
         secret_id=step.cfg.secret_id,
         name=step.cfg.name,
     )
@@ -61,14 +69,25 @@ def prove_current(
         )
         asked.changes["detail"] = _without_probe(rotation.detail)
         return asked
-    if verdict.reprobe:  # none or several moved: try again with a fresh test token
-        probe = _mint(step, now, version, started=probe.started, known=dict(probe.seen))
+    if verdict.reprobe:  # a fresh test token: to confirm one moved uuid, or to try again
+        probe = _mint(
+            step,
+            now,
+            version,
+            started=probe.started,
+            known=dict(probe.seen),
+            candidate=verdict.candidate,
+        )
     detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
     return Outcome(
         rotation.state,
         kind="identity_probe",
         changes={"detail": detail},
-        detail={"moved": probe.moved(), "since": probe.started.isoformat()},
+        detail={
+            "moved": probe.moved(),
+            "confirming": probe.candidate,
+            "since": probe.started.isoformat(),
+        },
         wait_until=max(now + pause, probe.at + lag),
     )
 
@@ -118,9 +137,10 @@ def _mint(
     *,
     started: datetime,
     known: dict[str, datetime | None],
+    candidate: str | None = None,
 ) -> Probe:
     """Use AWSCURRENT's value once (a token), then look at which last use moved."""
     secret = step.current_secret()
     step.adobe.verify(step.ref, secret)
-    probe = Probe(version, started, now, known, dict(known))
+    probe = Probe(version, started, now, known, dict(known), candidate)
     return probe.fold(used_by_uuid(step.adobe.list_secrets(step.ref, secret)))

@@ -547,3 +547,52 @@ def test_long_run_find_a_cancelled_emergency_whose_probe_ran_out_starts_a_fresh_
         operation()
         model.check()
     model.teardown()  # the settle phase, as the long run ended it
+
+
+def test_long_run_find_a_late_use_of_the_old_secret_is_not_proof_after_a_stale_uuid_edit(
+    model: EngineModel,
+) -> None:
+    """The long run of 7 Dec on f165c13 (shard 2, I1): AWSCURRENT edited by hand beside a
+    stale uuid, usages that went back to null or to older answers, then an emergency whose
+    put failed once. A consumer still on the old secret used it in the second of the test
+    token, and the answers showed AWSCURRENT's secret unused: the old secret was the only
+    uuid that moved, that was taken as proof, and the hand-made secret AWSCURRENT held was
+    deleted. One observation is not proof; a second test token must move the same uuid."""
+    for operation in (
+        model.consumer_reads_current_and_mints,
+        lambda: model.operator_rotates_by_hand(uuid="stale"),
+        lambda: model.adobe_usages_go_back(count=1, mode="null", which="any"),
+        lambda: model.adobe_usages_go_back(count=1, mode="stale", which="old"),
+        lambda: model.adobe_usages_go_back(count=3, mode="stale", which="any"),
+        lambda: model.adobe_usages_go_back(count=3, mode="null", which="old"),
+        lambda: model.rotate_through_a_fault(
+            call=("put", "before"), emergency=True, kind="transient", then="work"
+        ),
+    ):
+        operation()
+        model.check()
+    _finish(model)
+
+
+def test_long_run_find_a_use_in_the_second_of_the_test_token_is_not_proof_after_a_hand_edit(
+    model: EngineModel,
+) -> None:
+    """The long run of 7 Dec on f165c13 (shard 3, I1): AWSCURRENT edited by hand with no
+    uuid, lists that left the old secret out, a consumer that kept using what it had read.
+    A fresh test token was minted in the second of that consumer's use, and one answer
+    showed the old secret used and the hand-made one null: the old secret was taken as
+    AWSCURRENT's and the hand-made secret deleted as an orphan. One observation is not
+    proof; a second test token must move the same uuid."""
+    for operation in (
+        lambda: model.operator_rotates_by_hand(uuid="missing"),
+        lambda: model.adobe_leaves_a_secret_out(count=3, which="old"),
+        model.start_normal,
+        lambda: model.work_until_idle(steps=9),
+        model.consumer_keeps_using_what_it_read,
+        lambda: model.adobe_usages_go_back(count=1, mode="stale", which="any"),
+        lambda: model.adobe_usages_go_back(count=1, mode="null", which="any"),
+        lambda: model.work_until_idle(steps=4),
+    ):
+        operation()
+        model.check()
+    _finish(model)

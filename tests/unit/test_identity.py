@@ -21,8 +21,13 @@ H = timedelta(hours=1)
 LAG = timedelta(minutes=5)
 
 
-def probe(baseline: dict[str, datetime | None], *answers: dict[str, datetime | None]) -> Probe:
-    p = Probe("v1", T0, T0, baseline, dict(baseline))
+def probe(
+    baseline: dict[str, datetime | None],
+    *answers: dict[str, datetime | None],
+    candidate: str | None = None,
+) -> Probe:
+    """A test token minted at T0; `candidate` the uuid the token before it moved."""
+    p = Probe("v1", T0, T0, baseline, dict(baseline), candidate)
     for answer in answers:
         p = p.fold(answer)
     return p
@@ -41,10 +46,34 @@ def judge(p: Probe, now: datetime, claimed: str | None = None) -> IdentityVerdic
 SETTLED = T0 + LAG  # every use from before the test token has been reported by now
 
 
-def test_exactly_one_moved_uuid_is_proof_once_the_lag_has_passed() -> None:
-    p = probe({"a": T0 - timedelta(days=1), "b": None}, {"a": T0 - timedelta(days=1), "b": T0})
-    assert judge(p, T0).wait  # not before: another secret's late report could still come
-    assert judge(p, SETTLED).identity == Identity("b", "v1", OBSERVED, ("a", "b"))
+def test_one_uuid_moved_by_two_test_tokens_in_a_row_is_proof_once_the_lag_has_passed() -> None:
+    answer = {"a": T0 - timedelta(days=1), "b": T0}
+    first = probe({"a": T0 - timedelta(days=1), "b": None}, answer)
+    assert judge(first, T0).wait  # not before: another secret's late report could still come
+    once = judge(first, SETTLED)
+    assert once.identity is None and once.reprobe and once.candidate == "b"
+    second = probe({"a": T0 - timedelta(days=1), "b": None}, answer, candidate="b")
+    assert judge(second, SETTLED).identity == Identity("b", "v1", OBSERVED, ("a", "b"))
+
+
+def test_one_token_is_one_observation_a_second_that_moves_another_uuid_starts_over() -> None:
+    # The long run of 7 Dec on f165c13: a consumer still on the old secret used it in the
+    # second of the test token while Adobe showed AWSCURRENT's own secret unused. One
+    # token's answers named the old secret; the next token's show the truth.
+    p = probe({"old": T0 - H, "live": None}, {"old": T0, "live": None}, candidate=None)
+    assert judge(p, SETTLED, claimed="old").candidate == "old"
+    both = {"old": T0 + timedelta(seconds=1), "live": T0}
+    p = probe({"old": T0, "live": None}, both, candidate="old")
+    verdict = judge(p, SETTLED, claimed="old")
+    assert verdict.identity is None and verdict.reprobe and verdict.candidate is None
+    p = probe({"old": T0, "live": None}, {"old": T0, "live": T0}, candidate="old")
+    assert judge(p, SETTLED, claimed="old").candidate == "live"  # the next token must confirm
+    p = probe({"old": T0, "live": None}, both, candidate="live")
+    late = judge(p, T0 + BOUND)
+    assert late.attention and "moved the last use of 2 of them" in late.attention
+    p = probe({"old": T0, "live": None}, {"old": T0, "live": T0 + timedelta(seconds=1)})
+    late = judge(p, T0 + BOUND)
+    assert late.attention and "which no second test token confirmed" in late.attention
 
 
 def test_a_late_report_of_another_secrets_earlier_use_is_not_taken_for_the_probe() -> None:
@@ -60,14 +89,14 @@ def test_a_late_report_of_another_secrets_earlier_use_is_not_taken_for_the_probe
 
 
 def test_a_claim_the_observation_contradicts_asks_a_person() -> None:
-    p = probe({"a": None, "b": None}, {"a": None, "b": T0 + timedelta(seconds=1)})
+    p = probe({"a": None, "b": None}, {"a": None, "b": T0 + timedelta(seconds=1)}, candidate="b")
     verdict = judge(p, SETTLED, claimed="a")
     assert verdict.identity is None
     assert verdict.attention and "moved the last use of b" in verdict.attention
 
 
 def test_late_reports_are_merged_grow_only() -> None:
-    p = probe({"a": None, "b": None}, {"a": None, "b": None})
+    p = probe({"a": None, "b": None}, {"a": None, "b": None}, candidate="a")
     p = p.fold({"a": T0 + timedelta(seconds=30), "b": None}).fold({"a": None, "b": None})
     proven = judge(p, SETTLED).identity
     assert proven == Identity("a", "v1", OBSERVED, ("a", "b"))  # the null did not undo it
@@ -92,6 +121,8 @@ def test_a_uuid_missing_before_the_mint_or_an_old_use_proves_nothing() -> None:
 def test_a_probe_reads_back_the_same() -> None:
     p = probe({"a": None, "b": T0}, {"a": T0, "b": T0})
     assert Probe.from_dict(p.as_dict()) == p
+    confirming = probe({"a": None}, {"a": T0}, candidate="a")
+    assert Probe.from_dict(confirming.as_dict()) == confirming
     assert Identity.from_dict(Identity("a", "v", OBSERVED).as_dict()) == Identity(
         "a", "v", OBSERVED
     )
