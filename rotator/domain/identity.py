@@ -19,7 +19,7 @@ from typing import Any
 from rotator.domain.evidence import latest
 
 BINDING = "binding"  # recorded for this exact AWS version id
-OBSERVED = "observation"  # a test token moved exactly this uuid's last_used_at
+OBSERVED = "observation"  # two test tokens in a row moved exactly this uuid's last_used_at
 # How far Adobe's clock (last_used_at) may trail the store's clock (the probe's time).
 CLOCK_SKEW = timedelta(minutes=2)
 
@@ -97,6 +97,17 @@ class Probe:
                 out.append(uuid)
         return out
 
+    def unseen(self) -> list[str]:
+        """Secrets first listed after the test token: their move could not be seen."""
+        return sorted(set(self.seen) - set(self.baseline))
+
+    def standing_candidate(self) -> str | None:
+        """The candidate, unless this token's answers already contradict it (another uuid
+        moved, or a secret it never saw appeared): what a fresh token may still confirm."""
+        if self.unseen() or not set(self.moved()) <= {self.candidate}:
+            return None
+        return self.candidate
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "version_id": self.version_id,
@@ -171,7 +182,7 @@ def judge_probe(
     moved = probe.moved()
     # A secret first listed after the test token was left out of the baseline: its move
     # could not be seen, so one moved uuid proves nothing (I9).
-    unseen = sorted(set(probe.seen) - set(probe.baseline))
+    unseen = probe.unseen()
     single = moved[0] if len(moved) == 1 and not unseen else None
     if single is not None and single == probe.candidate:
         if claimed and claimed != single:

@@ -46,7 +46,7 @@ def prove_current(
                 version,
                 started=probe.started,
                 known=dict(probe.seen),
-                candidate=probe.candidate,
+                candidate=probe.standing_candidate(),
             )
     verdict = judge_probe(
         probe,
@@ -69,7 +69,9 @@ def prove_current(
         )
         asked.changes["detail"] = _without_probe(rotation.detail)
         return asked
-    if verdict.reprobe:  # a fresh test token: to confirm one moved uuid, or to try again
+    if verdict.reprobe and now >= probe.at + pause:
+        # A fresh test token, a pause after the last (with no lag, one minted in the same
+        # instant could not show a newer use): to confirm one moved uuid, or to try again.
         probe = _mint(
             step,
             now,
@@ -88,7 +90,7 @@ def prove_current(
             "confirming": probe.candidate,
             "since": probe.started.isoformat(),
         },
-        wait_until=max(now + pause, probe.at + lag),
+        wait_until=max(now + pause, probe.at + max(lag, pause)),
     )
 
 

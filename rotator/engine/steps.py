@@ -48,8 +48,8 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     persist what was seen and a fresh request token before any write.
 
     Deleting a stray needs proof of AWSCURRENT's uuid (I9): a binding for this exact AWS
-    version, or an observation, which may wait up to usage_lag for Adobe to show a test
-    token's use. A plan that deletes nothing goes on with the AWS value's claim (or the
+    version, or an observation, which waits at least twice usage_lag for Adobe to show
+    two test tokens' uses. A plan that deletes nothing goes on with the AWS value's claim (or the
     one secret listed): the old secret is then deleted only after its own quiet period,
     once AWSCURRENT is this rotation's own version.
     """

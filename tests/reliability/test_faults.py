@@ -324,14 +324,24 @@ def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> 
     assert truth is not None and truth.deleted_at is not None and sum(truth.hidden.values()) >= 2
 
 
-def awscurrent_edited_by_hand(rig: Rig, uuid: str, emergency: bool) -> None:
+def awscurrent_edited_by_hand(
+    rig: Rig, uuid: str, emergency: bool, *, old_busy: bool = False
+) -> None:
     """A person pasted a Console-made secret B into AWSCURRENT with A's uuid (or none).
     The rotator never deletes B before a verified replacement is promoted, and consumers
-    reading AWSCURRENT are never refused (finding 3); it completes or asks a person."""
+    reading AWSCURRENT are never refused (finding 3); it completes or asks a person.
+
+    `old_busy`: a consumer that never re-read keeps using A all along, while the next
+    answers show B's uses as null (the long run's I1 class on f165c13): A is the one uuid
+    that moves around a test token, and taking that for proof deleted B."""
     case = _case(rig)
     old = case.cred.secret
     assert old is not None
     made = rig.sandbox.admin.add_secret(case.cred.credential_id)
+    if old_busy:
+        rig.state.faults.consistency.distort_usages(
+            mode="null", client_id=case.cred.client_id, uuid=made.uuid, count=4
+        )
     value = {"client_secret": made.client_secret, "consumer_setting": "kept"}
     if uuid == "stale":
         value["secret_uuid"] = old.uuid
@@ -349,6 +359,8 @@ def awscurrent_edited_by_hand(rig: Rig, uuid: str, emergency: bool) -> None:
                 # two while an emergency deleted it is not what I8 is about.
                 if status != 200 and time.monotonic() - read_at < 0.2:
                     refused.append(error)
+            if old_busy:
+                case.mint(old.client_secret)  # not AWSCURRENT's: an emergency may retire it
             time.sleep(0.05)
 
     thread = threading.Thread(target=consumer, daemon=True)
@@ -478,6 +490,13 @@ SCENARIOS: list[tuple[str, Callable[[Rig], None]]] = [
         )
         for u in ("stale", "missing")
         for e in (False, True)
+    ],
+    *[
+        (
+            f"AWSCURRENT edited by hand, {u} uuid, the old secret busy, emergency",
+            partial(awscurrent_edited_by_hand, uuid=u, emergency=True, old_busy=True),
+        )
+        for u in ("stale", "missing")
     ],
     *[
         (

@@ -52,8 +52,27 @@ def test_one_uuid_moved_by_two_test_tokens_in_a_row_is_proof_once_the_lag_has_pa
     assert judge(first, T0).wait  # not before: another secret's late report could still come
     once = judge(first, SETTLED)
     assert once.identity is None and once.reprobe and once.candidate == "b"
-    second = probe({"a": T0 - timedelta(days=1), "b": None}, answer, candidate="b")
+    # The second token's baseline is everything the first saw: b must move past T0.
+    later = {"a": T0 - timedelta(days=1), "b": T0 + LAG}
+    second = probe(dict(first.seen), later, candidate="b")
     assert judge(second, SETTLED).identity == Identity("b", "v1", OBSERVED, ("a", "b"))
+    unmoved = probe(dict(first.seen), answer, candidate="b")  # b still at the first's use
+    verdict = judge(unmoved, SETTLED)
+    assert verdict.identity is None and verdict.reprobe and verdict.candidate is None
+
+
+def test_a_candidate_with_a_secret_the_token_never_saw_is_no_proof() -> None:
+    p = probe({"a": None}, {"a": T0, "c": None}, candidate="a")
+    verdict = judge(p, SETTLED)
+    assert verdict.identity is None and verdict.candidate is None
+    assert p.standing_candidate() is None  # a late judgment starts the pair again
+
+
+def test_a_candidate_stands_for_a_fresh_token_only_while_uncontradicted() -> None:
+    assert probe({"a": None, "b": None}, candidate="a").standing_candidate() == "a"
+    assert probe({"a": None, "b": None}, {"a": T0}, candidate="a").standing_candidate() == "a"
+    moved_b = probe({"a": None, "b": None}, {"b": T0}, candidate="a")
+    assert moved_b.standing_candidate() is None
 
 
 def test_one_token_is_one_observation_a_second_that_moves_another_uuid_starts_over() -> None:
@@ -123,6 +142,8 @@ def test_a_probe_reads_back_the_same() -> None:
     assert Probe.from_dict(p.as_dict()) == p
     confirming = probe({"a": None}, {"a": T0}, candidate="a")
     assert Probe.from_dict(confirming.as_dict()) == confirming
+    stored = {k: v for k, v in confirming.as_dict().items() if k != "candidate"}
+    assert Probe.from_dict(stored) == probe({"a": None}, {"a": T0})  # from before 2 tokens
     assert Identity.from_dict(Identity("a", "v", OBSERVED).as_dict()) == Identity(
         "a", "v", OBSERVED
     )
