@@ -83,7 +83,7 @@ def delete(
             if not identity.covers(uuid):
                 raise NeedsAttention(
                     f"refusing to delete {uuid}: the test tokens that showed AWSCURRENT holds "
-                    f"{identity.uuid} was judged on lists that left {uuid} out. Run "
+                    f"{identity.uuid} were judged on lists that left {uuid} out. Run "
                     f"`rotator adopt {step.cfg.name} --uuid <uuid>`"
                 )
         step.guard()

@@ -40,14 +40,7 @@ def prove_current(
             # Judged this late (the step failed, the daemon was down), every use since the
             # test token counts as a move, a consumer of another secret's included: start
             # again from what is known now rather than decide on one late answer (I9).
-            probe = _mint(
-                step,
-                now,
-                version,
-                started=probe.started,
-                known=dict(probe.seen),
-                candidate=probe.standing_candidate(),
-            )
+            probe = _mint_again(step, now, probe, probe.standing_candidate())
     verdict = judge_probe(
         probe,
         claimed=step.current_uuid(),
@@ -72,14 +65,7 @@ def prove_current(
     if verdict.reprobe and now >= probe.at + pause:
         # A fresh test token, a pause after the last (with no lag, one minted in the same
         # instant could not show a newer use): to confirm one moved uuid, or to try again.
-        probe = _mint(
-            step,
-            now,
-            version,
-            started=probe.started,
-            known=dict(probe.seen),
-            candidate=verdict.candidate,
-        )
+        probe = _mint_again(step, now, probe, verdict.candidate)
     detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
     return Outcome(
         rotation.state,
@@ -146,3 +132,15 @@ def _mint(
     step.adobe.verify(step.ref, secret)
     probe = Probe(version, started, now, known, dict(known), candidate)
     return probe.fold(used_by_uuid(step.adobe.list_secrets(step.ref, secret)))
+
+
+def _mint_again(step: StepContext, now: datetime, probe: Probe, candidate: str | None) -> Probe:
+    """A fresh test token within the same observation: its baseline is all seen so far."""
+    return _mint(
+        step,
+        now,
+        probe.version_id,
+        started=probe.started,
+        known=dict(probe.seen),
+        candidate=candidate,
+    )

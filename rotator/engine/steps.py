@@ -49,9 +49,9 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
 
     Deleting a stray needs proof of AWSCURRENT's uuid (I9): a binding for this exact AWS
     version, or an observation, which waits at least twice usage_lag for Adobe to show
-    two test tokens' uses. A plan that deletes nothing goes on with the AWS value's claim (or the
-    one secret listed): the old secret is then deleted only after its own quiet period,
-    once AWSCURRENT is this rotation's own version.
+    two test tokens' uses. A plan that deletes nothing goes on with the AWS value's claim
+    (or the one secret listed): the old secret is then deleted only after its own quiet
+    period, once AWSCURRENT is this rotation's own version.
     """
     current = step.current()
     secret = step.current_secret()
