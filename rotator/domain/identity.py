@@ -101,12 +101,11 @@ class Probe:
         """Secrets first listed after the test token: their move could not be seen."""
         return sorted(set(self.seen) - set(self.baseline))
 
-    def standing_candidate(self) -> str | None:
-        """The candidate, unless this token's answers already contradict it (another uuid
-        moved, or a secret it never saw appeared): what a fresh token may still confirm."""
-        if self.unseen() or not set(self.moved()) <= {self.candidate}:
-            return None
-        return self.candidate
+    def single(self) -> str | None:
+        """The one uuid this token's answers moved, with no secret it never saw listed:
+        what the next test token must move again to be proof."""
+        moved = self.moved()
+        return moved[0] if len(moved) == 1 and not self.unseen() else None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -183,7 +182,7 @@ def judge_probe(
     # A secret first listed after the test token was left out of the baseline: its move
     # could not be seen, so one moved uuid proves nothing (I9).
     unseen = probe.unseen()
-    single = moved[0] if len(moved) == 1 and not unseen else None
+    single = probe.single()
     if single is not None and single == probe.candidate:
         if claimed and claimed != single:
             return IdentityVerdict(

@@ -38,9 +38,10 @@ def prove_current(
         probe = probe.fold(used_by_uuid(listed))
         if now > probe.at + lag + 2 * pause:
             # Judged this late (the step failed, the daemon was down), every use since the
-            # test token counts as a move, a consumer of another secret's included: start
-            # again from what is known now rather than decide on one late answer (I9).
-            probe = _mint_again(step, now, probe, probe.standing_candidate())
+            # test token counts as a move, a consumer of another secret's included: never
+            # decide on it (I9). A fresh token, from what is known now, must move the one
+            # uuid this token moved, if it moved just one.
+            probe = _mint_again(step, now, probe, probe.single())
     verdict = judge_probe(
         probe,
         claimed=step.current_uuid(),

@@ -125,7 +125,7 @@ def test_a_stray_unused_for_the_quiet_period_is_deleted_first(world: World) -> N
     # Deleting a stray needs AWSCURRENT's uuid proven by observation, decided once usage_lag
     # has passed since each of two test tokens (issue 11): with no lag, a pause apart.
     world.defaults["usage_lag"] = "0s"
-    cred = world.credential(poll_interval="100ms")
+    cred = world.credential(poll_interval="1s")  # tokens 1 s apart; asks a person after 10 s
     stray = world.admin.add_secret(cred.credential_id)
     world.admin.set_secret_times(
         cred.credential_id, stray.uuid, created_ago_s=40 * 3600, last_used_ago_s=30 * 3600
@@ -212,7 +212,7 @@ def test_bootstrap_takes_the_only_secret_when_aws_records_no_uuid(world: World) 
 def test_bootstrap_finds_the_current_of_two_secrets_by_its_last_use(world: World) -> None:
     world.defaults["quiet_period"] = "25h"
     world.defaults["usage_lag"] = "0s"  # two test tokens decide, a pause apart (issue 11)
-    cred = world.credential(record_uuid=False)
+    cred = world.credential(record_uuid=False, poll_interval="1s")  # tokens 1 s apart
     other = world.admin.add_secret(cred.credential_id)
     world.admin.set_secret_times(
         cred.credential_id, other.uuid, created_ago_s=40 * 3600, never_used=True
@@ -344,15 +344,17 @@ def test_no_secret_value_reaches_the_database_or_the_logs(world: World) -> None:
     assert hits == []
 
 
-def _step_while_planned(world: World, rotation_id: int, *, steps: int = 20) -> None:
-    """Step the plan until it is done, at once as `rotator rotate` does: proof by
-    observation takes two test tokens, so two steps or more."""
+def _step_while_planned(world: World, rotation_id: int, *, steps: int = 10) -> None:
+    """Step the plan when it is due until it is done: proof by observation takes two test
+    tokens a pause (poll_interval) apart, so two steps or more."""
     app = world.app
     for _ in range(steps):
-        if app.store.get(rotation_id).state is not State.PLANNED:
+        rotation = app.store.get(rotation_id)
+        if rotation.state is not State.PLANNED:
             return
+        if rotation.next_attempt_at is not None:
+            time.sleep(max(0.0, (rotation.next_attempt_at - app.engine.clock()).total_seconds()))
         claim = app.engine.claim(rotation_id)
         assert claim is not None
         app.engine.step(claim)
-        time.sleep(0.1)
     raise AssertionError(f"still planned after {steps} steps")

@@ -65,14 +65,14 @@ def test_a_candidate_with_a_secret_the_token_never_saw_is_no_proof() -> None:
     p = probe({"a": None}, {"a": T0, "c": None}, candidate="a")
     verdict = judge(p, SETTLED)
     assert verdict.identity is None and verdict.candidate is None
-    assert p.standing_candidate() is None  # a late judgment starts the pair again
+    assert p.single() is None  # judged too late, the fresh token confirms nothing
 
 
-def test_a_candidate_stands_for_a_fresh_token_only_while_uncontradicted() -> None:
-    assert probe({"a": None, "b": None}, candidate="a").standing_candidate() == "a"
-    assert probe({"a": None, "b": None}, {"a": T0}, candidate="a").standing_candidate() == "a"
-    moved_b = probe({"a": None, "b": None}, {"b": T0}, candidate="a")
-    assert moved_b.standing_candidate() is None
+def test_what_a_fresh_token_must_confirm_is_the_one_uuid_this_token_moved() -> None:
+    assert probe({"a": None, "b": None}, candidate="a").single() is None  # none moved
+    assert probe({"a": None, "b": None}, {"a": T0}, candidate="a").single() == "a"
+    assert probe({"a": None, "b": None}, {"b": T0}, candidate="a").single() == "b"
+    assert probe({"a": None, "b": None}, {"a": T0, "b": T0}).single() is None
 
 
 def test_one_token_is_one_observation_a_second_that_moves_another_uuid_starts_over() -> None:
