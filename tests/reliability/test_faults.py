@@ -288,35 +288,28 @@ def adobe_add_answered_with_another_2xx(rig: Rig, status: int) -> None:
 
 
 def _consumer_of_the_old_secret(
-    case: Case, seconds: float, quiet: float, uses: list[datetime]
+    case: Case, seconds: float, uses: list[datetime], refused: list[str]
 ) -> None:
     """Once the rotation drains: a consumer that has not re-read AWS mints with the old
-    secret every 200 ms for `seconds`, then stops. Refused only once it has been silent
-    for a quiet period at some point (a thread starved of CPU that long went quiet: the
-    rule is fair, as the oracle judges it), and never after that refusal used again."""
+    secret every 200 ms for `seconds`, then stops; refused, it stops at once (it would read
+    AWS again). Whether a refusal was fair is the oracle's call, on the true uses: a thread
+    starved of CPU for a quiet period went quiet, whatever its own clock says."""
     deadline = time.monotonic() + seconds
-    last = time.monotonic()
-    longest = 0.0  # the longest silence between its attempts so far
     while time.monotonic() < deadline:
         status, error = case.mint(case.initial_value)
-        now = time.monotonic()
-        longest = max(longest, now - last)
-        assert status == 200 or longest >= quiet, (
-            f"a consumer still using the old secret was refused {now - last:.1f}s after "
-            f"its previous use, never silent for {quiet}s: {error}"
-        )
         if status != 200:
-            return  # deleted, fairly: a consumer refused reads AWS again
+            refused.append(error)
+            return
         uses.append(datetime.now(UTC))
-        last = now
         time.sleep(0.2)
 
 
 def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> None:
     """Draining while Adobe leaves the old secret out of an answer, shows its usages as
     null twice and stale at random, and reports uses up to 0.6 s late (usage_lag 1s):
-    the consumer still using it is never refused, and the old secret goes a full quiet
-    period after its last use (findings 1 and 2, over HTTP)."""
+    the consumer still using it is never refused unfairly (the oracle, on the true uses),
+    and the old secret goes a full quiet period after its last use (findings 1 and 2,
+    over HTTP)."""
     quiet = 2.0
     case = _case(rig, defaults={"quiet_period": "2s", "poll_interval": "300ms", "usage_lag": "1s"})
     client, old = case.cred.client_id, case.cred.secret
@@ -324,6 +317,7 @@ def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> 
     faults = rig.state.faults
     faults.set_timing(client_id=client, usage_lag_ms=300, usage_lag_jitter_ms=300, seed=11)
     uses: list[datetime] = []
+    refused: list[str] = []
 
     def hostile_drain() -> None:
         # Within the contract: hidden for less than usage_lag (two answers in a row
@@ -333,13 +327,14 @@ def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> 
         faults.consistency.distort_usages(
             mode="stale", stale_ms=300, client_id=client, rate=0.3, seed=12
         )
-        _consumer_of_the_old_secret(case, 3.0, quiet, uses)
+        _consumer_of_the_old_secret(case, 3.0, uses, refused)
 
     user = _when(lambda: case.db_state() == "draining", hostile_drain)
     result = _rotate(rig, case, timeout=40)
     user.join()
     _completed(case, result)
-    assert uses and not case.oracle_problems(quiet)  # never deleted under the consumer
+    # Never deleted under the consumer, by the true uses (a refusal is fine only if fair).
+    assert uses and not case.oracle_problems(quiet), (case.oracle_problems(quiet), refused)
     truth = rig.state.oracle.secret(case.cred.credential_id, old.uuid)
     assert truth is not None and truth.deleted_at is not None and sum(truth.hidden.values()) >= 2
 
