@@ -136,13 +136,12 @@ class Probe:
 @dataclass(frozen=True)
 class IdentityVerdict:
     """Proven (`identity`), not yet known (`wait`; `reprobe` asks for a fresh test token,
-    which must move `candidate` again when one is named), or impossible to prove safely
-    (`attention`, a sentence for a person)."""
+    which must move the probe's `single()` uuid again when it has one), or impossible to
+    prove safely (`attention`, a sentence for a person)."""
 
     identity: Identity | None = None
     wait: bool = False
     reprobe: bool = False
-    candidate: str | None = None
     attention: str | None = None
 
 
@@ -196,7 +195,7 @@ def judge_probe(
         witnessed = tuple(sorted(probe.baseline))
         return IdentityVerdict(identity=Identity(single, probe.version_id, OBSERVED, witnessed))
     if now - probe.started < bound:
-        return IdentityVerdict(wait=True, reprobe=True, candidate=single)
+        return IdentityVerdict(wait=True, reprobe=True)
     if single is not None:
         what = f"only {single}, which no second test token confirmed"
     else:

@@ -41,7 +41,7 @@ def prove_current(
             # test token counts as a move, a consumer of another secret's included: never
             # decide on it (I9). A fresh token, from what is known now, must move the one
             # uuid this token moved, if it moved just one.
-            probe = _mint_again(step, now, probe, probe.single())
+            probe = _mint_again(step, now, probe)
     verdict = judge_probe(
         probe,
         claimed=step.current_uuid(),
@@ -66,7 +66,7 @@ def prove_current(
     if verdict.reprobe and now >= probe.at + pause:
         # A fresh test token, a pause after the last (with no lag, one minted in the same
         # instant could not show a newer use): to confirm one moved uuid, or to try again.
-        probe = _mint_again(step, now, probe, verdict.candidate)
+        probe = _mint_again(step, now, probe)
     detail: dict[str, Any] = {**rotation.detail, "identity_probe": probe.as_dict()}
     return Outcome(
         rotation.state,
@@ -135,13 +135,14 @@ def _mint(
     return probe.fold(used_by_uuid(step.adobe.list_secrets(step.ref, secret)))
 
 
-def _mint_again(step: StepContext, now: datetime, probe: Probe, candidate: str | None) -> Probe:
-    """A fresh test token within the same observation: its baseline is all seen so far."""
+def _mint_again(step: StepContext, now: datetime, probe: Probe) -> Probe:
+    """A fresh test token within the same observation: its baseline is all seen so far, and
+    it must move the one uuid the last token moved, if that moved just one."""
     return _mint(
         step,
         now,
         probe.version_id,
         started=probe.started,
         known=dict(probe.seen),
-        candidate=candidate,
+        candidate=probe.single(),
     )
