@@ -71,7 +71,7 @@ def require_driver(settings: Settings) -> None:
     except ImportError:
         raise ConfigError(
             f"{settings.source}: database.url: PostgreSQL needs the {driver} driver, which "
-            f"is not installed: pip install 'rotator[postgres]'"
+            f"is not installed: pip install 'adobe-secret-rotator[postgres]'"
         ) from None
 
 

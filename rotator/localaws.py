@@ -26,7 +26,7 @@ class LocalAws:
             from moto.server import ThreadedMotoServer
         except ImportError as exc:  # moto is an extra: say which one
             raise RuntimeError(
-                "the local AWS stand-in needs moto: pip install 'rotator[demo]'"
+                "the local AWS stand-in needs moto: pip install 'adobe-secret-rotator[demo]'"
             ) from exc
         self.port = port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)

@@ -161,7 +161,7 @@ def _fast_exit(code: int) -> NoReturn:
     help="Who you say you are (a ticket, a name): recorded as claimed, beside the verified "
     "AWS caller and OS user.",
 )
-@click.version_option(package_name="rotator")
+@click.version_option(package_name="adobe-secret-rotator")
 @click.pass_context
 def main(
     ctx: click.Context,

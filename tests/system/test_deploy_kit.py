@@ -562,7 +562,7 @@ def _assert_installs_exactly_the_lock(image_venv: Path) -> None:
     }
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), re.M))
     locked = {k.lower().replace("_", "-"): v for k, v in pins.items()}
-    extra = set(installed) - set(locked) - {"rotator", "pip"}
+    extra = set(installed) - set(locked) - {"adobe-secret-rotator", "pip"}
     assert not extra, f"installed but not locked: {extra}"
     assert all(installed[name] == version for name, version in locked.items())
     assert "moto" not in installed and "psycopg" in installed

@@ -94,7 +94,7 @@ def test_a_postgresql_url_without_the_driver_says_how_to_install_it(system: Syst
 
     for args in (("status",), ("db", "upgrade")):
         ran = _run(system, *args, config=url, env=env)
-        _one_error(ran, 2, "psycopg", "pip install 'rotator[postgres]'")
+        _one_error(ran, 2, "psycopg", "pip install 'adobe-secret-rotator[postgres]'")
 
 
 def test_rotator_database_url_overrides_the_config_file(system: System) -> None:
