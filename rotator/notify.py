@@ -8,10 +8,12 @@ delivered the moment the receiver answers 2xx, so it is never sent again after t
 Signing follows Standard Webhooks (https://www.standardwebhooks.com): `webhook-id` (the
 audit event id: the receiver's idempotency key, the same on every retry), `webhook-timestamp`
 (Unix seconds of this attempt) and `webhook-signature: v1,<base64 HMAC-SHA256 over
-"{id}.{timestamp}.{body}">`. A secret written as `whsec_<base64>` is used decoded, as the
-convention's libraries do; any other secret is used as its bytes.
+"{id}.{timestamp}.{body}">`, computed by the reference library (`standardwebhooks`). A
+secret written as `whsec_<base64>` is used decoded, as the convention's libraries do; any
+other secret is used as its bytes.
 
-Retries back off exponentially from one second up to `[notifications] max_backoff`, for any
+Retries back off exponentially (`policy.backoff`, the engine's own) from one second up to
+`[notifications] max_backoff`, for any
 failure (a receiver that answers 404 while it is being redeployed comes back too), until
 `delivery_expiry` after the event; then the row is given up, logged and counted.
 """
@@ -19,8 +21,6 @@ failure (a receiver that answers 404 while it is being redeployed comes back too
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -29,16 +29,18 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import structlog
 from sqlalchemy import Engine
+from standardwebhooks import Webhook
 
 from rotator import redaction
 from rotator.adapters.db.outbox import Delivery, Outbox
 from rotator.config import Settings
+from rotator.domain import policy
 from rotator.keys import Key
 
 log = structlog.get_logger("rotator.notify")
@@ -55,16 +57,21 @@ def webhook_id(event_id: int) -> str:
 
 
 def signing_key(material: bytes) -> bytes:
-    """Standard Webhooks secrets are `whsec_` + base64; other secrets are used as bytes."""
+    """Standard Webhooks secrets are `whsec_` + base64; other secrets are used as bytes.
+
+    Kept here rather than left to `Webhook(str)`: the library base64-decodes every string
+    secret, prefixed or not, while rotator's documented rule (docs/operations.md#webhooks)
+    uses a secret without the prefix as its bytes, as receivers configured before the
+    prefix existed expect. Given bytes, the library uses them as they are.
+    """
     if material.startswith(_PREFIX):
         return base64.b64decode(material[len(_PREFIX) :] + b"==")  # padding optional
     return material
 
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    mac = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    """`v1,<base64 HMAC-SHA256>` of `{id}.{timestamp}.{body}`, by the reference library."""
+    return Webhook(key).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body)
 
 
 def render(payload: Mapping[str, Any], fmt: str) -> bytes:
@@ -99,9 +106,14 @@ def slack_text(payload: Mapping[str, Any]) -> str:
 
 
 def backoff(attempts: int, cap: timedelta) -> timedelta:
-    """1 s, 2 s, 4 s ... up to `cap`, less up to a fifth at random (replicas spread out)."""
-    seconds = min(cap.total_seconds(), FIRST_RETRY.total_seconds() * 2 ** min(attempts, 30))
-    return timedelta(seconds=seconds * random.uniform(0.8, 1.0))
+    """1 s, 2 s, 4 s ... up to `cap` after `attempts` failed sends (the engine's
+    `policy.backoff`), less up to a fifth at random so replicas spread out.
+
+    Not tenacity: a delivery is not retried inside a call (tenacity's loop) but by a later
+    pass, after the wait is stored in the outbox row, so only the delay itself is needed.
+    """
+    delay = policy.backoff(attempts + 1, base=FIRST_RETRY, cap=cap)
+    return delay * random.uniform(0.8, 1.0)
 
 
 def sender_id() -> str:
