@@ -473,6 +473,77 @@ def test_the_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     assert re.search(rf"^{_unit()['User'][0]}:x:\d+:\d+:", passwd, re.M), passwd
 
 
+def _install_steps() -> list[str]:
+    """The shell block under `## Install` in deploy/systemd/README.md, one command a line."""
+    readme = (UNIT.parent / "README.md").read_text()
+    section = readme.split("## Install", 1)[1]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_systemd_install_steps_run_in_a_temporary_root(tmp_path: Path) -> None:
+    """Each line of the README's install block, run from the checkout with every absolute
+    path moved under a temporary root. Two lines cannot run here and are replaced, each
+    by name: the venv with the published distribution (no network to PyPI's files in a
+    test: this venv's installed `rotator` stands in at /opt/rotator/bin/rotator) and
+    `systemctl` (no systemd as PID 1: the unit is checked where systemd would read it).
+    Any other line runs as written, so a step that fails on a fresh host fails here."""
+    root = tmp_path / "root"
+    root.mkdir()
+    rotator = Path(sys.executable).parent / "rotator"
+
+    def moved(line: str) -> str:
+        return re.sub(r"(?<![\w./-])/(etc|opt|usr|var|run)/", rf"{root}/\1/", line)
+
+    ran = []
+    for line in _install_steps():
+        if line.startswith("python3 -m venv /opt/rotator"):
+            (root / "opt" / "rotator" / "bin").mkdir(parents=True)
+            continue
+        if re.match(r"/opt/rotator/bin/pip install adobe-secret-rotator$", line):
+            (root / "opt" / "rotator" / "bin" / "rotator").symlink_to(rotator)
+            continue
+        if line.startswith("systemctl "):
+            ran.append("systemctl")
+            continue
+        command = moved(line)
+        if line.startswith("systemd-sysusers"):
+            command = command.replace("systemd-sysusers", f"systemd-sysusers --root={root}", 1)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        ran.append(line.split()[0])
+    assert "systemctl" in ran and "systemd-sysusers" in ran
+
+    def mode(path: str) -> int:
+        return (root / path).stat().st_mode & 0o777
+
+    assert mode("etc/rotator/rotator.toml") == 0o644
+    assert mode("etc/rotator/aws.env") == 0o600
+    assert mode("etc/rotator/audit.key") == 0o600
+    assert len((root / "etc/rotator/audit.key").read_text().strip()) >= 40
+    assert re.search(r"^rotator:x:\d+:\d+:", (root / "etc/passwd").read_text(), re.M)
+    installed = root / "etc/systemd/system/rotator.service"
+    assert installed.read_text() == UNIT.read_text()
+    # The unit's Documentation= is the copy of docs/operations.md the steps installed.
+    (docs,) = _unit()["Documentation"]
+    assert docs.startswith("file:///"), docs
+    assert (root / docs.removeprefix("file:///")).read_text() == OPERATIONS.read_text()
+    # What the unit starts is the command the steps installed, reading the config they did.
+    command = shlex.split(_unit()["ExecStart"][0])
+    version = subprocess.run(
+        [moved(command[0]), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.startswith("rotator, version")
+    loaded = config.load(Path(moved(command[command.index("--config") + 1])))
+    assert loaded.database.url == "sqlite:////var/lib/rotator/rotator.db"
+
+
 def test_the_systemd_unit_is_a_hardened_single_host_service() -> None:
     unit = _unit()
     assert unit["Type"] == ["simple"]
@@ -482,6 +553,8 @@ def test_the_systemd_unit_is_a_hardened_single_host_service() -> None:
         ("NoNewPrivileges", "yes"),
         ("PrivateTmp", "yes"),
         ("StateDirectory", "rotator"),
+        ("LimitCORE", "0"),
+        ("UMask", "0077"),
     ):
         assert unit[key] == [value], key
     assert unit["User"] != ["root"] and unit["EnvironmentFile"]
