@@ -14,11 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
 from typing import Any
 
 import prometheus_client
 import structlog
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,6 +31,8 @@ log = structlog.get_logger("rotator.metrics")
 ADOBE_OPERATIONS = ("token", "list", "add", "delete", "invalidate")
 AWS_OPERATIONS = ("get", "describe", "put", "stage")
 OUTCOMES = ("ok", "error")
+
+DISTRIBUTION = "adobe-secret-rotator"  # pyproject's [project] name (the command is rotator)
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # histograms
 
@@ -206,6 +209,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
         )
+        build = Info(
+            "rotator_build",
+            "The rotator version this process runs (always 1).",
+            registry=self.registry,
+        )
+        build.info({"version": metadata.version(DISTRIBUTION)})
         self._lock = threading.Lock()
 
     def attach(self, *collectors: Any) -> None:

@@ -29,6 +29,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +426,11 @@ def test_every_metric_the_rules_and_dashboard_use_is_in_a_real_scrape(system: Sy
     assert lint.returncode == 0, lint.stdout + lint.stderr
     missing = _used_metric_names() - _exposed(scrape)
     assert not missing, f"used by deploy/ but not served on /metrics: {sorted(missing)}"
+    # The build, as docs/metrics.md promises: the installed distribution's version.
+    assert (
+        daemon.metric("rotator_build_info", version=metadata.version("adobe-secret-rotator")) == 1.0
+    )
+    assert "rotator_build_info" in _contract_names()
 
 
 # --- systemd ------------------------------------------------------------------------------
