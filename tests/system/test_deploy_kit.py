@@ -5,18 +5,20 @@ What cannot run here, and what runs instead:
 - no container engine (`docker` is a client without a daemon): the Dockerfile's build-stage
   RUN steps run on this machine with /opt/rotator and /src mapped to a temporary directory,
   then the final stage's ENTRYPOINT + CMD run from that venv with config.example.toml;
-- no Kubernetes API server: built-in kinds are validated offline against the Kubernetes
-  schemas (kubernetes-validate, strict), ServiceMonitor and PrometheusRule against the
+- no Kubernetes API server: each overlay is rendered by `kubectl kustomize` (what
+  `kubectl apply -k` would send), then built-in kinds are validated offline against the
+  Kubernetes schemas (kubernetes-validate, strict), ServiceMonitor and PrometheusRule against the
   Prometheus Operator's own CRD schemas (tests/system/crds/, unknown fields rejected);
 - no systemd as PID 1: `systemd-analyze verify` runs on a copy of the unit whose ExecStart
   names this venv's `rotator` (the unit's /opt/rotator path does not exist here); the user
   it names is created by its sysusers.d file under a temporary root.
-The tools come from `.ci/run` (promtool from Debian's prometheus package, kubernetes-validate
-from the dev extra); a missing tool fails the test, it is never skipped.
+The tools come from `.ci/run` (kubectl and promtool from Debian's packages,
+kubernetes-validate from the dev extra); a missing tool fails the test, it is never skipped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -39,6 +41,7 @@ import jsonschema
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
 from rotator import config
 from rotator.localaws import LocalAws, free_port
@@ -68,13 +71,27 @@ def tool(name: str) -> str:
 
 # --- Kubernetes ---------------------------------------------------------------------------
 
+BASE = KUBE / "base"
+OVERLAYS = {p.name: p for p in sorted((KUBE / "overlays").iterdir()) if p.is_dir()}
+OPERATOR, PLAIN = "prometheus-operator", "prometheus"
+
 
 def _documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def _manifests() -> dict[str, list[dict[str, Any]]]:
-    return {p.name: _documents(p) for p in sorted(KUBE.glob("*.yaml"))}
+def _kustomize(folder: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize FOLDER`: what `kubectl apply -k FOLDER` would send."""
+    done = subprocess.run(
+        [tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@functools.cache
+def _rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_kustomize(OVERLAYS[overlay]))
 
 
 def _strict(schema: Any) -> Any:
@@ -100,19 +117,27 @@ def _crd_schemas() -> dict[tuple[str, str], Any]:
     for path in CRDS.glob("*.yaml"):
         crd = yaml.safe_load(path.read_text())
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            schema = _strict(version["schema"]["openAPIV3Schema"])
-            found[(f"{group}/{version['name']}", kind)] = schema
+        for served in crd["spec"]["versions"]:
+            schema = _strict(served["schema"]["openAPIV3Schema"])
+            found[(f"{group}/{served['name']}", kind)] = schema
     return found
 
 
-def _by_kind(kind: str) -> dict[str, Any]:
-    docs = [d for ds in _manifests().values() for d in ds if d["kind"] == kind]
-    assert len(docs) == 1, f"{len(docs)} {kind}s in deploy/kubernetes"
+def _by_kind(kind: str, overlay: str = OPERATOR) -> dict[str, Any]:
+    """The one object of `kind` the overlay renders (the Secret: the example's shape)."""
+    if kind == "Secret":
+        docs = _documents(BASE / "secret.example.yaml")
+    else:
+        docs = [d for d in _rendered(overlay) if d["kind"] == kind]
+    assert len(docs) == 1, f"{len(docs)} {kind}s in {overlay}"
     return docs[0]
 
 
-def test_every_kubernetes_manifest_validates_against_the_schemas() -> None:
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_each_overlay_renders_and_validates_against_the_schemas(overlay: str) -> None:
+    """`kubectl kustomize` on the overlay, then every object it renders validated offline:
+    built-in kinds by kubernetes-validate (strict, oldest and newest Kubernetes it knows),
+    the Operator's kinds by their CRDs' own schemas."""
     import kubernetes_validate
     from kubernetes_validate import utils
     from packaging.version import Version
@@ -121,21 +146,35 @@ def test_every_kubernetes_manifest_validates_against_the_schemas() -> None:
     oldest = max(OLDEST_KUBERNETES, known[0], key=Version)
     versions = (oldest, utils.latest_version())
     crds = _crd_schemas()
-    checked = []
-    for name, docs in _manifests().items():
-        assert docs, f"{name} is empty"
-        for doc in docs:
-            if doc["kind"] == "Kustomization":
-                continue
-            key = (doc["apiVersion"], doc["kind"])
-            if key in crds:
-                jsonschema.Draft7Validator(crds[key]).validate(doc)
-            else:
-                for version in versions:
-                    kubernetes_validate.validate(doc, version, strict=True)
-            checked.append(doc["kind"])
-    assert {"Deployment", "ConfigMap", "Secret", "ServiceAccount", "Service"} <= set(checked)
-    assert {"ServiceMonitor", "PrometheusRule"} <= set(checked)
+    docs = [*_rendered(overlay), *_documents(BASE / "secret.example.yaml")]
+    for doc in docs:
+        key = (doc["apiVersion"], doc["kind"])
+        if key in crds:
+            jsonschema.Draft7Validator(crds[key]).validate(doc)
+        else:
+            for version in versions:
+                kubernetes_validate.validate(doc, version, strict=True)
+        if doc["kind"] != "Secret":
+            assert doc["metadata"]["namespace"] == "rotator", doc["metadata"]["name"]
+            assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rotator"
+    kinds = {d["kind"] for d in docs}
+    base = {"Deployment", "ConfigMap", "Secret", "ServiceAccount", "Service", "NetworkPolicy"}
+    assert base | {"PodDisruptionBudget"} <= kinds
+    operator_kinds = {"ServiceMonitor", "PrometheusRule"}
+    assert (operator_kinds <= kinds) if overlay == OPERATOR else not (operator_kinds & kinds)
+
+
+def test_the_overlays_are_the_two_monitoring_setups() -> None:
+    assert set(OVERLAYS) == {OPERATOR, PLAIN}
+    plain = _by_kind("Deployment", PLAIN)["spec"]["template"]
+    (port,) = plain["spec"]["containers"][0]["ports"]
+    assert plain["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
+    operator = _by_kind("Deployment", OPERATOR)["spec"]["template"]
+    assert not operator["metadata"].get("annotations")
 
 
 def test_the_strict_crd_check_catches_a_misspelt_field() -> None:
@@ -147,11 +186,42 @@ def test_the_strict_crd_check_catches_a_misspelt_field() -> None:
         jsonschema.Draft7Validator(schema).validate(broken)
 
 
-def test_the_kustomization_lists_every_manifest_but_the_secret_example() -> None:
-    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
-    listed = set(kustomization["resources"])
-    on_disk = {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == on_disk - {"secret.example.yaml"}, (listed, on_disk)
+def test_every_file_is_listed_by_a_kustomization_but_the_secret_example() -> None:
+    for folder in (BASE, *OVERLAYS.values()):
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        listed = {r for r in kustomization.get("resources", []) if not r.startswith("..")}
+        generated = {
+            f for g in kustomization.get("configMapGenerator", []) for f in g.get("files", [])
+        }
+        on_disk = {p.name for p in folder.iterdir() if p.is_file()}
+        on_disk -= {"kustomization.yaml", "README.md", "secret.example.yaml"}
+        assert listed | generated == on_disk, (folder, listed, generated, on_disk)
+
+
+def test_every_deploy_folder_has_a_readme() -> None:
+    folders = [DEPLOY, *(p for p in DEPLOY.rglob("*") if p.is_dir())]
+    missing = [str(f.relative_to(ROOT)) for f in folders if not (f / "README.md").is_file()]
+    assert not missing, missing
+
+
+def test_a_config_edit_renames_the_configmap_so_the_pods_roll(tmp_path: Path) -> None:
+    """The configMapGenerator: the ConfigMap's name carries a hash of rotator.toml, and the
+    Deployment's pod template names it, so an edit changes the template (a rollout)."""
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBE, copy)
+
+    def config_names(objects: list[dict[str, Any]]) -> tuple[str, str]:
+        (configmap,) = [o for o in objects if o["kind"] == "ConfigMap"]
+        (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        return configmap["metadata"]["name"], volumes["config"]["configMap"]["name"]
+
+    before = config_names(_kustomize(copy / "overlays" / OPERATOR))
+    toml = copy / "base" / "rotator.toml"
+    toml.write_text(toml.read_text().replace('max_age = "90d"', 'max_age = "60d"'))
+    after = config_names(_kustomize(copy / "overlays" / OPERATOR))
+    assert before[0] == before[1] and after[0] == after[1]
+    assert before[0].startswith("rotator-config-") and after[0] != before[0]
 
 
 def test_the_deployment_runs_two_hardened_replicas_on_postgresql() -> None:
@@ -166,7 +236,7 @@ def test_the_deployment_runs_two_hardened_replicas_on_postgresql() -> None:
     secret = _by_kind("Secret")
     assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     assert secret["stringData"][ref["key"]].startswith("postgresql+psycopg://")
-    # The config from the ConfigMap, where ROTATOR_CONFIG says.
+    # The config from the generated ConfigMap, where ROTATOR_CONFIG says.
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     config_dir = mounts["config"]["mountPath"]
@@ -180,18 +250,82 @@ def test_the_deployment_runs_two_hardened_replicas_on_postgresql() -> None:
     listen = _configmap_settings().daemon.listen
     assert listen == f"0.0.0.0:{port['containerPort']}", listen
     # Non-root, read-only root filesystem, no privilege escalation; /tmp writable.
-    security = container["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"]["drop"] == ["ALL"]
+    for each in (container, *pod["initContainers"]):
+        security = each["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, each["name"]
+        assert security["allowPrivilegeEscalation"] is False, each["name"]
+        assert security["capabilities"]["drop"] == ["ALL"], each["name"]
+        assert {"cpu", "memory"} <= set(each["resources"]["requests"]), each["name"]
     assert mounts["tmp"]["mountPath"] == "/tmp" and "emptyDir" in volumes["tmp"]  # noqa: S108
-    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     # The identity: a ServiceAccount with the IRSA annotation as the example.
     account = _by_kind("ServiceAccount")
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+def test_the_migrate_init_container_upgrades_a_fresh_database_as_rendered(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The init container's command, run as rendered: the installed `rotator` with its args,
+    ROTATOR_CONFIG pointing at the generated ConfigMap's file, ROTATOR_DATABASE_URL from
+    the Secret's migrate-url key (a fresh local PostgreSQL database here): it migrates.
+    (Replicas running it together, and again: tests/integration/test_store.py.)"""
+    pod = _by_kind("Deployment")["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    (daemon,) = pod["containers"]
+    assert migrate["image"] == daemon["image"]
+    assert migrate["args"] == ["db", "upgrade"]
+    env = {e["name"]: e for e in migrate["env"]}
+    key = env["ROTATOR_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert key["name"] == "rotator-database" and key["key"] in _by_kind("Secret")["stringData"]
+    config_file = tmp_path / "rotator.toml"
+    config_file.write_text(_by_kind("ConfigMap")["data"]["rotator.toml"])
+    mounts = {m["name"]: m["mountPath"] for m in migrate["volumeMounts"]}
+    assert env["ROTATOR_CONFIG"]["value"] == f"{mounts['config']}/rotator.toml"
+    run_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")},
+        "ROTATOR_CONFIG": str(config_file),
+        "ROTATOR_DATABASE_URL": pg_url,
+    }
+    rotator = str(Path(sys.executable).parent / "rotator")
+    done = subprocess.run(
+        [rotator, *migrate["args"]], capture_output=True, text=True, env=run_env, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.match(r"database at revision \S+ \(was empty\)$", done.stdout.strip())
+
+
+def test_the_network_policy_allows_dns_the_database_https_and_the_metrics_port() -> None:
+    policy = _by_kind("NetworkPolicy")["spec"]
+    pod = _by_kind("Deployment")["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    (port,) = pod["spec"]["containers"][0]["ports"]
+    ((ingress_port,),) = [rule["ports"] for rule in policy["ingress"]]
+    assert ingress_port == {"protocol": "TCP", "port": port["containerPort"]}
+    egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
+    database = make_url(_by_kind("Secret")["stringData"]["url"]).port
+    assert egress == {("UDP", 53), ("TCP", 53), ("TCP", database), ("TCP", 443), ("TCP", 80)}
+    for rule in policy["egress"]:
+        assert rule.get("to"), "an egress rule open to every destination"
+        ports = {p["port"] for p in rule["ports"]}
+        if 443 in ports:  # Adobe and AWS: public addresses only
+            (block,) = rule["to"]
+            assert "10.0.0.0/8" in block["ipBlock"]["except"]
+        if 80 in ports:  # only EKS Pod Identity's link-local agent
+            assert rule["to"] == [{"ipBlock": {"cidr": "169.254.170.23/32"}}]
+
+
+def test_the_database_urls_verify_the_servers_certificate() -> None:
+    """sslmode=verify-full in the Kubernetes example, and docs/operations.md says why."""
+    for key, url in _by_kind("Secret")["stringData"].items():
+        assert make_url(url).query.get("sslmode") == "verify-full", key
+    operations = OPERATIONS.read_text()
+    assert "sslmode=verify-full" in operations
+    assert "idle_in_transaction_session_timeout" in operations
+    assert "idle_in_transaction_session_timeout" in (BASE / "secret.example.yaml").read_text()
 
 
 def test_the_service_and_servicemonitor_reach_metrics_on_every_replica() -> None:
@@ -211,19 +345,20 @@ def test_the_service_and_servicemonitor_reach_metrics_on_every_replica() -> None
 
 def _configmap_settings() -> config.Settings:
     text = _by_kind("ConfigMap")["data"]["rotator.toml"]
-    return config.from_mapping(tomllib.loads(text), source="configmap.yaml")
+    return config.from_mapping(tomllib.loads(text), source="rotator.toml")
 
 
 def test_the_configmap_is_a_valid_config_whose_database_comes_from_the_environment(
     tmp_path: Path,
 ) -> None:
-    """The URL comes from ROTATOR_DATABASE_URL; without it, the ConfigMap's placeholder
-    names a host that cannot resolve (never a silent SQLite fallback beside a replica)."""
+    """The URL comes from ROTATOR_DATABASE_URL (the Secret example's, TLS options and
+    all); without it, the ConfigMap's placeholder names a host that cannot resolve (never a
+    silent SQLite fallback beside a replica)."""
     path = tmp_path / "rotator.toml"
     path.write_text(_by_kind("ConfigMap")["data"]["rotator.toml"])
     code = "import sys; from rotator import config; print(config.load(sys.argv[1]).database.url)"
     env = {k: v for k, v in os.environ.items() if k != "ROTATOR_DATABASE_URL"}
-    url = "postgresql+psycopg://rotator@db.example.internal:5432/rotator"
+    url = _by_kind("Secret")["stringData"]["url"]
     loaded = {}
     for name, extra in (("without", {}), ("with", {"ROTATOR_DATABASE_URL": url})):
         done = subprocess.run(
@@ -775,7 +910,8 @@ def test_the_readme_deployment_section_links_every_artefact() -> None:
         "deploy/image/requirements.lock",
         "deploy/kubernetes/",
         "deploy/prometheus/rotator-rules.yml",
-        "deploy/kubernetes/prometheusrule.yaml",
+        "deploy/kubernetes/overlays/prometheus-operator/prometheusrule.yaml",
+        "deploy/systemd/README.md",
         "deploy/grafana/rotator-dashboard.json",
         "deploy/systemd/rotator.service",
         "docs/operations.md#staging-the-sandbox-and-moto",
