@@ -11,9 +11,20 @@
 # `[daemon] listen = "0.0.0.0:9477"` so /metrics can be scraped from outside; the
 # HEALTHCHECK reads the same file, so it follows whatever port it names.
 # See docs/operations.md and deploy/ (Kubernetes, systemd, alerts, dashboard).
+#
+# Base image: both stages pin python:3.11-slim by digest, so a build uses the exact image
+# that was reviewed and a moved tag changes nothing until this file changes. The digest is
+# the multi-arch index (linux/amd64 and arm64) that python:3.11-slim (= 3.11.16-slim-trixie)
+# pointed to when Docker Hub pushed it on 2026-08-16. It was not resolved from a registry
+# by this project (its build machines have none); it is the same digest that independent
+# public projects pin for that tag, one of them recording its Hub tag API lookup and the
+# official-images commit fe89472b. To update it (also for Debian security fixes): run
+#   docker buildx imagetools inspect python:3.11-slim
+# take the "Digest:" line (the index, not a per-platform manifest), put it in both FROM
+# lines, and rebuild; tests/unit/test_packaging.py checks both stages use the same digest.
 
 # --- build: a virtualenv installed from the hash-locked requirements -------------------
-FROM python:3.11-slim AS build
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -37,19 +48,20 @@ RUN /opt/rotator/bin/pip install --no-deps --no-build-isolation /src \
 COPY deploy/image/healthcheck.py /opt/rotator/healthcheck.py
 
 # --- runtime: the virtualenv and an unprivileged user, nothing else --------------------
-FROM python:3.11-slim
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
-LABEL org.opencontainers.image.title="rotator" \
+LABEL org.opencontainers.image.title="adobe-secret-rotator" \
       org.opencontainers.image.description="Rotates Adobe OAuth Server-to-Server client secrets through AWS Secrets Manager, crash-safely." \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.documentation="docs/operations.md" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim" \
+      org.opencontainers.image.base.digest="sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -74,11 +74,23 @@ def _exec_form(args: str) -> list[str]:
     return value
 
 
-def test_the_image_is_python_311_slim() -> None:
+def _dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def test_the_image_is_python_311_slim_pinned_by_digest() -> None:
     bases = _all("FROM")
     assert bases, "no FROM"
+    digests = set()
     for base in bases:  # the build stage too: its venv is copied into the last one
-        assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*( AS \w+)?", base, re.I), base
+        found = re.fullmatch(
+            r"python:3\.11[\w.-]*-slim[\w.-]*@(sha256:[0-9a-f]{64})( AS \w+)?", base, re.I
+        )
+        assert found, f"FROM {base}: python 3.11 slim, pinned by digest"
+        digests.add(found[1])
+    assert len(digests) == 1, f"the stages use different base images: {digests}"
+    (label,) = re.findall(r'org\.opencontainers\.image\.base\.digest="([^"]+)"', _dockerfile())
+    assert {label} == digests, "the base.digest label names another image"
 
 
 def test_every_copied_file_exists_and_survives_dockerignore() -> None:
