@@ -19,6 +19,7 @@ from rotator import redaction
 _NOISY = (
     "httpx",
     "httpcore",
+    "hpack",
     "botocore",
     "boto3",
     "urllib3",
@@ -122,5 +123,7 @@ def configure(
         logger.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     for name in _WIRE:
         # Wire-level DEBUG prints request and response bodies *during* the call, before
-        # rotator has seen (and registered) the secret inside: never below INFO.
-        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
+        # rotator has seen (and registered) the secret inside: never below INFO (and at
+        # INFO still WARNING, as above: botocore's "Found credentials ..." is not news).
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.INFO))

@@ -293,3 +293,14 @@ def test_a_value_held_for_another_reason_outlives_its_scope() -> None:
     assert redaction.redact(shared) == MASK
     redaction.forget(shared)
     assert redaction.redact(shared) == shared
+
+
+def test_at_info_the_aws_librarys_info_lines_stay_out(buf: io.StringIO) -> None:
+    """botocore's "Found credentials ..." was the daemon's first line, before its own
+    `daemon started`: the wire loggers stay at WARNING at INFO (never below INFO at DEBUG)."""
+    logging.getLogger("botocore.credentials").info("Found credentials in environment variables.")
+    logging.getLogger("botocore").warning("a warning still shows")
+    structlog.get_logger("rotator.daemon").info("daemon started")
+    assert [line["event"] for line in lines(buf)] == ["a warning still shows", "daemon started"]
+    for name in logs._WIRE:
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
