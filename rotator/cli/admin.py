@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import shutil
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
+from rotator import redaction
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_FAILED, EXIT_OK, errors, say
+
+if TYPE_CHECKING:
+    from rotator.preflight import CheckResult
 
 
 @click.group()
@@ -58,13 +66,33 @@ def check(ctx: Ctx, as_json: bool) -> None:
     if as_json:
         say(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
         sys.exit(EXIT_OK if ok else EXIT_FAILED)
-    width = max(len(r.name) for r in results)
-    say(f"{'check':<{width}}  verdict  detail")
-    for r in results:
-        say(f"{r.name:<{width}}  {'ok' if r.ok else 'FAIL':<7}  {r.detail}")
+    _check_table(results)
     if len(results) == 1:
         say("no credentials configured")
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _check_table(results: Sequence[CheckResult]) -> None:
+    """rich's table, as `status` prints one; every cell, then every line, through the
+    redactor. Piped, each check stays on one line (no width to wrap to: scripts and grep
+    read it by line); on a terminal the details fold to its width and FAIL is red."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("check", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for r in results:
+        verdict = Text("ok") if r.ok else Text("FAIL", style="bold red")
+        table.add_row(Text(redaction.redact(r.name)), verdict, Text(redaction.redact(r.detail)))
+    terminal = sys.stdout.isatty()
+    rendered = io.StringIO()
+    width = shutil.get_terminal_size().columns if terminal else 100_000
+    Console(file=rendered, width=width, force_terminal=terminal, highlight=False).print(table)
+    for line in rendered.getvalue().splitlines():
+        say(line.rstrip())
 
 
 @click.command()
