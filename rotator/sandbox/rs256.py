@@ -1,7 +1,13 @@
 """RS256 JSON Web Tokens for the legacy Service Account (JWT) exchange.
 
-PyJWT is not a dependency of rotator, and the sandbox needs only one algorithm, so this
-is a small, strict implementation on top of ``cryptography`` (already installed). The
+Kept by hand, on ``cryptography``'s RSA primitives, rather than PyJWT or joserfc (weighed
+for issue 28): the sandbox is a test stand-in, not the product, and a JWT library would
+not shorten it. It must answer IMS's two error codes (``invalid_token`` for anything
+malformed or not RS256, ``invalid_signature`` when none of the credential's several bound
+keys signed it), which either library reports as a spread of its own exception types to
+map back; it must accept an X.509 certificate as a binding, as Adobe's Console does; and
+it fabricates tokens with hand-made headers and parts (state.py) with the same base64url
+helpers, which would stay anyway. Claims (exp, iss, aud...) are the caller's. The
 signing half exists for tests and demos that play the part of a JWT integration.
 """
 
