@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "resume": "rotator.cli.hold:resume",
     "adopt": "rotator.cli.rotation:adopt",
     "status": "rotator.cli.inspect:status",
+    "plan": "rotator.cli.plan:plan",
     "history": "rotator.cli.inspect:history",
     "audit": "rotator.cli.audit:audit",
     "report": "rotator.cli.report:report",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,15 +21,25 @@ if TYPE_CHECKING:
 
 
 def _status_rows(app: App) -> list[dict[str, Any]]:
+    """Every configured credential, judged as `rotator plan` and the daemon's tick judge it
+    (rotator/domain/outlook.py), on the database's clock."""
+    from rotator.insights import Insights, credential_rules
+
     settings = app.settings
     rows = app.store.credential_rows()
-    now = datetime.now(UTC)
+    rules = credential_rules(settings)
+    outlooks = {o.name: o for o in Insights(app.store.engine).outlooks(rules)}
     result = []
     for cfg in settings.credentials:
         row = rows.get(cfg.name)
-        policy = settings.policy(cfg)
+        policy = rules[cfg.name].policy
+        seen = outlooks[cfg.name]
+        now = seen.now
         created = row.secret_created_at if row else None
-        active = app.store.active(cfg.name)
+        active = seen.rotation
+        # The moment a scheduled rotation may start (window, cooldown included); while a
+        # person must act (a hold), when it became due by age or cron.
+        due = seen.now if seen.due else (seen.starts_at or seen.due_at)
         entry: dict[str, Any] = {
             "name": cfg.name,
             "current_uuid": row.current_uuid if row else None,
@@ -37,7 +47,9 @@ def _status_rows(app: App) -> list[dict[str, Any]]:
             "secret_age_days": round((now - created).total_seconds() / 86400, 2)
             if created
             else None,
-            "due_at": (created + policy.max_age).isoformat() if created else None,
+            "due_at": due.isoformat() if due else None,
+            "surveyed": seen.surveyed,
+            "holds": [h.text for h in seen.holds if h.kind != "needs_attention"],
             "last_rotated_at": row.last_rotated_at.isoformat()
             if row and row.last_rotated_at
             else None,
@@ -107,6 +119,12 @@ def _when(iso: str | None) -> str:
     return ts(datetime.fromisoformat(iso)) if iso else "unknown"
 
 
+def _due(r: dict[str, Any]) -> str:
+    if r["due_at"]:
+        return _when(r["due_at"])
+    return "unknown (not surveyed yet)" if not r.get("surveyed", True) else "unknown"
+
+
 def _notes(r: dict[str, Any]) -> list[str]:
     """What a person should know beyond the columns: evidence, errors, a hold."""
     notes = []
@@ -122,16 +140,14 @@ def _notes(r: dict[str, Any]) -> list[str]:
     error = (rot or {}).get("last_error") or (None if rot else r["last_error"])
     if error:
         notes.append(error)
-    if r["hold"]:
-        notes.append(f"on hold since {_when(r['hold']['since'])} by {r['hold']['by']}")
+    # Not surveyed, cooldown, window, a hold: what `rotator plan` says holds it back.
+    notes += [h for h in r.get("holds", []) if not (error and h.endswith(error))]
     return notes
 
 
 def _status_line(r: dict[str, Any]) -> str:
     age = f"{r['secret_age_days']}d" if r["secret_age_days"] is not None else "unknown"
-    line = (
-        f"{r['name']}: secret {r['current_uuid'] or 'unknown'}, age {age}, due {_when(r['due_at'])}"
-    )
+    line = f"{r['name']}: secret {r['current_uuid'] or 'unknown'}, age {age}, due {_due(r)}"
     rot = r["rotation"]
     if rot:
         line += f"; rotation {rot['id']} {rot['state']}"
@@ -157,7 +173,7 @@ def _status_table(rows: list[dict[str, Any]]) -> None:
             r["name"],
             r["current_uuid"] or "unknown",
             age,
-            _when(r["due_at"]),
+            _due(r),
             state,
             "\n".join(_notes(r)),
         ]
