@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "run": "rotator.cli.admin:run",
     "sandbox": "rotator.sandbox.cli:sandbox",
     "demo": "rotator.demo:demo",
+    "completion": "rotator.cli.completion:completion",
 }
 # What `rotator --help` says of commands whose modules import servers, so that listing
 # commands does not import them.

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_OK, errors, say, ts
 from rotator.domain.outlook import Outlook, Step
@@ -27,7 +28,7 @@ _TICK = {
 
 
 @click.command()
-@click.argument("names", metavar="[NAME]...", nargs=-1)
+@click.argument("names", metavar="[NAME]...", nargs=-1, shell_complete=credential_names)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def plan(ctx: Ctx, names: tuple[str, ...], as_json: bool) -> None:
