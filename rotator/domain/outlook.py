@@ -97,6 +97,7 @@ class Outlook:
 
     @property
     def surveyed(self) -> bool:
+        """The current secret's age is known (a survey, or the promotion that made it)."""
         return not any(h.kind == "not_surveyed" for h in self.holds)
 
 
@@ -344,7 +345,8 @@ def _holds(
 ) -> list[Hold]:
     policy, window = rules_.policy, rules_.window
     holds: list[Hold] = []
-    if facts is None or facts.surveyed_at is None:
+    # The age decides: a secret whose age a promotion recorded needs no survey first.
+    if facts is None or (facts.surveyed_at is None and facts.secret_created_at is None):
         holds.append(
             Hold("not_surveyed", "not surveyed yet: the next tick (or `rotator run`) surveys it")
         )

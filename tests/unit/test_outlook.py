@@ -150,3 +150,10 @@ def test_piped_progress_says_each_state_once_and_polls_at_most_once_a_minute(
     lines = capsys.readouterr().out.splitlines()
     states = [line.split(": ")[1].split(" ")[0] for line in lines]
     assert states == ["promoted", "draining", "draining", "retiring"], lines
+
+
+def test_an_age_a_promotion_recorded_needs_no_survey_to_be_judged() -> None:
+    facts = _facts(timedelta(days=10), surveyed_at=None)
+    seen = outlook.judge("a", facts, None, outlook.Rules(POLICY), NOW)
+    assert seen.surveyed and not seen.holds and seen.survey  # surveyed, but not held for it
+    assert seen.starts_at == NOW + timedelta(days=80)
