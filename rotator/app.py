@@ -52,8 +52,7 @@ def database_failure(settings: Settings, exc: BaseException, doing: str) -> Rota
     if remote and isinstance(exc, db_errors.OperationalError | db_errors.InterfaceError):
         return DatabaseUnreachable(f"cannot reach the database {safe_url(url)}: {first}")
     return ConfigError(
-        f"{settings.source}: database.url: cannot {doing} the database: "
-        f"{type(exc).__name__}: {first}"
+        f"{settings.database_key()}: cannot {doing} the database: {type(exc).__name__}: {first}"
     )
 
 
@@ -70,9 +69,27 @@ def require_driver(settings: Settings) -> None:
         importlib.import_module(driver)
     except ImportError:
         raise ConfigError(
-            f"{settings.source}: database.url: PostgreSQL needs the {driver} driver, which "
+            f"{settings.database_key()}: PostgreSQL needs the {driver} driver, which "
             f"is not installed: pip install 'adobe-secret-rotator[postgres]'"
         ) from None
+
+
+def require_folder(settings: Settings) -> None:
+    """A SQLite file in a folder that does not exist: say so (SQLite's own words are
+    "unable to open database file", and `db upgrade` cannot create folders)."""
+    try:
+        url = make_url(settings.database.url)
+    except Exception:
+        return  # said by whoever opens it
+    path = url.database or ""
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{settings.database_key()}: {path}: the folder {folder} does not exist "
+            f"(create it, or point the URL at an existing folder)"
+        )
 
 
 def _keep_open(engine: DbEngine, path: str) -> None:
@@ -105,16 +122,17 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
         url = make_url(settings.database.url)
     except Exception:
         raise ConfigError(
-            f"{settings.source}: database.url: not a database URL "
+            f"{settings.database_key()}: not a database URL "
             f"(like sqlite:///rotator.db or postgresql://user@host/db)"
         ) from None
     redaction.register(url.password if isinstance(url.password, str) else None)
     require_driver(settings)
+    require_folder(settings)
     if not upgrade and url.get_backend_name() == "sqlite":
         path = url.database or ""
         if path not in ("", ":memory:") and not Path(path).exists():
             raise ConfigError(
-                f"{settings.source}: database.url: {path} does not exist; "
+                f"{settings.database_key()}: {path} does not exist; "
                 f"run `rotator db upgrade` (or `rotator run`, which migrates) first"
             )
     engine = make_engine(settings.database.url)
@@ -123,7 +141,7 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
             migrate.upgrade(engine)
         elif not migrate.is_current(engine):
             raise ConfigError(
-                f"{settings.source}: database.url: the schema is not at the current revision "
+                f"{settings.database_key()}: the schema is not at the current revision "
                 f"({migrate.current(engine) or 'empty'} != {migrate.HEAD}); "
                 f"run `rotator db upgrade`"
             )

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -61,7 +62,16 @@ class DatabaseConfig(_Section):
     @classmethod
     def _driver(cls, value: str) -> str:
         scheme, sep, rest = value.strip().partition("://")
-        if sep and scheme in ("postgres", "postgresql"):
+        if not sep:
+            raise ValueError(
+                "not a database URL (like sqlite:///rotator.db or postgresql://user@host/db)"
+            )
+        if scheme.partition("+")[0] not in ("sqlite", "postgres", "postgresql"):
+            raise ValueError(
+                f"unsupported database {scheme.partition('+')[0]!r}: rotator supports SQLite "
+                f"(sqlite:///path/rotator.db) and PostgreSQL (postgresql://user@host/db)"
+            )
+        if scheme in ("postgres", "postgresql"):
             return f"postgresql+psycopg://{rest}"
         return value.strip()
 
@@ -137,6 +147,15 @@ class CredentialConfig(PolicyConfig):
     def _name(cls, value: str) -> str:
         if not _CRED_NAME.match(value):
             raise ValueError(f"{value!r} is not a valid name (letters, digits, . _ -)")
+        return value
+
+    @field_validator("org_id", "credential_id", "client_id", "secret_id", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any, info: ValidationInfo) -> Any:
+        """TOML reads `org_id = 100001` as a number: say what to write instead."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            what = "a quoted string of digits" if info.field_name == "org_id" else "a quoted string"
+            raise ValueError(f'must be {what}, like {info.field_name} = "{value}" (not a number)')
         return value
 
     @field_validator("org_id", "credential_id", "client_id", "secret_id")
@@ -307,6 +326,13 @@ class Settings(_Section):
                 seen[what, key] = index
         return self
 
+    def database_key(self) -> str:
+        """Where `database.url` came from, for an error about it: the environment variable
+        that replaced it, or the config file's key."""
+        if os.environ.get("ROTATOR_DATABASE_URL", "").strip():
+            return "ROTATOR_DATABASE_URL"
+        return f"{self.source}: database.url"
+
     def credential(self, name: str) -> CredentialConfig:
         for cred in self.credentials:
             if cred.name == name:
@@ -456,13 +482,17 @@ def from_mapping(raw: dict[str, Any], *, source: str = "<memory>") -> Settings:
     try:
         return Settings.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, database_from_env=bool(override))) from None
 
 
-def _describe(exc: ValidationError, source: str) -> str:
+def _describe(exc: ValidationError, source: str, *, database_from_env: bool = False) -> str:
     lines = []
     for error in exc.errors():
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        if database_from_env and key == "database.url":
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"ROTATOR_DATABASE_URL (environment, replaces database.url): {message}")
+            continue
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and section)"

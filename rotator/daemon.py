@@ -44,7 +44,6 @@ from types import FrameType
 import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -56,14 +55,14 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.connect import safe_url
 from rotator.audit import Checkpoint
 from rotator.config import Settings
-from rotator.domain import policy as rules
+from rotator.domain import outlook
 from rotator.domain.errors import ConfigError
-from rotator.domain.model import Rotation, Trigger
-from rotator.insights import Insights
+from rotator.domain.model import Trigger
+from rotator.insights import Insights, credential_rules, facts
 from rotator.metrics import FleetCollector, Metrics, ProcessCollector
 
 log = structlog.get_logger("rotator.daemon")
-SURVEY_EVERY = timedelta(hours=24)
+SURVEY_EVERY = outlook.SURVEY_EVERY
 
 
 class Daemon:
@@ -86,12 +85,8 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         # Settings are frozen: merge each credential's policy once, not on every tick.
         self._policies = {c.name: settings.policy(c) for c in settings.credentials}
-        self._windows = {c.name: settings.window(c) for c in settings.credentials}
-        self._crons = {
-            c.name: CronTrigger.from_crontab(s, timezone="UTC")
-            for c in settings.credentials
-            if (s := settings.schedule(c))
-        }
+        # Policy, window and cron per credential: what `rotator plan` judges with too.
+        self._rules = credential_rules(settings)
         self._server: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self.app: app_mod.App | None = None
@@ -298,28 +293,15 @@ class Daemon:
                 break
             if cfg.name in active:
                 continue
-            row = rows.get(cfg.name)
-            policy = self._policies[cfg.name]
-            # Re-survey daily (a secret may be replaced outside rotator); a credential whose
-            # age is still unknown is tried again every poll interval.
-            resurvey = SURVEY_EVERY if row and row.secret_created_at else policy.poll_interval
-            if row is None or row.surveyed_at is None or now - row.surveyed_at >= resurvey:
+            # The one judgment `rotator plan` shows (domain/outlook.py): re-survey daily (a
+            # secret may be replaced outside rotator), an unknown age every poll interval;
+            # an unknown age or a hold starts nothing; else age, cron, window, cooldown.
+            seen = outlook.judge(
+                cfg.name, facts(rows.get(cfg.name)), None, self._rules[cfg.name], now
+            )
+            if seen.survey:
                 self._survey(cfg.name)
-            if row is None or row.secret_created_at is None:
-                continue  # age unknown: the survey tells, and a later tick decides
-            if row.held_at is not None:
-                continue  # cancelled by an operator: on hold until `rotator resume`
-            cron = self._crons.get(cfg.name)
-            reference = row.last_rotated_at or row.secret_created_at
-            if rules.is_due(
-                secret_created_at=row.secret_created_at,
-                last_rotated_at=row.last_rotated_at,
-                last_scheduled_at=_first_fire_after(cron, reference, now) if cron else None,
-                last_failed_at=row.last_failed_at,
-                policy=policy,
-                window=self._windows[cfg.name],
-                now=now,
-            ):
+            if seen.due:
                 rotation = engine.request(
                     cfg.name, Trigger.SCHEDULED, actor="scheduler", reason="due"
                 )
@@ -329,7 +311,9 @@ class Daemon:
         # Rotations started in this very tick were inserted after `now`: judge them by a
         # fresh clock, or they would wait a whole tick for a worker.
         later = store.now()
-        return sum(1 for r in active.values() if r.credential in names and _has_work(r, later))
+        return sum(
+            1 for r in active.values() if r.credential in names and outlook.has_work(r, later)
+        )
 
     def _survey(self, name: str) -> None:
         assert self.app is not None
@@ -430,15 +414,6 @@ def takeover_interval(lease: timedelta, tick: timedelta) -> float:
     return min(max(lease.total_seconds() / 5, 0.5), max(tick.total_seconds(), 0.5))
 
 
-def _has_work(rotation: Rotation, now: datetime) -> bool:
-    return (
-        rotation.next_attempt_at is None
-        or rotation.next_attempt_at <= now
-        or rotation.emergency_requested
-        or rotation.cancel_requested
-    )
-
-
 def _bind(listen: str) -> socket.socket:
     """Bind [daemon] listen now, so a taken port fails the start with one clear line."""
     host, _, port = listen.rpartition(":")
@@ -454,9 +429,3 @@ def _bind(listen: str) -> socket.socket:
         raise ConfigError(f"daemon.listen: cannot listen on {listen}: {exc.strerror}") from None
     sock.set_inheritable(False)
     return sock
-
-
-def _first_fire_after(cron: CronTrigger, reference: datetime, now: datetime) -> datetime | None:
-    """The first cron time after the last rotation (or the secret's birth), if it has passed."""
-    fire: datetime | None = cron.get_next_fire_time(None, reference)
-    return fire if fire is not None and fire <= now else None

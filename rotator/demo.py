@@ -41,6 +41,7 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from rotator.adapters.db.audit import AuditEvent
     from rotator.app import App
     from rotator.domain.model import Rotation, State
     from rotator.sandbox.client import SandboxAdmin
@@ -686,30 +687,21 @@ secret_id = {q(AWS_NAME)}
     def _audit(self, app: App) -> bool:
         out = self.out
         out.line()
-        out.line("3. the audit trail (table events, oldest first)", style="bold")
+        out.line("3. the audit trail, folded (one block per rotation, oldest first)", style="bold")
         events = app.store.events(credential=CREDENTIAL, limit=None, ascending=True)
-        index = 0
-        while index < len(events):
-            e = events[index]
-            run = 1  # a drain polls many times; one line for a run of polls
-            while (
-                e.kind == "poll"
-                and index + run < len(events)
-                and events[index + run].kind == "poll"
-                and events[index + run].rotation_id == e.rotation_id
-            ):
-                run += 1
-            last = events[index + run - 1]
-            ident = f"#{e.id}" if run == 1 else f"#{e.id}-{last.id}"
-            kind = e.kind if run == 1 else f"poll x{run}"
-            move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
-            rid = f"rotation {e.rotation_id}" if e.rotation_id else "credential"
-            detail = _event_detail(last.detail) if run > 1 else _event_detail(e.detail)
-            out.line(
-                f"   {ident:<7} {_utc(e.at)}  {rid:<10}  {kind:<12} {move:<24} "
-                f"by {e.actor}  {detail}".rstrip()
-            )
-            index += run
+        for line in _folded_trail(events):
+            out.line(line)
+        requesters = sorted({e.actor for e in events if e.kind == "started"})
+        workers = sorted({e.actor for e in events} - set(requesters))
+        out.line(
+            f"   actors: {', '.join(requesters)} asked for the rotations (at the CLI, `--actor` "
+            f"or your OS user); {', '.join(workers) or 'none'} ran the steps: an engine worker, "
+            f"named host:pid:random, one per process, the holder of the rotation's lease"
+        )
+        out.line(
+            f"   every event, with its raw detail: "
+            f"`{_program()} --config {self.config_path} history --all --json`"
+        )
         from rotator.audit import Checkpoint
 
         checkpoint = Checkpoint.parse(self.checkpoints.read_text("utf-8"))
@@ -736,9 +728,10 @@ secret_id = {q(AWS_NAME)}
         json_text = render(report, "json")
         self.report_path.with_suffix(".json").write_text(json_text, "utf-8")
         self.out.line()
-        self.out.line(f"4. the auditor's report: {self.report_path}", style="bold")
+        self.out.line("4. the auditor's report", style="bold")
         self.out.line(
-            f"   one self-contained HTML file (also {self.report_path.with_suffix('.json').name}); "
+            f"   {self.report_path.name} in the files folder, one self-contained HTML file (also "
+            f"{self.report_path.with_suffix('.json').name}); "
             f"`{_program()} --config {self.config_path} report` writes it again"
         )
         return html + json_text
@@ -816,16 +809,49 @@ def _program() -> str:
     return invoked if Path(invoked).name == "rotator" else "rotator"
 
 
-def _event_detail(detail: dict[str, Any]) -> str:
-    """An event's detail as compact JSON, with Adobe's drain evidence shortened to times."""
-    shown = dict(detail)
-    evidence = shown.get("evidence")
-    if isinstance(evidence, dict):
-        shown["evidence"] = {
-            key.removesuffix("_at"): _utc(datetime.fromisoformat(value)) if value else None
-            for key, value in evidence.items()
-        }
-    return json.dumps(shown, sort_keys=True, separators=(",", ":")) if shown else ""
+# Routine steps: named in a rotation's one line of steps, not each on a line of its own.
+_ROUTINE = frozenset(
+    {"planned", "staged", "verified", "draining", "poll", "quiet", "gone", "retiring", "token"}
+)
+
+
+def _folded_trail(events: list[AuditEvent]) -> list[str]:
+    """The audit trail as a person reads it: per rotation, its steps on one line and its
+    telling events (requested, promoted, deleted, ended) each on one line with a summary."""
+    from rotator.cli.inspect import summary
+
+    lines: list[str] = []
+    by_rotation: dict[int | None, list[AuditEvent]] = {}
+    for e in events:
+        by_rotation.setdefault(e.rotation_id, []).append(e)
+    for rotation_id, group in by_rotation.items():
+        if rotation_id is None:
+            for e in group:
+                lines.append(f"   #{e.id:<4} {e.kind} by {e.actor}  {summary(e.kind, e.detail)}")
+            continue
+        steps: list[str] = []
+        for e in group:
+            state = e.to_state or e.kind
+            if e.kind == "poll":
+                continue
+            if not steps or steps[-1] != state:
+                steps.append(state)
+        polls = sum(1 for e in group if e.kind == "poll")
+        if polls and "draining" in steps:
+            steps[steps.index("draining")] = f"draining (polled {polls}x)"
+        first, last = group[0], group[-1]
+        lines.append(
+            f"   rotation {rotation_id}, {_utc(first.at)} to {_utc(last.at)}: " + " -> ".join(steps)
+        )
+        for e in group:
+            if e.kind in _ROUTINE:
+                continue
+            move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
+            lines.append(
+                f"      #{e.id:<4} rotation {rotation_id}  {e.kind:<14} {move:<22} by {e.actor}  "
+                f"{summary(e.kind, e.detail)}".rstrip()
+            )
+    return lines
 
 
 def _utc(moment: datetime) -> str:

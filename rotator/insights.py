@@ -1,4 +1,6 @@
-"""Fleet-wide figures read from the state database: one read service for /metrics and status.
+"""Fleet-wide figures read from the state database: one read service for /metrics, status
+and `rotator plan` (with the daemon's tick, which judges due-ness through the same
+`outlooks`: see rotator/domain/outlook.py).
 
 Everything here comes from the database at the moment of asking, never from what one
 process happened to do, so every replica (and the CLI) tells the same truth: rotations run
@@ -8,18 +10,23 @@ the database's clock on PostgreSQL (where replicas meet) and the host clock on S
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
 from rotator.adapters.db.outbox import Backlog, Outbox
+from rotator.adapters.db.rows import CredentialRow, credential_row, to_rotation
 from rotator.adapters.db.tables import credentials, rotations
 from rotator.domain import evidence as proof
+from rotator.domain import outlook
 from rotator.domain.evidence import Evidence
 from rotator.domain.model import Policy, State
+
+if TYPE_CHECKING:
+    from rotator.config import Settings
 
 ENDINGS = ("completed", "failed", "cancelled", "abandoned")
 
@@ -55,13 +62,45 @@ class Insights:
         self.policies = dict(policies or {})
         self._pg = engine.dialect.name == "postgresql"
 
+    def outlooks(
+        self, rules: Mapping[str, outlook.Rules], names: Iterable[str] | None = None
+    ) -> list[outlook.Outlook]:
+        """What the next tick does with each credential (of `rules`, or of `names`), judged
+        on the database's clock. Reads only: no write, no call to Adobe or AWS."""
+        wanted = list(rules) if names is None else list(names)
+        with self.engine.connect() as conn:
+            now = self._now(conn)
+            rows = {
+                r["name"]: credential_row(r)
+                for r in conn.execute(select(credentials)).mappings().all()
+            }
+            active = {}
+            for r in (
+                conn.execute(select(rotations).where(rotations.c.finished_at.is_(None)))
+                .mappings()
+                .all()
+            ):
+                live = r["lease_expires_at"] is not None and _aware(r["lease_expires_at"]) > now
+                active[r["credential"]] = (to_rotation(r), r["lease_owner"] if live else None)
+        result = []
+        for name in wanted:
+            rotation, owner = active.get(name, (None, None))
+            result.append(
+                outlook.judge(
+                    name, facts(rows.get(name)), rotation, rules[name], now, lease_owner=owner
+                )
+            )
+        return result
+
+    def _now(self, conn: Any) -> datetime:
+        """The store's clock (I10): PostgreSQL's where replicas meet, the host's on SQLite."""
+        if self._pg:
+            return _aware(conn.execute(select(func.now())).scalar_one())
+        return datetime.now(UTC)
+
     def fleet(self) -> Fleet:
         with self.engine.connect() as conn:
-            now = (
-                _aware(conn.execute(select(func.now())).scalar_one())
-                if self._pg
-                else datetime.now(UTC)
-            )
+            now = self._now(conn)
             ended = {
                 (state, trigger): int(count)
                 for state, trigger, count in conn.execute(
@@ -132,3 +171,44 @@ class Insights:
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def facts(row: CredentialRow | None) -> outlook.Facts | None:
+    """A credential's row as the facts `outlook.judge` reasons about."""
+    if row is None:
+        return None
+    return outlook.Facts(
+        current_uuid=row.current_uuid,
+        secret_created_at=row.secret_created_at,
+        last_rotated_at=row.last_rotated_at,
+        last_failed_at=row.last_failed_at,
+        surveyed_at=row.surveyed_at,
+        last_error=row.last_error,
+        held_at=row.held_at,
+        held_by=row.held_by,
+        hold_reason=row.hold_reason,
+    )
+
+
+def credential_rules(settings: Settings) -> dict[str, outlook.Rules]:
+    """Each configured credential's merged policy, window and cron schedule, once."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    result = {}
+    for cfg in settings.credentials:
+        schedule = settings.schedule(cfg)
+        next_fire = None
+        if schedule:
+            cron = CronTrigger.from_crontab(schedule, timezone="UTC")
+
+            def next_fire(after: datetime, cron: CronTrigger = cron) -> datetime | None:
+                fire: datetime | None = cron.get_next_fire_time(None, after)
+                return fire
+
+        result[cfg.name] = outlook.Rules(
+            policy=settings.policy(cfg),
+            window=settings.window(cfg),
+            schedule=schedule,
+            next_fire=next_fire,
+        )
+    return result

@@ -225,8 +225,9 @@ class AwsSecrets:
                 step=f"{step} of {secret_id}",
             ) from None
         except BotoCoreError as exc:
+            where = getattr(exc, "kwargs", {}).get("endpoint_url") or self._client.meta.endpoint_url
             raise TransientError(
-                f"AWS unreachable: {type(exc).__name__}", step=f"{step} of {secret_id}"
+                f"AWS unreachable at {where}: {type(exc).__name__}", step=f"{step} of {secret_id}"
             ) from None
         finally:
             with self._outcomes_lock:

@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "resume": "rotator.cli.hold:resume",
     "adopt": "rotator.cli.rotation:adopt",
     "status": "rotator.cli.inspect:status",
+    "plan": "rotator.cli.plan:plan",
     "history": "rotator.cli.inspect:history",
     "audit": "rotator.cli.audit:audit",
     "report": "rotator.cli.report:report",
@@ -50,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "run": "rotator.cli.admin:run",
     "sandbox": "rotator.sandbox.cli:sandbox",
     "demo": "rotator.demo:demo",
+    "completion": "rotator.cli.completion:completion",
 }
 # What `rotator --help` says of commands whose modules import servers, so that listing
 # commands does not import them.

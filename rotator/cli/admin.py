@@ -32,9 +32,10 @@ def db_upgrade(ctx: Ctx) -> None:
     with errors():
         from rotator.adapters.db import migrate
         from rotator.adapters.db.connect import make_engine
-        from rotator.app import database_failure, require_driver
+        from rotator.app import database_failure, require_driver, require_folder
 
         require_driver(ctx.settings)
+        require_folder(ctx.settings)
         engine = make_engine(ctx.settings.database.url)
         try:
             before, after = migrate.upgrade(engine)

@@ -11,12 +11,13 @@ import json
 
 import click
 
+from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, actor, pass_ctx
 from rotator.cli.output import errors, say, ts
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=credential_names)
 @click.option("--reason", default="", help="Recorded in the audit trail.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx

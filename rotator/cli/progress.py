@@ -3,7 +3,8 @@
 Two audiences. On a terminal, a person watching: each step as a line, and below it one
 live line (rich) with the current step, the evidence (when the old and new secrets were
 last used) and the drain deadline, refreshed in place, never a flood. Piped, a log or a
-script: plain lines, one per step and one per change of evidence, each with the deadline.
+script: plain lines, one per change of state and at most one a minute while draining,
+each with the deadline.
 With `--json`: nothing while it moves, the final rotation as one JSON object.
 
 Every string passes the redactor (`say`, or `redact` before rich sees it).
@@ -12,6 +13,8 @@ Every string passes the redactor (`say`, or `redact` before rich sees it).
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -99,22 +102,41 @@ def as_json(rotation: Rotation) -> dict[str, Any]:
 
 
 class Plain:
-    """Lines, for a pipe or a log: one per step, one per change of evidence."""
+    """Lines, for a pipe or a log: one per change of state (or of a step's error), and
+    while draining at most one per `POLL_LINE_EVERY` when the evidence moved, so a log
+    shows progress without a line per poll."""
 
-    def __init__(self, policy: Policy | None) -> None:
+    POLL_LINE_EVERY = 60.0  # seconds
+
+    def __init__(self, policy: Policy | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
+        self.clock = clock
+        self._state: tuple[Any, ...] | None = None
         self._seen: tuple[Any, ...] | None = None
+        self._said_at = float("-inf")
 
     def step(self, rotation: Rotation) -> None:
+        state = (rotation.id, rotation.state, rotation.last_error)
+        if state == self._state:  # a retry count or a wait: nothing new to say
+            self.poll(rotation)
+            return
+        self._state = state
+        self._say(rotation)
+
+    def poll(self, rotation: Rotation) -> None:
+        if rotation.state is not State.DRAINING or _evidence(rotation) == self._seen:
+            return
+        if self.clock() - self._said_at < self.POLL_LINE_EVERY:
+            return
+        self._say(rotation)
+
+    def _say(self, rotation: Rotation) -> None:
         line = describe(rotation)
         if deadline := deadlines(rotation, self.policy):
             line += f" — {deadline}"
         say(line)
         self._seen = _evidence(rotation)
-
-    def poll(self, rotation: Rotation) -> None:
-        if _evidence(rotation) != self._seen:
-            self.step(rotation)
+        self._said_at = self.clock()
 
     def note(self, text: str) -> None:
         say(text)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, actor, pass_ctx
 from rotator.cli.output import (
     EXIT_ATTENTION,
@@ -118,7 +119,7 @@ def follow(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=credential_names)
 @click.option(
     "--emergency",
     is_flag=True,
@@ -211,7 +212,7 @@ def _follow(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=credential_names)
 @click.option("--reason", default="", help="Recorded in the audit trail.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the outcome, as JSON.")
 @pass_ctx
@@ -255,7 +256,7 @@ def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=credential_names)
 @click.option("--uuid", "uuid", required=True, help="The Adobe secret uuid AWSCURRENT holds.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
@@ -264,8 +265,10 @@ def adopt(ctx: Ctx, name: str, uuid: str, as_json: bool) -> None:
     with errors():
         ctx.settings.credential(name)
         with ctx.app() as app:
-            app.engine.adopt(name, uuid, actor=actor())
+            changed = app.engine.adopt(name, uuid, actor=actor())
     if as_json:
-        say(json.dumps({"credential": name, "current_uuid": uuid}))
-    else:
+        say(json.dumps({"credential": name, "current_uuid": uuid, "changed": changed}))
+    elif changed:
         say(f"{name}: AWSCURRENT recorded as Adobe secret {uuid}")
+    else:
+        say(f"{name}: AWSCURRENT is already recorded as Adobe secret {uuid}; nothing changed")

@@ -276,9 +276,10 @@ class Engine:
         """Adobe's list for a credential, with a token minted from AWSCURRENT (read-only)."""
         return survey.adobe_secrets(self, name)
 
-    def adopt(self, name: str, uuid: str, *, actor: str) -> None:
-        """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put."""
-        survey.adopt(self, name, uuid, actor=actor)
+    def adopt(self, name: str, uuid: str, *, actor: str) -> bool:
+        """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put
+        (False: already recorded, nothing written)."""
+        return survey.adopt(self, name, uuid, actor=actor)
 
     def survey(self, name: str) -> None:
         """Learn the current uuid and its age, so due-ness can be judged without a rotation."""

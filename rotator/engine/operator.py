@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from rotator.domain import machine
+from rotator.domain import machine, outlook
 from rotator.domain.model import Rotation, State
 from rotator.engine.context import StepContext
 from rotator.engine.outcome import Outcome
@@ -58,16 +58,9 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
 
 
 def request_for(rotation: Rotation) -> Literal["abandon", "cancel"] | None:
-    """Which operator request the driver acts on now, if any (see the module's precedence)."""
-    if rotation.emergency_requested and not rotation.emergency:
-        return "abandon"
-    if not rotation.cancel_requested:
-        return None
-    if rotation.state in {State.RETIRING, State.ROLLING_BACK}:
-        return None  # retiring finishes; a rollback (the cancel, acted on) runs its course
-    if rotation.emergency and machine.past_promotion(rotation):
-        return None  # the store refuses such a cancel; one that raced the promotion is moot
-    return "cancel"
+    """Which operator request the driver acts on now, if any (see the module's precedence).
+    The rule lives in the domain, so `rotator plan` tells the same."""
+    return outlook.operator_request(rotation)
 
 
 def abandon(rotation: Rotation, now: datetime) -> Outcome:

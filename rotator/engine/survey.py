@@ -26,8 +26,9 @@ def adobe_secrets(engine: Engine, name: str) -> list[AdobeSecret]:
     return engine.adobe.list_secrets(step.ref, step.current_secret())
 
 
-def adopt(engine: Engine, name: str, uuid: str, *, actor: str) -> None:
-    """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put."""
+def adopt(engine: Engine, name: str, uuid: str, *, actor: str) -> bool:
+    """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put;
+    False when exactly that was already recorded (nothing written)."""
     step = _context(engine, name, Trigger.MANUAL)
     listed = [s.uuid for s in engine.adobe.list_secrets(step.ref, step.current_secret())]
     if uuid not in listed:
@@ -36,7 +37,7 @@ def adopt(engine: Engine, name: str, uuid: str, *, actor: str) -> None:
             f"(it has: {', '.join(listed) or 'none'})"
         )
     engine.sync()
-    engine.store.adopt(name, uuid, step.current().version_id, actor=actor)
+    return engine.store.adopt(name, uuid, step.current().version_id, actor=actor)
 
 
 def survey(engine: Engine, name: str) -> None:

@@ -21,7 +21,9 @@ from tests.system.conftest import ROTATOR, Ran, System
 # quiet period of 2 s: a rotation with --wait leaves several polls behind.
 
 
-def _on_a_terminal(system: System, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+def _on_a_terminal(
+    system: System, *args: str, timeout: float = 60, columns: int = 160
+) -> tuple[int, str, str]:
     """Run `rotator ARGS` with stdout and stderr on a pty: the exit code, what a person
     saw (without colours and cursor moves), and the raw bytes as text."""
     leader, follower = pty.openpty()
@@ -30,7 +32,7 @@ def _on_a_terminal(system: System, *args: str, timeout: float = 60) -> tuple[int
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=follower,
-        env={**system.env(), "COLUMNS": "160", "LINES": "40", "TERM": "xterm-256color"},
+        env={**system.env(), "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"},
     )
     os.close(follower)
     chunks: list[bytes] = []
@@ -87,7 +89,7 @@ def test_every_reporting_command_speaks_json(system: System) -> None:
 
     uuid = system.world.value()["secret_uuid"]
     adopted = system.rotator("adopt", "analytics", "--uuid", uuid, "--json")
-    assert _json(adopted) == {"credential": "analytics", "current_uuid": uuid}
+    assert _json(adopted) == {"credential": "analytics", "current_uuid": uuid, "changed": False}
 
     verified = system.rotator("audit", "verify", "--json")
     assert verified.code == 0 and isinstance(_json(verified), dict), verified

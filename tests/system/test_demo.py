@@ -115,6 +115,19 @@ def test_it_shows_the_audit_trail_and_a_verified_chain(demo_run: Run) -> None:
     assert re.search(r"✓ audit chain verified: \d+ events", audit), audit
 
 
+def test_its_trail_is_folded_and_explains_the_actors(demo_run: Run) -> None:
+    """Issue 28: summaries rather than raw events, the actors explained, the report's path
+    printed once."""
+    audit = _section(demo_run.out, "3. the audit trail")
+    assert "{" not in audit, audit  # no raw detail: `history --json` has it
+    assert re.search(r"^   rotation 1, .*: planned -> creating -> .* -> completed$", audit, re.M)
+    assert re.search(r"draining \(polled \d+x\)", audit), audit
+    assert len(audit.splitlines()) < 16, audit
+    assert "host:pid:random" in audit and "asked for the rotations" in audit
+    report = str(demo_run.dir / "report.html")
+    assert demo_run.out.count(report) == 1, demo_run.out
+
+
 def test_it_prints_no_secret_value(demo_run: Run) -> None:
     state = json.loads((demo_run.dir / "sandbox-state.json").read_text())
     secrets = [s["value"] for c in state["credentials"] for s in c["secrets"]]

@@ -150,11 +150,11 @@ def _completion_commands() -> dict[str, str]:
         line
         for block in _sh_blocks("Shell completion")
         for line in block.splitlines()
-        if line.startswith("_ROTATOR_COMPLETE=")
+        if line.startswith("rotator completion ")
     ]
     found = {}
     for line in lines:
-        shell = re.match(r"_ROTATOR_COMPLETE=(\w+)_source rotator > ", line)
+        shell = re.match(r"rotator completion (\w+) > ", line)
         assert shell, line
         found[shell[1]] = line
     return found

@@ -181,12 +181,19 @@ class AuditLog:
         limit: int | None = 100,
         rotation_id: int | None = None,
         ascending: bool = False,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[AuditEvent]:
         query = select(events).order_by(events.c.id.asc() if ascending else events.c.id.desc())
         if credential:
             query = query.where(events.c.credential == credential)
         if rotation_id is not None:
             query = query.where(events.c.rotation_id == rotation_id)
+        if since is not None:  # `rotator history --since/--until`
+            query = query.where(events.c.at >= since)
+        if until is not None:
+            query = query.where(events.c.at < until)
         if limit:
             query = query.limit(limit)
         with engine.connect() as conn:

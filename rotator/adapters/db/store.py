@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rotator.adapters.db.audit import AuditEvent
@@ -90,15 +90,24 @@ class Store(OperatorRequests, Leases):
             conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
             self._audit_survey(conn, name, before, kind="credential_updated")
 
-    def adopt(self, name: str, uuid: str, version: str, actor: str) -> None:
-        """An operator tells rotator which Adobe uuid AWSCURRENT (at `version`) holds."""
+    def adopt(self, name: str, uuid: str, version: str, actor: str) -> bool:
+        """An operator tells rotator which Adobe uuid AWSCURRENT (at `version`) holds.
+        False, and nothing written, when that binding is already recorded."""
         with self._tx() as conn:
             now = self._db_now(conn)
-            conn.execute(
+            changed = conn.execute(
                 update(credentials)
-                .where(credentials.c.name == name)
+                .where(
+                    credentials.c.name == name,
+                    or_(
+                        credentials.c.current_uuid.is_distinct_from(uuid),
+                        credentials.c.current_version.is_distinct_from(version),
+                    ),
+                )
                 .values(current_uuid=uuid, current_version=version, updated_at=now)
-            )
+            ).rowcount
+            if not changed:
+                return False  # the same binding again: no second event
             self._append(
                 conn,
                 rotation_id=None,
@@ -110,6 +119,7 @@ class Store(OperatorRequests, Leases):
                 detail={"uuid": uuid, "aws_version": version},
                 at=now,
             )
+        return True
 
     def record_survey(self, name: str, *, seen_rotated_at: datetime | None, **values: Any) -> bool:
         """Write what a survey learnt, unless a rotation started or finished meanwhile
@@ -211,8 +221,13 @@ class Store(OperatorRequests, Leases):
         limit: int | None = 100,
         rotation_id: int | None = None,
         ascending: bool = False,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[AuditEvent]:
-        return self.audit.events(self.engine, credential, limit, rotation_id, ascending)
+        return self.audit.events(
+            self.engine, credential, limit, rotation_id, ascending, since=since, until=until
+        )
 
     def verify(self, checkpoint: Checkpoint | None = None, batch: int = 5000) -> Verification:
         """The chain, against `checkpoint` if given, and every row replayed from it."""
