@@ -57,7 +57,7 @@ from rotator.adapters.db.connect import safe_url
 from rotator.audit import Checkpoint
 from rotator.config import Settings
 from rotator.domain import policy as rules
-from rotator.domain.errors import ConfigError
+from rotator.domain.errors import ConfigError, InvariantError
 from rotator.domain.model import Rotation, Trigger
 from rotator.insights import Insights
 from rotator.metrics import FleetCollector, Metrics, ProcessCollector
@@ -283,7 +283,8 @@ class Daemon:
 
     def _start_due(self) -> int:
         """Survey, start due rotations; return how many rotations have work now."""
-        assert self.app is not None
+        if self.app is None:
+            raise InvariantError("the daemon works only once its app is built")
         # The store's clock (PostgreSQL's where replicas meet, I10): due-ness compares it with
         # stored times, so a replica whose own clock runs ahead starts nothing early.
         store, engine = self.app.store, self.app.engine
@@ -332,7 +333,8 @@ class Daemon:
         return sum(1 for r in active.values() if r.credential in names and _has_work(r, later))
 
     def _survey(self, name: str) -> None:
-        assert self.app is not None
+        if self.app is None:
+            raise InvariantError("the daemon works only once its app is built")
         engine = self.app.engine
         with self._lock:
             if name in self._surveying:
@@ -361,7 +363,8 @@ class Daemon:
             self._submit(lambda: self._work(budget=due))
 
     def _work(self, budget: int) -> None:
-        assert self.app is not None
+        if self.app is None:
+            raise InvariantError("the daemon works only once its app is built")
         for _ in range(budget):
             if self._stop.is_set() or not self.app.engine.run_due(limit=1):
                 return

@@ -452,7 +452,10 @@ class _Demo:
         from rotator import config, redaction
 
         cred = admin.create_credential(name="rotator demo")
-        assert cred.secret is not None, "the sandbox creates a first secret"
+        if cred.secret is None:
+            from rotator.domain.errors import InvariantError
+
+            raise InvariantError("the sandbox creates a first secret")
         redaction.register(cred.secret.client_secret)
         sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=aws_url)
         sm.create_secret(

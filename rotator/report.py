@@ -166,15 +166,13 @@ fill="{{ s.fill }}">{{ s.text }}</text>
 <p class="muted">Timeline: blue = AWSCURRENT, grey = alive, red = past max_age, \
 ▲ promotion, ○ last use seen, ✕ deleted (its kind beside it), orange = needs_attention.</p>"""
 
-_PAGE = (
-    """<!DOCTYPE html>
+# @CSP@, @CSS@ and @TIMELINE@ are our own constants, put in before the template is parsed.
+_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{% raw %}""" + _CSP + """{% endraw %}">
+<meta http-equiv="Content-Security-Policy" content="{% raw %}@CSP@{% endraw %}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>rotator audit report</title>
-<style>{% raw %}"""
-    + _CSS
-    + """{% endraw %}</style></head><body>
+<style>{% raw %}@CSS@{% endraw %}</style></head><body>
 <h1>rotator audit report</h1>
 <p class="muted">Period <span id="period-since">{{ when(period.since) }}</span> to \
 <span id="period-until">{{ when(period.until) }}</span>; generated {{ when(generated_at) }}. \
@@ -194,9 +192,7 @@ Times are UTC.</p>
 secret <code>{{ cred.oldest_secret or "—" }}</code>): <span id="verdict-{{ name }}">
 {%- if cred.violation %}<span class="bad">VIOLATION: older than max_age</span>
 {%- else %}<span class="ok">within max_age</span>{% endif %}</span></p>
-{% set t = cred.timeline %}"""
-    + _TIMELINE
-    + """
+{% set t = cred.timeline %}@TIMELINE@
 <h3>Rotations (<span id="rotations-{{ name }}">{{ cred.rotations | length }}</span>)</h3>
 <table><tr><th>id</th><th>trigger</th><th>outcome</th><th>requested by (claimed)</th>\
 <th>verified identity</th><th>reason</th><th>steps</th></tr>
@@ -228,7 +224,6 @@ secret <code>{{ cred.oldest_secret or "—" }}</code>): <span id="verdict-{{ nam
 {% endfor %}</table></section>
 {% endfor %}</body></html>
 """
-)
 
 _W, _LEFT, _RIGHT, _ROW, _TOP = 1000, 150, 40, 26, 22
 
@@ -274,7 +269,9 @@ _ENV = jinja2.Environment(
     finalize=_printable,
 )
 _ENV.globals.update(when=_when, days=_days, secs=_secs, required=_required)
-_PAGE_T = _ENV.from_string(_PAGE)
+_PAGE_T = _ENV.from_string(
+    _PAGE.replace("@CSP@", _CSP).replace("@CSS@", _CSS).replace("@TIMELINE@", _TIMELINE)
+)
 
 
 def _chain(result: dict[str, Any]) -> dict[str, Any]:

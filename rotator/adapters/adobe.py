@@ -48,6 +48,7 @@ from rotator import redaction
 from rotator.domain.errors import (
     AccessDenied,
     InvalidClient,
+    InvariantError,
     NotFound,
     PermanentError,
     SecretLimit,
@@ -528,7 +529,8 @@ class AdobeClient:
                 return resp
             log.info("credential %r: %s: token refused (401), minting a new one", cred.name, step)
             self._drop_token(cred, secret, token)
-        assert resp is not None
+        if resp is None:
+            raise InvariantError("the token loop always makes one request")
         return resp  # still 401: the caller maps it to AccessDenied
 
     def _send(

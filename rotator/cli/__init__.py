@@ -113,7 +113,10 @@ class _Main(click.Group):
                 if module.startswith("rotator.cli."):
                     raise  # our own command: a broken import is a bug, not a missing extra
                 return None  # an optional part that is not installed: no such command
-            assert isinstance(command, click.Command)
+            if not isinstance(command, click.Command):
+                from rotator.domain.errors import InvariantError
+
+                raise InvariantError(f"{module}.{attr} is not a click command")
             return command
         return super().get_command(ctx, cmd_name)
 
