@@ -7,8 +7,8 @@ so the report says no more than the trail can prove. rotator/report.py renders i
 Per credential: every rotation (trigger, claimed and verified actor, reason, time of each
 step), each secret's lifetime as AWSCURRENT and the oldest age a current secret reached in
 the period against `max_age`, the evidence behind each deletion (last use seen, quiet
-period, time of delete) and its kind (drain, emergency, stray, orphan, rollback, given
-back: see DELETION_KEYS), and needs_attention episodes with how they ended.
+period, time of delete) and its kind (drain, emergency, stray, orphan, rollback,
+given_back: see DELETION_KEYS), and needs_attention episodes with how they ended.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
 # emergency (`retire_confirm`, `completed`), the rotation's own secrets rolled back
 # (`rollback_confirm`, `rolled_back`).
 DELETION_KEYS = ("deleted", "strays_deleted", "orphans_deleted", "given_back")
-KINDS = ("drain", "emergency", "stray", "orphan", "rollback", "given back")
+KINDS = ("drain", "emergency", "stray", "orphan", "rollback", "given_back")
 
 
 def deleted_in(event: Event) -> list[tuple[str, str]]:
@@ -215,7 +215,7 @@ def _kind(key: str, event: Event, rotation: dict[str, Any], uuid: str) -> str:
     if key == "orphans_deleted":
         return "orphan"
     if key == "given_back":
-        return "given back"
+        return "given_back"
     if event.kind in {"rollback_confirm", "rolled_back"} or event.to_state in {
         "rolling_back",
         "failed",
@@ -239,7 +239,7 @@ def _why(kind: str, is_old: bool) -> str:
         "stray": "a secret AWSCURRENT does not hold, unused for the quiet period",
         "orphan": "created by rotator after a crash, its value never reached AWS",
         "rollback": "this rotation's own new secret, given back on rollback",
-        "given back": "this rotation's own new secret, whose value never reached AWS",
+        "given_back": "this rotation's own new secret, whose value never reached AWS",
     }[kind]
 
 
