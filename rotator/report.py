@@ -225,7 +225,7 @@ secret <code>{{ cred.oldest_secret or "—" }}</code>): <span id="verdict-{{ nam
 {% endfor %}</body></html>
 """
 
-_W, _LEFT, _RIGHT, _ROW, _TOP = 1000, 150, 40, 26, 22
+_W, _LEFT, _RIGHT, _ROW, _TOP = 1000, 150, 90, 26, 22  # room on the right for a kind
 
 
 def _when(value: str | None) -> str:
@@ -375,9 +375,9 @@ def _timeline(cred: dict[str, Any], period: dict[str, Any]) -> dict[str, Any]:
                 shapes.append(
                     {
                         "tag": "text",
-                        "x": round(xd + 8, 1) if xd < _W - _RIGHT - 60 else round(xd - 8, 1),
+                        "x": round(xd + 8, 1),
                         "y": y + 13,
-                        "anchor": "start" if xd < _W - _RIGHT - 60 else "end",
+                        "anchor": "start",
                         "fill": "#57606a",
                         "text": secret["deletion_kind"],
                     }

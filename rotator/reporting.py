@@ -275,7 +275,11 @@ def _deletions(
                 last_use = _parse((evidence.get("strays") or {}).get(uuid))
             else:
                 last_use = _parse(evidence.get("old_last_used_at")) if is_old else None
-            promoted = _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
+            promoted = (
+                _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
+                if kind in {"drain", "emergency"}
+                else None  # the promotion is evidence only for the secret it replaced
+            )
             quiet_since = (
                 max(filter(None, (promoted, last_use)), default=None)
                 if kind == "drain"

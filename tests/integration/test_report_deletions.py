@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -166,6 +167,26 @@ def test_every_deletion_is_in_json_csv_and_the_rendered_html(
     # No audit key here: intact, but amber and saying why.
     assert page.box == "box warn" and page.status == "intact, UNKEYED", (page.box, page.status)
     assert "proves only accidental damage" in dom.stdout
+
+    # docs/report.png is this page: ROTATOR_REPORT_PNG=docs/report.png runs this test to
+    # write it again (README and docs/operations.md show it).
+    shot = os.environ.get("ROTATOR_REPORT_PNG")
+    if shot:
+        subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--screenshot={Path(shot).resolve()}",
+                "--window-size=1100,1250",
+                html.as_uri(),
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
 
 
 def _follow(world: World, rotation_id: int) -> Any:
