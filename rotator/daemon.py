@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotator import app as app_mod
-from rotator import daemon_lock, notify
+from rotator import daemon_lock, hardening, notify, redaction
 from rotator.adapters.db import migrate
 from rotator.adapters.db.connect import safe_url
 from rotator.audit import Checkpoint
@@ -101,6 +101,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until a signal; return the exit status (0 after a graceful stop)."""
+        hardening.harden_process()  # also when started without the CLI (tests, embedding)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         lock = daemon_lock.acquire(self.settings.database.url)  # SQLite: one daemon per file
@@ -201,7 +202,10 @@ class Daemon:
                 self.app.store.audit.publish(head)
                 self._last_checkpoint = head
         except Exception as exc:  # the database may be away: the next one tries again
-            log.warning("audit checkpoint failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            log.warning(
+                "audit checkpoint failed",
+                error=f"{type(exc).__name__}: {redaction.clip(str(exc), 200)}",
+            )
 
     def _start_delivery(self) -> None:
         """Webhooks go out from the outbox on a thread of their own, stopped with the rest."""
@@ -269,7 +273,7 @@ class Daemon:
             self.metrics.ticked(time.monotonic() - started)
             self._last_tick_ok = time.time()
         except Exception as exc:  # the database may be away: log, and the next tick retries
-            log.error("tick failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            log.error("tick failed", error=f"{type(exc).__name__}: {redaction.clip(str(exc), 300)}")
 
     def takeover(self) -> None:
         """Hand claimable work to idle workers between ticks (a dead worker's lease ran out,
@@ -279,7 +283,10 @@ class Daemon:
         try:
             self._dispatch(self.app.store.claimable())
         except Exception as exc:  # the database may be away: the next run retries
-            log.warning("takeover check failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            log.warning(
+                "takeover check failed",
+                error=f"{type(exc).__name__}: {redaction.clip(str(exc), 300)}",
+            )
 
     def _start_due(self) -> int:
         """Survey, start due rotations; return how many rotations have work now."""
@@ -387,7 +394,9 @@ class Daemon:
             return
         exc = future.exception()
         if exc is not None:
-            log.error("worker failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            log.error(
+                "worker failed", error=f"{type(exc).__name__}: {redaction.clip(str(exc), 300)}"
+            )
 
     # --- health and metrics --------------------------------------------------------------
 

@@ -110,7 +110,9 @@ def demo(quiet_period: str, keep_running: bool) -> None:
         die("interrupted", EXIT_FAILED)
     except Exception as exc:  # one redacted line, as every rotator command does
         logging.getLogger("rotator.demo").debug("demo failed", exc_info=True)
-        first = (str(exc).splitlines() or [""])[0][:300]
+        from rotator import redaction
+
+        first = redaction.clip(str(exc), 300, first_line=True)
         die(f"unexpected {type(exc).__name__}: {first}", EXIT_FAILED)
     raise SystemExit(EXIT_OK if ok else EXIT_FAILED)
 

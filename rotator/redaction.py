@@ -110,6 +110,17 @@ def redact(text: str) -> str:
     return "".join(parts)
 
 
+def clip(text: str, limit: int, *, first_line: bool = False) -> str:
+    """`text` redacted, THEN cut to `limit` characters (and to its first line if asked).
+
+    The order matters: a cut made first can split a secret so that the redactor no longer
+    recognises it, and the part before the cut is printed as it is."""
+    text = redact(text)
+    if first_line:
+        text = (text.splitlines() or [""])[0]
+    return text[:limit]
+
+
 def redact_all(texts: Iterable[str]) -> list[str]:
     return [redact(t) for t in texts]
 

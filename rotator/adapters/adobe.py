@@ -751,10 +751,10 @@ def _detail(resp: httpx.Response) -> str:
     if not words and code is None and message is None:
         kind = resp.headers.get("content-type", "").split(";")[0].strip() or "unknown"
         words = f"a {kind} body of {len(resp.content)} bytes, not quoted"
+    words = redaction.redact(words)  # before the cut: a cut secret is no longer recognised
     if len(words) > _DETAIL_MAX:
         words = words[:_DETAIL_MAX] + "..."
-    text = f"HTTP {resp.status_code}" + (f" ({words})" if words else "")
-    return redaction.redact(text)
+    return f"HTTP {resp.status_code}" + (f" ({words})" if words else "")
 
 
 # A field named like one of these holds a secret or a token, whatever answer it comes in.

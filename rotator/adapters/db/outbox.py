@@ -290,7 +290,7 @@ class Outbox:
                 .values(
                     attempts=outbox.c.attempts + 1,
                     next_attempt_at=now + retry_in,
-                    last_error=error[:500],
+                    last_error=redaction.clip(error, 500),
                     claimed_by=None,
                     claim_expires_at=None,
                 )
