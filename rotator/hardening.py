@@ -32,7 +32,10 @@ def harden_process() -> None:
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # Only when needed: the systemd unit sets LimitCORE=0 already and filters
+        # @resources system calls (setrlimit among them).
+        if resource.getrlimit(resource.RLIMIT_CORE) != (0, 0):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, ValueError, OSError):  # not on this platform, or not allowed
         pass
     if sys.platform.startswith("linux"):

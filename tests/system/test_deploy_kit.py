@@ -482,6 +482,8 @@ def test_the_systemd_unit_is_a_hardened_single_host_service() -> None:
         ("NoNewPrivileges", "yes"),
         ("PrivateTmp", "yes"),
         ("StateDirectory", "rotator"),
+        ("UMask", "0077"),
+        ("LimitCORE", "0"),
     ):
         assert unit[key] == [value], key
     assert unit["User"] != ["root"] and unit["EnvironmentFile"]
