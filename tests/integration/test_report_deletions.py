@@ -1,8 +1,9 @@
 """The auditor's report leaves no deletion out (issue 28): a history made by the real engine
 against the sandbox and moto, with a stray cleared while planning, an orphan of a crash,
-the old secret after draining, a rollback's own secret, and an emergency's leaked secret
-and "every other" secret. JSON, CSV and the HTML as headless Chromium renders it list the
-same deletions with the same kinds, each on the timeline; an unkeyed chain is amber.
+the old secret after draining, a stray cleared to make room at Adobe's limit, a rollback's
+own secret, and an emergency's leaked secret and "every other" secret. JSON, CSV and the
+HTML as headless Chromium renders it list the same deletions with the same kinds, each on
+the timeline; an unkeyed chain is amber.
 """
 
 from __future__ import annotations
@@ -105,13 +106,22 @@ def test_every_deletion_is_in_json_csv_and_the_rendered_html(
     assert normal.state is State.COMPLETED, normal.last_error
     deleted |= {stray.uuid: "stray", orphan.uuid: "orphan", first_uuid: "drain"}
 
-    # 2. A rollback: Adobe never accepts the new secret, so it is given back.
+    # 2. A stray the plan's list left out, cleared to make room when Adobe refuses the add
+    # at its two-secret limit (recorded by the retry that follows); then a rollback: Adobe
+    # never accepts the new secret, so it is given back.
+    hidden = world.admin.add_secret(cred.credential_id)
+    world.admin.set_secret_times(
+        cred.credential_id, hidden.uuid, created_ago_s=40 * 3600, last_used_ago_s=30 * 3600
+    )
+    world.admin.omit_secret(client_id=cred.client_id, uuid=hidden.uuid, count=1)
     world.admin.set_timing(accept_delay_ms=600_000)
     failed = world.rotate(timeout=30)
     world.admin.set_timing(accept_delay_ms=0)
     assert failed.state is State.FAILED, failed.last_error
     assert failed.new_uuid and failed.new_uuid not in world.adobe_uuids()
-    deleted[failed.new_uuid] = "rollback"
+    made_room = [e for e in app.store.events(rotation_id=failed.id) if e.kind == "retry"]
+    assert [e.detail.get("strays_deleted") for e in made_room] == [[hidden.uuid]], made_room
+    deleted |= {hidden.uuid: "stray", failed.new_uuid: "rollback"}
 
     # 3. An emergency: the leaked secret, and "every other": one that appeared after the
     # promotion.
