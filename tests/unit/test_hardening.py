@@ -70,3 +70,15 @@ def test_the_process_makes_private_files_dumps_no_core_and_is_not_dumpable(
         assert seen["dumpable"] == 0
     assert {"state.db", "state.db-wal", "report.html"} <= set(seen["modes"])
     assert set(seen["modes"].values()) == {0o600}, seen["modes"]
+
+
+def test_every_reason_option_goes_through_operator_text() -> None:
+    """The wiring: what click hands each command (nothing runs). `--actor` is checked
+    through the installed command (tests/system/test_small_leaks.py)."""
+    from rotator.cli.hold import resume
+    from rotator.cli.rotation import cancel, rotate
+
+    typed = "\x1b]0;owned\x07leak in a log\x1b[0m"
+    for command in (rotate, cancel, resume):
+        ctx = command.make_context(command.name, ["analytics", "--reason", typed])
+        assert ctx.params["reason"] == "]0;ownedleak in a log[0m", command.name
