@@ -278,7 +278,7 @@ def _chain(result: dict[str, Any]) -> dict[str, Any]:
     """The verdict box: green only for an intact keyed chain; an intact chain without a
     key is amber (its own sentence says it proves only accidental damage); broken is red."""
     ok = bool(result.get("ok"))
-    keyed = bool(result.get("keyed"))
+    keyed = bool(result.get("keyed") or result.get("signed"))  # HMAC-keyed or signed
     cp = result.get("checkpoint")
     against = (
         f"against checkpoint seq {cp['seq']} (event {cp['event_id']}, {_when(cp['at'])})"
