@@ -81,3 +81,14 @@ REASON_LIMIT = 1000
 def reason_option(_ctx: object, _param: object, value: str | None) -> str:
     """A click callback for `--reason`: `operator_text` of what was typed."""
     return operator_text(value, REASON_LIMIT)
+
+
+def plain_option(_ctx: object, param: object, value: str | None) -> str | None:
+    """A click callback for a name or id an operator types (`--uuid`): refused, not
+    cleaned, when it holds a control character (it names something; a changed name would
+    name something else), so an error that echoes it cannot drive a terminal either."""
+    if value and _CONTROL.search(value):
+        import click
+
+        raise click.BadParameter("control characters are not allowed")
+    return value

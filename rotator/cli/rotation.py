@@ -25,7 +25,7 @@ from rotator.cli.output import (
 from rotator.cli.progress import as_json as as_json_of
 from rotator.cli.progress import choose
 from rotator.domain.model import Rotation, State, Trigger
-from rotator.hardening import reason_option
+from rotator.hardening import plain_option, reason_option
 
 if TYPE_CHECKING:
     from rotator.app import App
@@ -257,7 +257,13 @@ def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--uuid", "uuid", required=True, help="The Adobe secret uuid AWSCURRENT holds.")
+@click.option(
+    "--uuid",
+    "uuid",
+    required=True,
+    callback=plain_option,
+    help="The Adobe secret uuid AWSCURRENT holds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def adopt(ctx: Ctx, name: str, uuid: str, as_json: bool) -> None:

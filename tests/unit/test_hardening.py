@@ -82,3 +82,14 @@ def test_every_reason_option_goes_through_operator_text() -> None:
     for command in (rotate, cancel, resume):
         ctx = command.make_context(command.name, ["analytics", "--reason", typed])
         assert ctx.params["reason"] == "]0;ownedleak in a log[0m", command.name
+
+
+def test_a_uuid_with_a_control_character_is_refused() -> None:
+    import click
+
+    from rotator.cli.rotation import adopt
+
+    with pytest.raises(click.BadParameter, match="control characters"):
+        adopt.make_context("adopt", ["analytics", "--uuid", "abc\x1b[2Jdef"])
+    ctx = adopt.make_context("adopt", ["analytics", "--uuid", "0123abcd"])
+    assert ctx.params["uuid"] == "0123abcd"
