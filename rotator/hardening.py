@@ -9,7 +9,8 @@
   ssh refuses such a private key.
 - `operator_text`: control characters (ESC and the rest of C0 and C1, and the Unicode
   direction overrides) are taken out of what an operator types (`--actor`, `--reason`)
-  before it is stored, so that `history` or a report never replays them to a terminal.
+  before it is stored, so that `history` or a report never replays them to a terminal;
+  `plain_option` refuses a name or id (`--uuid`) that holds one.
 """
 
 from __future__ import annotations
