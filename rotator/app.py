@@ -46,7 +46,7 @@ def database_failure(settings: Settings, exc: BaseException, doing: str) -> Rota
     (exit 1) or a configuration error (exit 2)."""
     from sqlalchemy import exc as db_errors
 
-    first = (str(exc).splitlines() or [""])[0][:200]
+    first = redaction.clip(str(exc), 200, first_line=True)
     url = settings.database.url
     remote = not url.startswith("sqlite")  # SQLite's operational errors are about the file
     if remote and isinstance(exc, db_errors.OperationalError | db_errors.InterfaceError):

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -97,6 +98,37 @@ class AwsConfig(_Section):
     endpoint_url: str = ""
     # PutSecretValue + UpdateSecretVersionStage share 50 requests/s per region at AWS.
     write_rate: float = Field(default=50, ge=0)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _tls(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return require_tls(value) if value else value
+
+
+# botocore reads these (the general one and the per-service ones rotator's clients use)
+# and sends the secret values to whatever they name: they pass the same TLS rule.
+AWS_ENDPOINT_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_S3",
+)
+
+
+def check_aws_endpoint_variables(environ: Mapping[str, str] | None = None) -> None:
+    """ConfigError (exit 2, one line) for an AWS endpoint variable that is not https and
+    not loopback: `[aws] endpoint_url` is checked, and the environment must not bypass it."""
+    environ = os.environ if environ is None else environ
+    for name in AWS_ENDPOINT_VARIABLES:
+        if value := environ.get(name, "").strip():
+            try:
+                if not re.match(r"^https?://[^\s/]+", value):
+                    raise ValueError(f"{value!r} is not an http(s) URL")
+                require_tls(value)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
 
 
 class PolicyConfig(_Section):
@@ -467,6 +499,13 @@ def load(path: str | Path | None = None) -> Settings:
     database = raw.get("database")
     if isinstance(database, dict) and isinstance(database.get("url"), str):
         raw["database"] = {**database, "url": resolve_sqlite(database["url"], path.parent)}
+    audit = raw.get("audit")
+    checkpoints = audit.get("checkpoint_file") if isinstance(audit, dict) else None
+    if isinstance(audit, dict) and isinstance(checkpoints, str) and checkpoints.strip():
+        # Like a SQLite path: against the config's folder, so `audit verify` run from any
+        # directory reads the same checkpoints the daemon writes.
+        resolved = (path.parent / checkpoints.strip()).resolve()
+        raw["audit"] = {**audit, "checkpoint_file": str(resolved)}
     return from_mapping(raw, source=str(path))
 
 
@@ -479,6 +518,7 @@ def from_mapping(raw: dict[str, Any], *, source: str = "<memory>") -> Settings:
             **raw,
             "database": {**(database if isinstance(database, dict) else {}), "url": override},
         }
+    check_aws_endpoint_variables()
     try:
         return Settings.model_validate({**raw, "source": source})
     except ValidationError as exc:

@@ -50,13 +50,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotator import app as app_mod
-from rotator import daemon_lock, notify
+from rotator import daemon_lock, hardening, notify, redaction
 from rotator.adapters.db import migrate
 from rotator.adapters.db.connect import safe_url
 from rotator.audit import Checkpoint
 from rotator.config import Settings
 from rotator.domain import outlook
-from rotator.domain.errors import ConfigError
+from rotator.domain.errors import ConfigError, InvariantError
 from rotator.domain.model import Trigger
 from rotator.insights import Insights, credential_rules, facts
 from rotator.metrics import FleetCollector, Metrics, ProcessCollector
@@ -96,6 +96,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until a signal; return the exit status (0 after a graceful stop)."""
+        hardening.harden_process()  # also when started without the CLI (tests, embedding)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         lock = daemon_lock.acquire(self.settings.database.url)  # SQLite: one daemon per file
@@ -196,7 +197,10 @@ class Daemon:
                 self.app.store.audit.publish(head)
                 self._last_checkpoint = head
         except Exception as exc:  # the database may be away: the next one tries again
-            log.warning("audit checkpoint failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            log.warning(
+                "audit checkpoint failed",
+                error=f"{type(exc).__name__}: {redaction.clip(str(exc), 200)}",
+            )
 
     def _start_delivery(self) -> None:
         """Webhooks go out from the outbox on a thread of their own, stopped with the rest."""
@@ -264,7 +268,7 @@ class Daemon:
             self.metrics.ticked(time.monotonic() - started)
             self._last_tick_ok = time.time()
         except Exception as exc:  # the database may be away: log, and the next tick retries
-            log.error("tick failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            log.error("tick failed", error=f"{type(exc).__name__}: {redaction.clip(str(exc), 300)}")
 
     def takeover(self) -> None:
         """Hand claimable work to idle workers between ticks (a dead worker's lease ran out,
@@ -274,11 +278,15 @@ class Daemon:
         try:
             self._dispatch(self.app.store.claimable())
         except Exception as exc:  # the database may be away: the next run retries
-            log.warning("takeover check failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            log.warning(
+                "takeover check failed",
+                error=f"{type(exc).__name__}: {redaction.clip(str(exc), 300)}",
+            )
 
     def _start_due(self) -> int:
         """Survey, start due rotations; return how many rotations have work now."""
-        assert self.app is not None
+        if self.app is None:
+            raise InvariantError("the daemon works only once its app is built")
         # The store's clock (PostgreSQL's where replicas meet, I10): due-ness compares it with
         # stored times, so a replica whose own clock runs ahead starts nothing early.
         store, engine = self.app.store, self.app.engine
@@ -316,7 +324,8 @@ class Daemon:
         )
 
     def _survey(self, name: str) -> None:
-        assert self.app is not None
+        if self.app is None:
+            raise InvariantError("the daemon works only once its app is built")
         engine = self.app.engine
         with self._lock:
             if name in self._surveying:
@@ -345,7 +354,8 @@ class Daemon:
             self._submit(lambda: self._work(budget=due))
 
     def _work(self, budget: int) -> None:
-        assert self.app is not None
+        if self.app is None:
+            raise InvariantError("the daemon works only once its app is built")
         for _ in range(budget):
             if self._stop.is_set() or not self.app.engine.run_due(limit=1):
                 return
@@ -368,7 +378,9 @@ class Daemon:
             return
         exc = future.exception()
         if exc is not None:
-            log.error("worker failed", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            log.error(
+                "worker failed", error=f"{type(exc).__name__}: {redaction.clip(str(exc), 300)}"
+            )
 
     # --- health and metrics --------------------------------------------------------------
 

@@ -111,7 +111,9 @@ def demo(quiet_period: str, keep_running: bool) -> None:
         die("interrupted", EXIT_FAILED)
     except Exception as exc:  # one redacted line, as every rotator command does
         logging.getLogger("rotator.demo").debug("demo failed", exc_info=True)
-        first = (str(exc).splitlines() or [""])[0][:300]
+        from rotator import redaction
+
+        first = redaction.clip(str(exc), 300, first_line=True)
         die(f"unexpected {type(exc).__name__}: {first}", EXIT_FAILED)
     raise SystemExit(EXIT_OK if ok else EXIT_FAILED)
 
@@ -453,7 +455,10 @@ class _Demo:
         from rotator import config, redaction
 
         cred = admin.create_credential(name="rotator demo")
-        assert cred.secret is not None, "the sandbox creates a first secret"
+        if cred.secret is None:
+            from rotator.domain.errors import InvariantError
+
+            raise InvariantError("the sandbox creates a first secret")
         redaction.register(cred.secret.client_secret)
         sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=aws_url)
         sm.create_secret(

@@ -23,6 +23,7 @@ from typing import Any
 
 from rotator import redaction
 from rotator.domain.errors import ConfigError
+from rotator.hardening import require_private
 
 MIN_KEY_BYTES = 16  # an HMAC key shorter than this is a password, not a key
 
@@ -97,6 +98,7 @@ class KeySource:
         return Key(self.id, material)
 
     def _from_file(self) -> bytes:
+        require_private(self.file, f"key {self.id!r}")
         try:
             data = Path(self.file).read_bytes()
         except OSError as exc:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import structlog
 from sqlalchemy import Engine
@@ -48,6 +49,9 @@ log = structlog.get_logger("rotator.notify")
 FIRST_RETRY = timedelta(seconds=1)
 EXPIRE_EVERY = 10.0  # seconds between sweeps for rows past the delivery expiry
 BATCH = 10  # rows one pass claims (at most one per receiver and credential)
+# What is read of a receiver's answer at most: only its status matters, and a receiver
+# must not fill this process's memory.
+MAX_RESPONSE_BYTES = 64 * 1024
 _PREFIX = b"whsec_"
 
 
@@ -131,7 +135,7 @@ class Deliverer:
         keys: Mapping[str, Key],
         *,
         owner: str | None = None,
-        client: httpx.Client | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.outbox = outbox
         self.config = settings.notifications
@@ -139,7 +143,7 @@ class Deliverer:
         redaction.register(*(h.url for h in self.hooks.values()))  # URLs often embed a token
         self.keys = {name: signing_key(k.material) for name, k in keys.items()}
         self.owner = owner or sender_id()
-        self._client = client or httpx.Client()
+        self._transport = transport
         longest = max((h.timeout for h in self.hooks.values()), default=timedelta(seconds=10))
         # A claim outlives a whole pass (every row of a batch timing out), so no other
         # sender takes a row while this one may still be sending it.
@@ -195,11 +199,8 @@ class Deliverer:
         error = ""
         status: int | None = None
         try:
-            response = self._client.post(
-                hook.url, content=body, headers=headers, timeout=hook.timeout.total_seconds()
-            )
-            status = response.status_code
-            if response.is_success:
+            status = self._post(hook.url, body, headers, hook.timeout.total_seconds())
+            if 200 <= status < 300:
                 self.outbox.delivered(delivery)
                 log.info(
                     "webhook delivered",
@@ -213,6 +214,8 @@ class Deliverer:
             error = f"HTTP {status}"
         except httpx.HTTPError as exc:
             error = type(exc).__name__
+        except TimeoutError:
+            error = f"no answer within {hook.timeout.total_seconds():g}s (the whole delivery)"
         retry_in = backoff(delivery.attempts, self.config.max_backoff)
         self.outbox.failed(delivery, self.owner, error=error, retry_in=retry_in)
         log.warning(
@@ -227,6 +230,30 @@ class Deliverer:
             retry_in=round(retry_in.total_seconds(), 1),
         )
         return False
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str], deadline: float) -> int:
+        """POST and return the answer's status within ONE deadline for the whole delivery
+        (connect, send, the answer's head and what is read of its body together: httpx's
+        own timeouts are per read, so a receiver that trickles bytes would hold a sender
+        for as long as it likes). At most MAX_RESPONSE_BYTES of the body is read.
+        TimeoutError when the deadline passes; redirects are not followed."""
+
+        async def attempt() -> int:
+            with anyio.fail_after(deadline):
+                async with (
+                    httpx.AsyncClient(
+                        transport=self._transport, timeout=deadline, follow_redirects=False
+                    ) as client,
+                    client.stream("POST", url, content=body, headers=headers) as response,
+                ):
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read >= MAX_RESPONSE_BYTES:
+                            break
+                    return response.status_code
+
+        return anyio.run(attempt)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Deliver until `stop` is set; after a delivery look again at once (the next notice
@@ -250,7 +277,7 @@ class Deliverer:
             pass
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing held between deliveries (each has its own connection and deadline)."""
 
 
 def load_keys(settings: Settings) -> dict[str, Key]:

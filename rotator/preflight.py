@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from rotator import redaction
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
 from rotator.adapters.db import migrate
@@ -84,7 +85,7 @@ def _database(settings: Settings) -> tuple[CheckResult, dict[str, CredentialRow]
     except RotatorError as exc:
         return CheckResult(DATABASE, False, str(exc)), {}
     except Exception as exc:
-        first = (str(exc).splitlines() or [""])[0][:200]
+        first = redaction.clip(str(exc), 200, first_line=True)
         return CheckResult(DATABASE, False, f"cannot read: {type(exc).__name__}: {first}"), {}
 
 

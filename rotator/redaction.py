@@ -15,7 +15,16 @@ A daemon runs for months, so the registry keeps only what can still matter:
   `KEEP_PER_SCOPE` registrations (a secret; or the fields of one AWS version, registered
   together). A credential has at most two secrets at Adobe and three labelled versions in
   AWS (current, previous, pending), and rotator registers a secret again each time it
-  uses it, so anything older has been deleted at Adobe and unlabelled in AWS;
+  uses it, so anything older has been deleted at Adobe and unlabelled in AWS. And each
+  registration for at most `SCOPE_TTL` after it was last made: the registry is a copy
+  of plaintexts, and a copy kept for the process's life is one more place to read them
+  from (a memory dump, a debugger). Forgetting is safe because nothing rotator prints
+  can hold a secret it does not hold itself at that moment, and every path that brings a
+  secret into the process (an AWS read, a token minted with it, a secret Adobe created)
+  registers it again first; what a remote service echoes back is what rotator just sent.
+  The hour covers a step that holds a value between its use and its last line of output
+  (a verify that retries for verify_timeout, a webhook owed for a while: its text was
+  redacted when it was written);
 - anything else (HMAC keys, webhook URLs, a database password) for the life of the process:
   there is a fixed number of those.
 """
@@ -31,6 +40,7 @@ MASK = "[REDACTED]"
 _MIN_LENGTH = 8  # shorter strings would mask ordinary words; real secrets are far longer
 KEEP_PER_SCOPE = 3  # registrations kept per scope (see above)
 TOKEN_GRACE = 3600.0  # seconds a token stays masked after it expires
+SCOPE_TTL = 3600.0  # seconds a scoped registration lasts after it was last made
 
 #: Wall-clock seconds; bench/year.py replaces it to live a year in minutes.
 clock: Callable[[], float] = time.time
@@ -39,11 +49,12 @@ _lock = threading.Lock()
 _values: set[str] = set()
 _index: dict[str, tuple[str, ...]] = {}  # first _MIN_LENGTH characters -> values, longest first
 _permanent: set[str] = set()
-# scope -> its registrations (tuples of values), least recently seen first
-_scopes: dict[str, dict[tuple[str, ...], None]] = {}
+# scope -> its registrations (tuples of values) and when each ends, least recently seen first
+_scopes: dict[str, dict[tuple[str, ...], float]] = {}
 _scoped: dict[str, int] = {}  # value -> how many registrations in scopes hold it
 _until: dict[str, float] = {}  # value -> when its latest temporary registration ends
 _expiries: list[tuple[float, str]] = []  # heap of (end, value), possibly stale
+_scope_expiries: list[tuple[float, str, tuple[str, ...]]] = []  # (end, scope, batch), ditto
 
 
 def register(*values: str | None, scope: str | None = None, until: float | None = None) -> None:
@@ -56,7 +67,7 @@ def register(*values: str | None, scope: str | None = None, until: float | None 
     if not fresh:
         return
     hot = scope is None and until is None and _permanent.issuperset(fresh)
-    if hot and (not _expiries or _expiries[0][0] > clock()):
+    if hot and not _due(clock()):
         return  # a known permanent value and nothing due to expire: no lock
     with _lock:
         if scope is not None and until is None:
@@ -92,6 +103,9 @@ def redact(text: str) -> str:
     """`text` with every known value replaced by MASK (leftmost first, longest first)."""
     if not text or not _values or len(text) < _MIN_LENGTH:
         return text
+    if _due(now := clock()):
+        with _lock:
+            _expire(now)
     index = _index
     parts: list[str] = []
     start = i = 0
@@ -108,6 +122,17 @@ def redact(text: str) -> str:
         return text
     parts.append(text[start:])
     return "".join(parts)
+
+
+def clip(text: str, limit: int, *, first_line: bool = False) -> str:
+    """`text` redacted, THEN cut to `limit` characters (and to its first line if asked).
+
+    The order matters: a cut made first can split a secret so that the redactor no longer
+    recognises it, and the part before the cut is printed as it is."""
+    text = redact(text)
+    if first_line:
+        text = (text.splitlines() or [""])[0]
+    return text[:limit]
 
 
 def redact_all(texts: Iterable[str]) -> list[str]:
@@ -137,6 +162,7 @@ def reset() -> None:
         for container in (_values, _index, _permanent, _scopes, _scoped, _until):
             container.clear()
         _expiries.clear()
+        _scope_expiries.clear()
 
 
 # --- under the lock ------------------------------------------------------------------------
@@ -174,12 +200,14 @@ def _hold_in_scope(scope: str, batch: tuple[str, ...]) -> None:
     else:
         for value in batch:
             _scoped[value] = _scoped.get(value, 0) + 1
-    members[batch] = None
+    end = clock() + SCOPE_TTL
+    members[batch] = end
+    heapq.heappush(_scope_expiries, (end, scope, batch))
     while len(members) > KEEP_PER_SCOPE:
         _release(members, next(iter(members)))
 
 
-def _release(members: dict[tuple[str, ...], None], batch: tuple[str, ...]) -> None:
+def _release(members: dict[tuple[str, ...], float], batch: tuple[str, ...]) -> None:
     """A scope lets go of one registration; its values go unless held otherwise."""
     del members[batch]
     now = clock()
@@ -191,7 +219,21 @@ def _release(members: dict[tuple[str, ...], None], batch: tuple[str, ...]) -> No
                 _drop(value)
 
 
+def _due(now: float) -> bool:
+    """Something registered for a while has reached its end (checked without the lock)."""
+    return bool(
+        (_expiries and _expiries[0][0] <= now) or (_scope_expiries and _scope_expiries[0][0] <= now)
+    )
+
+
 def _expire(now: float) -> None:
+    while _scope_expiries and _scope_expiries[0][0] <= now:
+        end, scope, batch = heapq.heappop(_scope_expiries)
+        members = _scopes.get(scope)
+        if members is not None and members.get(batch) == end:  # else seen again since
+            _release(members, batch)
+            if not members:
+                del _scopes[scope]
     while _expiries and _expiries[0][0] <= now:
         end, value = heapq.heappop(_expiries)
         if _until.get(value) == end:  # else a later registration extended it

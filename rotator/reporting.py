@@ -7,7 +7,8 @@ so the report says no more than the trail can prove. rotator/report.py renders i
 Per credential: every rotation (trigger, claimed and verified actor, reason, time of each
 step), each secret's lifetime as AWSCURRENT and the oldest age a current secret reached in
 the period against `max_age`, the evidence behind each deletion (last use seen, quiet
-period, time of delete), and needs_attention episodes with how they ended.
+period, time of delete) and its kind (drain, emergency, stray, orphan, rollback,
+given_back: see DELETION_KEYS), and needs_attention episodes with how they ended.
 """
 
 from __future__ import annotations
@@ -179,6 +180,69 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
     return sorted(kept, key=lambda r: r["id"])
 
 
+# Where each kind of deletion is recorded: the event detail key that names the deleted
+# uuids, and what the deletion was. Every delete the engine makes at Adobe lands in one of
+# these keys of the event its step writes (rotator/engine/steps.py): a stray cleared while
+# planning (`planned`) or while making room at Adobe's limit (a `retry`), an orphan of an
+# earlier crash (`staged`), the rotation's own secret given back (`token_renewed`, a
+# `retry` after a failed put), the old secret after draining or every other secret in an
+# emergency (`retire_confirm`, `completed`), the rotation's own secrets rolled back
+# (`rollback_confirm`, `rolled_back`).
+DELETION_KEYS = ("deleted", "strays_deleted", "orphans_deleted", "given_back")
+KINDS = ("drain", "emergency", "stray", "orphan", "rollback", "given_back")
+
+
+def deleted_in(event: Event) -> list[tuple[str, str]]:
+    """(uuid, key) for each uuid an event records as deleted at Adobe."""
+    found: list[tuple[str, str]] = []
+    for key in DELETION_KEYS:
+        value = event.detail.get(key)
+        if key == "deleted" and isinstance(value, bool):
+            # `token_renewed` says whether it gave back the secret its lost put staged.
+            value = [event.detail.get("stale_uuid")] if value else []
+            key = "given_back"
+        if isinstance(value, str):
+            value = [value]
+        for uuid in value or []:
+            if uuid and isinstance(uuid, str):
+                found.append((uuid, key))
+    return found
+
+
+def _kind(key: str, event: Event, rotation: dict[str, Any], uuid: str) -> str:
+    if key == "strays_deleted":
+        return "stray"
+    if key == "orphans_deleted":
+        return "orphan"
+    if key == "given_back":
+        return "given_back"
+    if event.kind in {"rollback_confirm", "rolled_back"} or event.to_state in {
+        "rolling_back",
+        "failed",
+        "cancelled",
+    }:
+        return "rollback"
+    if rotation["trigger"] == "emergency":
+        return "emergency"
+    return "drain" if uuid == rotation.get("old_uuid") else "stray"
+
+
+def _why(kind: str, is_old: bool) -> str:
+    """The rule the deletion stood on, in words."""
+    return {
+        "drain": "the old secret, unused for the quiet period after promotion",
+        "emergency": (
+            "emergency: the leaked secret, no quiet period"
+            if is_old
+            else "emergency: every other secret goes, no quiet period"
+        ),
+        "stray": "a secret AWSCURRENT does not hold, unused for the quiet period",
+        "orphan": "created by rotator after a crash, its value never reached AWS",
+        "rollback": "this rotation's own new secret, given back on rollback",
+        "given_back": "this rotation's own new secret, whose value never reached AWS",
+    }[kind]
+
+
 def _deletions(
     trail: list[Event],
     rotations: list[dict[str, Any]],
@@ -186,33 +250,48 @@ def _deletions(
     since: datetime,
     until: datetime,
 ) -> list[dict[str, Any]]:
-    """Each Adobe secret a rotation deleted, with the evidence the decision stood on: the
-    first event naming it as deleted (an emergency's `retire_confirm`, a `completed`, a
-    `rolled_back`) and the rotation's recorded evidence at that event."""
+    """Each Adobe secret rotator deleted, with its kind and the evidence the decision stood
+    on: the first event naming it as deleted (see DELETION_KEYS) and the rotation's
+    recorded evidence at that event."""
     by_id = {r["id"]: r for r in rotations}
     quiet = policy.quiet_period.total_seconds() if policy else None
     found: list[dict[str, Any]] = []
     seen: set[tuple[int, str]] = set()
     for event in trail:
-        deleted = event.detail.get("deleted") or []
-        if not deleted or event.rotation_id not in by_id or not since <= event.at <= until:
+        gone = deleted_in(event)
+        if not gone or event.rotation_id not in by_id or not since <= event.at <= until:
             continue
         rotation = by_id[event.rotation_id]
         snap = (event.state or {}).get("rotation") or {}
         evidence = snap.get("evidence") or rotation.get("evidence") or {}
         emergency = rotation["trigger"] == "emergency"
-        for uuid in deleted:
+        for uuid, key in gone:
             if (rotation["id"], uuid) in seen:
                 continue
             seen.add((rotation["id"], uuid))
-            is_old = uuid == rotation.get("old_uuid")
-            last_use = _parse(evidence.get("old_last_used_at")) if is_old else None
-            promoted = _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
-            quiet_since = max(filter(None, (promoted, last_use)), default=None)
+            kind = _kind(key, event, rotation, uuid)
+            is_old = uuid == (snap.get("old_uuid") or rotation.get("old_uuid"))
+            if kind == "stray":
+                last_use = _parse((evidence.get("strays") or {}).get(uuid))
+            else:
+                last_use = _parse(evidence.get("old_last_used_at")) if is_old else None
+            promoted = (
+                _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
+                if kind in {"drain", "emergency"}
+                else None  # the promotion is evidence only for the secret it replaced
+            )
+            quiet_since = (
+                max(filter(None, (promoted, last_use)), default=None)
+                if kind == "drain"
+                else (last_use if kind == "stray" else None)
+            )
+            waits = kind in {"drain", "stray"} and not emergency
             found.append(
                 {
                     "rotation_id": rotation["id"],
                     "uuid": uuid,
+                    "kind": kind,
+                    "why": _why(kind, is_old),
                     "deleted_at": _iso(event.at),
                     "deleted_by": event.actor,
                     "deleted_in": event.kind,
@@ -221,7 +300,7 @@ def _deletions(
                     "promoted_at": _iso(promoted),
                     "last_use_seen": _iso(last_use),
                     "last_polled_at": evidence.get("polled_at") if is_old else None,
-                    "quiet_period_seconds": quiet if is_old and not emergency else None,
+                    "quiet_period_seconds": quiet if waits else None,
                     "quiet_for_seconds": (event.at - quiet_since).total_seconds()
                     if quiet_since
                     else None,
@@ -276,12 +355,30 @@ def _secrets(
                 }
             )
     segments.sort(key=lambda s: s["current_until"] or "9999")
-    deleted = {d["uuid"]: d["deleted_at"] for d in deletions}
+    # A secret deleted without ever being AWSCURRENT (a stray, an orphan, a rotation's own
+    # secret given back) gets a row of its own: the timeline shows every deletion.
+    for deletion in deletions:
+        if deletion["uuid"] not in known:
+            known.add(deletion["uuid"])
+            segments.append(
+                {
+                    "uuid": deletion["uuid"],
+                    "created_at": None,
+                    "current_from": None,
+                    "current_until": None,
+                    "never_current": True,
+                }
+            )
+    deleted = {d["uuid"]: d for d in deletions}
     for segment in segments:
         start = _parse(segment["current_from"]) or since
         end = _parse(segment["current_until"]) or until
-        segment["deleted_at"] = deleted.get(segment["uuid"])
-        segment["current_in_period"] = start <= until and end >= since
+        gone = deleted.get(segment["uuid"])
+        segment["deleted_at"] = gone["deleted_at"] if gone else None
+        segment["deletion_kind"] = gone["kind"] if gone else None
+        never = bool(segment.pop("never_current", False))
+        segment["was_current"] = not never
+        segment["current_in_period"] = not never and start <= until and end >= since
         created = _parse(segment["created_at"])
         reached = min(end, until)
         segment["age_reached_seconds"] = (

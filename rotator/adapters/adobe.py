@@ -48,6 +48,7 @@ from rotator import redaction
 from rotator.domain.errors import (
     AccessDenied,
     InvalidClient,
+    InvariantError,
     NotFound,
     PermanentError,
     SecretLimit,
@@ -528,7 +529,8 @@ class AdobeClient:
                 return resp
             log.info("credential %r: %s: token refused (401), minting a new one", cred.name, step)
             self._drop_token(cred, secret, token)
-        assert resp is not None
+        if resp is None:
+            raise InvariantError("the token loop always makes one request")
         return resp  # still 401: the caller maps it to AccessDenied
 
     def _send(
@@ -749,10 +751,10 @@ def _detail(resp: httpx.Response) -> str:
     if not words and code is None and message is None:
         kind = resp.headers.get("content-type", "").split(";")[0].strip() or "unknown"
         words = f"a {kind} body of {len(resp.content)} bytes, not quoted"
+    words = redaction.redact(words)  # before the cut: a cut secret is no longer recognised
     if len(words) > _DETAIL_MAX:
         words = words[:_DETAIL_MAX] + "..."
-    text = f"HTTP {resp.status_code}" + (f" ({words})" if words else "")
-    return redaction.redact(text)
+    return f"HTTP {resp.status_code}" + (f" ({words})" if words else "")
 
 
 # A field named like one of these holds a secret or a token, whatever answer it comes in.

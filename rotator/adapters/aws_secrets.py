@@ -248,7 +248,7 @@ def _code(exc: ClientError) -> str:
 
 def _error(exc: ClientError, secret_id: str, step: str) -> StepError:
     code = _code(exc)
-    message = redaction.redact(str(exc.response.get("Error", {}).get("Message", ""))[:200])
+    message = redaction.clip(str(exc.response.get("Error", {}).get("Message", "")), 200)
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     text = f"AWS {code or status}: {message}" if message else f"AWS {code or status}"
     where = f"{step} of {secret_id}"

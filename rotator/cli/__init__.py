@@ -115,7 +115,10 @@ class _Main(click.Group):
                 if module.startswith("rotator.cli."):
                     raise  # our own command: a broken import is a bug, not a missing extra
                 return None  # an optional part that is not installed: no such command
-            assert isinstance(command, click.Command)
+            if not isinstance(command, click.Command):
+                from rotator.domain.errors import InvariantError
+
+                raise InvariantError(f"{module}.{attr} is not a click command")
             return command
         return super().get_command(ctx, cmd_name)
 
@@ -181,12 +184,13 @@ def main(
       2  usage or configuration error: nothing was changed
       3  needs attention: a person must look (rotate, status)
     """
-    from rotator import logs
+    from rotator import hardening, logs
 
+    hardening.harden_process()  # private files (umask 0o077), no core dump, not dumpable
     level = log_level or ("INFO" if ctx.invoked_subcommand == "run" else "WARNING")
     logs.configure(level, json=None if log_format == "auto" else log_format == "json")
     ctx.obj = Ctx(config_path, level, log_format)
-    ctx.obj.claimed_actor = claimed_actor.strip()[:128] if claimed_actor else None
+    ctx.obj.claimed_actor = hardening.operator_text(claimed_actor, 128) or None
 
 
 if __name__ == "__main__":  # pragma: no cover

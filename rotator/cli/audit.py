@@ -45,7 +45,14 @@ def latest_checkpoint(settings: Settings, given: str | None) -> tuple[Checkpoint
     if given:
         return read_checkpoint(given), "--checkpoint"
     path = settings.audit.checkpoint_file
-    if path and Path(path).exists():
+    if path and not Path(path).exists():
+        # Configured but gone (or never written): verifying "without a checkpoint" would
+        # hide the removal of the newest events, which the checkpoint is there to show.
+        return None, (
+            f"file {path} does not exist (`rotator audit checkpoint` writes the first; "
+            f"--checkpoint verifies against another)"
+        )
+    if path:
         try:
             return Checkpoint.parse(Path(path).read_text(encoding="utf-8")), f"file {path}"
         except (OSError, ValueError) as exc:

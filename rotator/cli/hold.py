@@ -14,11 +14,12 @@ import click
 from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, actor, pass_ctx
 from rotator.cli.output import errors, say, ts
+from rotator.hardening import reason_option
 
 
 @click.command()
 @click.argument("name", shell_complete=credential_names)
-@click.option("--reason", default="", help="Recorded in the audit trail.")
+@click.option("--reason", default="", callback=reason_option, help="Recorded in the audit trail.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def resume(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:

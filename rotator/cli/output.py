@@ -47,7 +47,7 @@ def errors(interrupted: str = "interrupted") -> Iterator[None]:
         die(interrupted, EXIT_INTERRUPTED)
     except Exception as exc:
         logging.getLogger("rotator.cli").debug("unexpected error", exc_info=True)
-        first = (str(exc).splitlines() or [""])[0][:300]
+        first = redaction.clip(str(exc), 300, first_line=True)
         if _lost_database(exc):
             die(f"cannot reach the database: {first}", EXIT_FAILED)
         die(f"unexpected {type(exc).__name__}: {first}", EXIT_FAILED)

@@ -53,6 +53,9 @@ def build_report(
     cp, source = latest_checkpoint(settings, checkpoint)
     verification = store.verify(cp).as_dict()
     verification["checkpoint_source"] = source
+    if cp is None and source != "none":  # a configured checkpoint missing or damaged
+        verification["ok"] = False
+        verification["problems"] = [f"[audit] checkpoint_file: {source}", *verification["problems"]]
     policies = {
         cfg.name: reporting.CredentialPolicy(
             settings.policy(cfg).max_age, settings.policy(cfg).quiet_period

@@ -26,6 +26,7 @@ from rotator.cli.output import (
 from rotator.cli.progress import as_json as as_json_of
 from rotator.cli.progress import choose
 from rotator.domain.model import Rotation, State, Trigger
+from rotator.hardening import plain_option, reason_option
 
 if TYPE_CHECKING:
     from rotator.app import App
@@ -125,7 +126,7 @@ def follow(
     is_flag=True,
     help="The secret leaked: promote a fresh one, then delete every other at once.",
 )
-@click.option("--reason", default="", help="Recorded in the audit trail.")
+@click.option("--reason", default="", callback=reason_option, help="Recorded in the audit trail.")
 @click.option(
     "--wait",
     is_flag=True,
@@ -213,7 +214,7 @@ def _follow(
 
 @click.command()
 @click.argument("name", shell_complete=credential_names)
-@click.option("--reason", default="", help="Recorded in the audit trail.")
+@click.option("--reason", default="", callback=reason_option, help="Recorded in the audit trail.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the outcome, as JSON.")
 @pass_ctx
 def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
@@ -257,7 +258,13 @@ def cancel(ctx: Ctx, name: str, reason: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name", shell_complete=credential_names)
-@click.option("--uuid", "uuid", required=True, help="The Adobe secret uuid AWSCURRENT holds.")
+@click.option(
+    "--uuid",
+    "uuid",
+    required=True,
+    callback=plain_option,
+    help="The Adobe secret uuid AWSCURRENT holds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def adopt(ctx: Ctx, name: str, uuid: str, as_json: bool) -> None:

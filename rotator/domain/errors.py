@@ -15,10 +15,18 @@ class ConfigError(RotatorError):
     exit_code = 2
 
 
+class InvariantError(RotatorError):
+    """Something rotator's own code guarantees did not hold (a bug, or a row edited outside
+    rotator): an explicit check, so that it holds under `python -O` too, unlike `assert`."""
+
+
 class StepError(RotatorError):
     """A call to Adobe or AWS failed; names the credential and the step, never a secret."""
 
     transient = False
+    # Deletes the failing step made before it failed, by the event detail key that records
+    # them ("strays_deleted", "given_back"): its event says so (the auditor's report reads it).
+    deleted: dict[str, list[str]] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     def __init__(self, message: str, *, credential: str = "", step: str = "") -> None:
         self.credential = credential

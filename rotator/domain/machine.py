@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from rotator.domain import evidence as proof
 from rotator.domain import policy as rules
-from rotator.domain.errors import StepError
+from rotator.domain.errors import InvariantError, StepError
 from rotator.domain.evidence import Evidence
 from rotator.domain.model import AdobeSecret, Policy, Rotation, State
 
@@ -188,7 +188,8 @@ class DrainVerdict:
 def drain_deadline(rotation: Rotation, evidence: Evidence | None, policy: Policy) -> datetime:
     """When the old secret counts as quiet: quiet_period + usage_lag after its last sign of
     life (promotion, or the latest use ever seen)."""
-    assert rotation.promoted_at is not None, "draining starts at promotion"
+    if rotation.promoted_at is None:
+        raise InvariantError("draining starts at promotion")
     return proof.quiet_deadline(
         since=rotation.promoted_at,
         last_used_at=evidence.old_last_used_at if evidence else None,
@@ -209,7 +210,8 @@ def judge_drain(
     whatever the lists say, deleted by uuid (already gone is a 404, which counts as done);
     an absent answer at the deadline is confirmed first, since it is no fresh look.
     """
-    assert rotation.promoted_at is not None, "draining starts at promotion"
+    if rotation.promoted_at is None:
+        raise InvariantError("draining starts at promotion")
     deadline = drain_deadline(rotation, evidence, policy)
     if not old_present:
         if now < deadline:

@@ -43,8 +43,9 @@ def delete(
     *,
     unpublished: bool = False,
     home: str | None = None,
-) -> None:
+) -> bool:
     """Delete at Adobe; never what AWSCURRENT holds (I2), never on a guess or a stale lease.
+    True once Adobe took the delete (False: an unpublished secret it could not give back).
 
     `unpublished`: the uuid was created in this very step and its value never reached AWS
     (the put failed, or the lease was lost before it): nobody can use it, so it is given
@@ -97,6 +98,8 @@ def delete(
             uuid=uuid,
             error=str(exc),
         )
+        return False
+    return True
 
 
 def _apart(step: StepContext, home: str | None) -> bool:

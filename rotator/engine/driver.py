@@ -232,7 +232,7 @@ class Engine:
             failure.state,
             changes=changes,
             kind=kind,
-            detail={"error": failure.message},
+            detail={"error": failure.message, **error.deleted},
             wait_until=failure.next_attempt_at,
         )
 

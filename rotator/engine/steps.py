@@ -16,6 +16,7 @@ import structlog
 from rotator.domain import machine
 from rotator.domain.errors import (
     InvalidClient,
+    InvariantError,
     LeaseLost,
     NeedsAttention,
     SecretLimit,
@@ -139,7 +140,8 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     listed = step.adobe.list_secrets(step.ref, secret)
     uuids = {s.uuid for s in listed}
     token = rotation.request_token
-    assert token is not None, "planned persists the request token before any write"
+    if token is None:
+        raise InvariantError("planned persists the request token before any write")
     pending = step.aws.read(step.cfg.secret_id, version_id=token)
     if pending is not None:
         staged_uuid = pending.value.get(step.uuid_key)
@@ -190,11 +192,12 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     try:
         step.guard()
         step.aws.put_pending(step.cfg.secret_id, token, value)
-    except (StepError, LeaseLost):
+    except (StepError, LeaseLost) as exc:
         # The plaintext exists only in this memory: if AWS did not take it (or the lease
         # went before the put), nobody can ever use it, so give the slot back to Adobe now
         # rather than leave an orphan for the next owner to find.
-        delete(step, secret, created.uuid, unpublished=True)
+        if delete(step, secret, created.uuid, unpublished=True) and isinstance(exc, StepError):
+            exc.deleted = {"given_back": [created.uuid]}
         raise
     step.fresh[rotation.id] = created.value
     return Outcome(
@@ -234,7 +237,11 @@ def _make_room(
         for stray in deleted:
             delete(step, secret, stray)
     made_room = f"; deleted {', '.join(deleted)}" if deleted else "; no stray listed yet"
-    raise TransientError(f"{limit.detail}{made_room}; adding again later", step="add secret")
+    again_later = TransientError(
+        f"{limit.detail}{made_room}; adding again later", step="add secret"
+    )
+    again_later.deleted = {"strays_deleted": deleted} if deleted else {}
+    raise again_later
 
 
 def _pending_secret(step: StepContext, rotation: Rotation) -> str | None:
@@ -286,7 +293,8 @@ def verify(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
 
 def promote(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     secret_id, token = step.cfg.secret_id, rotation.request_token
-    assert token is not None, "planned persists the request token"
+    if token is None:
+        raise InvariantError("planned persists the request token")
     stages = step.aws.stages(secret_id)
     current_holder = holder(stages, CURRENT)
     if current_holder != token:

@@ -135,6 +135,7 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
 
     # An audit key, kept in a file outside the database, from now on.
     key_file, checkpoints = tmp_path / "audit.key", tmp_path / "checkpoints.jsonl"
+    key_file.touch(mode=0o600)  # a key readable by others is refused, as ssh does
     key_file.write_text(secrets.token_urlsafe(32))
     system.config_path.write_text(to_toml(system.config()) + _audit_section(key_file, checkpoints))
 

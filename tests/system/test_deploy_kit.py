@@ -889,6 +889,7 @@ def _provide_key_material(config_raw: dict[str, Any], aws: LocalAws) -> dict[str
         if source.get("env"):
             env[source["env"]] = material
         elif source.get("file"):
+            Path(source["file"]).touch(mode=0o600)  # a key others can read is refused
             Path(source["file"]).write_text(material + "\n")
         elif source.get("aws_secret"):
             name = source["aws_secret"]

@@ -449,6 +449,54 @@ def test_plain_http_only_to_loopback(url: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://secretsmanager.eu-west-1.amazonaws.com", True),
+        ("http://127.0.0.1:5000", True),
+        ("http://localhost:4566", True),
+        ("http://moto.internal:5000", False),
+        ("http://10.1.2.3", False),
+        ("ftp://example.com", False),
+    ],
+)
+def test_the_aws_endpoint_needs_tls_off_loopback(url: str, ok: bool) -> None:
+    raw = {"aws": {"endpoint_url": url}, "credentials": [cred()]}
+    if ok:
+        assert from_mapping(raw, source=SOURCE).aws.endpoint_url == url
+    else:
+        assert "aws.endpoint_url" in config_error(raw)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_STS"],
+)
+def test_the_aws_endpoint_variables_cannot_bypass_the_tls_rule(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "http://aws.attacker.example:80")
+    message = config_error({"credentials": [cred()]})
+    assert message.startswith(f"{variable}: http://aws.attacker.example") and "https" in message
+    monkeypatch.setenv(variable, "http://127.0.0.1:5000")
+    assert from_mapping({"credentials": [cred()]}, source=SOURCE).credentials
+
+
+def test_checkpoint_file_is_relative_to_the_config_file_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "rotator.toml"
+    path.write_text('[audit]\ncheckpoint_file = "audit/cp.jsonl"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert load(path).audit.checkpoint_file == str(folder / "audit" / "cp.jsonl")
+    path.write_text('[audit]\ncheckpoint_file = "/var/lib/rotator/cp.jsonl"\n', "utf-8")
+    assert load(path).audit.checkpoint_file == "/var/lib/rotator/cp.jsonl"
+    path.write_text("[audit]\n", encoding="utf-8")
+    assert load(path).audit.checkpoint_file == ""
+
+
+@pytest.mark.parametrize(
     ("same", "what"),
     [
         ({"client_id": "cid-a"}, "client_id"),

@@ -14,6 +14,7 @@ from rotator.keys import KeySource, load_all
 
 def test_a_key_from_a_file_is_read_registered_and_hidden(tmp_path: Path) -> None:
     value = secrets.token_urlsafe(32)
+    (tmp_path / "audit.key").touch(mode=0o600)
     (tmp_path / "audit.key").write_text(value + "\n")
     key = KeySource("k1", file=str(tmp_path / "audit.key")).load()
     assert key.id == "k1" and key.material == value.encode()
@@ -55,3 +56,19 @@ def test_duplicate_ids_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     source = KeySource("same", env="ROTATOR_TEST_DUP_KEY")
     with pytest.raises(ConfigError, match="twice"):
         load_all([source, source])
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_key_file_others_can_read_or_write_is_refused_as_ssh_does(
+    tmp_path: Path, mode: int
+) -> None:
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(secrets.token_urlsafe(32))
+    key_file.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        KeySource("k1", file=str(key_file)).load()
+    message = str(caught.value)
+    assert "\n" not in message and str(key_file) in message
+    assert f"chmod 600 {key_file}" in message and f"{mode:04o}" in message
+    key_file.chmod(0o600)
+    assert KeySource("k1", file=str(key_file)).load().id == "k1"

@@ -45,6 +45,7 @@ def year(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         ("_scoped", {}),
         ("_until", {}),
         ("_expiries", []),
+        ("_scope_expiries", []),
     ):
         monkeypatch.setattr(redaction, name, empty)
     return now

@@ -31,6 +31,7 @@ def empty_registry(monkeypatch: pytest.MonkeyPatch) -> None:
         ("_scoped", {}),
         ("_until", {}),
         ("_expiries", []),
+        ("_scope_expiries", []),
     ):
         monkeypatch.setattr(redaction, name, empty)
 
@@ -304,3 +305,34 @@ def test_at_info_the_aws_librarys_info_lines_stay_out(buf: io.StringIO) -> None:
     assert [line["event"] for line in lines(buf)] == ["a warning still shows", "daemon started"]
     for name in logs._WIRE:
         assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
+
+
+def test_clip_redacts_before_it_cuts() -> None:
+    """A cut made first splits a secret so that it is no longer recognised: its first
+    characters would be printed as they are."""
+    secret = "p8e-" + "S3cr3tV4lu3" * 4
+    redaction.register(secret)
+    text = "x" * 185 + secret + " and more"
+    assert secret[:15] in text[:200]  # what cutting first would have printed
+    clipped = redaction.clip(text, 200)
+    assert secret[:8] not in clipped and clipped == "x" * 185 + redaction.MASK + " and "
+    first = redaction.clip(f"boom: {secret}\nsecond line", 300, first_line=True)
+    assert first == f"boom: {redaction.MASK}"
+
+
+def test_a_scoped_secret_is_forgotten_an_hour_after_it_was_last_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(redaction, "clock", lambda: now[0])
+    secret, other = "p8e-" + "a1" * 16, "p8e-" + "b2" * 16
+    redaction.register(secret, scope="client-1")
+    redaction.register(other, scope="client-1")
+    now[0] += redaction.SCOPE_TTL * 0.75
+    redaction.register(other, scope="client-1")  # used again: kept from now on
+    assert redaction.redact(secret) == redaction.redact(other) == redaction.MASK
+    now[0] += redaction.SCOPE_TTL * 0.5  # secret: 1.25 TTL since its last registration
+    assert redaction.redact(f"{secret} {other}") == f"{secret} {redaction.MASK}"
+    now[0] += redaction.SCOPE_TTL
+    assert redaction.redact(other) == other
+    assert redaction.sizes()["scoped"] == 0 and redaction.sizes()["scopes"] == 0

@@ -179,3 +179,64 @@ def test_the_renderings_agree_with_the_data() -> None:
     assert '<b id="oldest-analytics">110.00 d</b>' in html
     assert "VIOLATION" in html and "old secret still in use" in html
     assert "<svg" in html and "<script" not in html
+
+
+def test_deletes_recorded_by_every_event_that_records_one_are_in_the_report() -> None:
+    """Each detail key the engine writes a delete under (reporting.DELETION_KEYS): a stray
+    cleared to make room (a retry), a secret given back after a lost put (`token_renewed`
+    says `deleted: true` and names it `stale_uuid`; a failed put's retry: `given_back`)."""
+    start = rot("creating", old_uuid="u-old", new_uuid=None)
+    events = [
+        Ev(1, 8, T0, "started", None, "planned", {}, {"rotation": start}),
+        Ev(2, 8, T0 + DAY, "retry", "creating", "creating", {"strays_deleted": ["u-s"]}),
+        Ev(
+            3,
+            8,
+            T0 + DAY,
+            "token_renewed",
+            "creating",
+            "creating",
+            {"deleted": True, "stale_uuid": "u-lost"},
+        ),
+        Ev(
+            4,
+            8,
+            T0 + DAY,
+            "token_renewed",
+            "creating",
+            "creating",
+            {"deleted": False, "stale_uuid": "None"},
+        ),
+        Ev(5, 8, T0 + 2 * DAY, "retry", "creating", "creating", {"given_back": ["u-put"]}),
+    ]
+    report = reporting.build(
+        events, POLICY, VERIFIED, since=T0, until=T0 + 3 * DAY, generated_at=T0 + 3 * DAY
+    )
+    (c,) = report["credentials"]
+    assert [(d["uuid"], d["kind"]) for d in c["deletions"]] == [
+        ("u-s", "stray"),
+        ("u-lost", "given_back"),
+        ("u-put", "given_back"),
+    ]
+    assert {s["uuid"]: s["was_current"] for s in c["secrets"]} == {
+        "u-s": False,
+        "u-lost": False,
+        "u-put": False,
+    }
+    (row,) = csv.DictReader(io.StringIO(render(report, "csv")))
+    assert row["deletions"].split() == [
+        f"{d['kind']}:{d['uuid']}@{d['deleted_at']}" for d in c["deletions"]
+    ]
+
+
+def test_an_unkeyed_chain_is_amber_a_keyed_one_green_a_broken_one_red() -> None:
+    def box(verification: dict[str, Any]) -> str:
+        report = reporting.build(
+            trail(), POLICY, verification, since=T0, until=T0 + DAY, generated_at=T0 + DAY
+        )
+        html = render(report, "html")
+        return html.split('id="chain-status" class="', 1)[1].split("<", 1)[0]
+
+    assert box({**VERIFIED, "keyed": True}) == 'ok">intact'
+    assert box({**VERIFIED, "keyed": False}) == 'warn">intact, UNKEYED'
+    assert box({**VERIFIED, "ok": False, "problems": ["x"]}) == 'bad">BROKEN'

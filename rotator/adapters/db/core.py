@@ -15,6 +15,7 @@ from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.rows import to_rotation
 from rotator.adapters.db.tables import rotations
 from rotator.audit import Checkpoint
+from rotator.domain.errors import InvariantError
 from rotator.domain.model import Rotation, State, Trigger
 
 # Entering one of these is an outcome: its event's checkpoint is published on commit.
@@ -56,17 +57,20 @@ class StoreCore:
         """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
         if self._pg:
             value = conn.execute(select(func.now())).scalar_one()
-            assert isinstance(value, datetime)
+            if not isinstance(value, datetime):
+                raise InvariantError(f"the database clock gave {type(value).__name__}")
             return value.astimezone(UTC)
         now = self._now()
-        assert isinstance(now, datetime)
+        if not isinstance(now, datetime):
+            raise InvariantError(f"the clock gave {type(now).__name__}")
         return now
 
     def now(self) -> datetime:
         """The one clock every comparison with a stored time uses (I10): the engine's too."""
         if not self._pg:  # no transaction: on SQLite it would take the write lock for nothing
             now = self._now()
-            assert isinstance(now, datetime)
+            if not isinstance(now, datetime):
+                raise InvariantError(f"the clock gave {type(now).__name__}")
             return now
         with self._tx() as conn:
             return self._db_now(conn)

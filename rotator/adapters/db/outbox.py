@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 
 from rotator import redaction
 from rotator.adapters.db.tables import outbox, rotations
+from rotator.domain.errors import InvariantError
 
 # The notices a receiver may subscribe to; every other audit event kind sends nothing.
 NOTICES = ("started", "completed", "failed", "cancelled", "abandoned", "needs_attention")
@@ -172,7 +173,8 @@ class Outbox:
         """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
         if self._pg:
             value = conn.execute(select(func.now())).scalar_one()
-            assert isinstance(value, datetime)
+            if not isinstance(value, datetime):
+                raise InvariantError(f"the database clock gave {type(value).__name__}")
             return value.astimezone(UTC)
         return datetime.now(UTC)
 
@@ -288,7 +290,7 @@ class Outbox:
                 .values(
                     attempts=outbox.c.attempts + 1,
                     next_attempt_at=now + retry_in,
-                    last_error=error[:500],
+                    last_error=redaction.clip(error, 500),
                     claimed_by=None,
                     claim_expires_at=None,
                 )
