@@ -320,6 +320,8 @@ class Daemon:
                 window=self._windows[cfg.name],
                 now=now,
             ):
+                if store.refuse_unbacked_credential(cfg.name):
+                    continue  # its row (a hold lifted?) disagrees with its signed events
                 rotation = engine.request(
                     cfg.name, Trigger.SCHEDULED, actor="scheduler", reason="due"
                 )

@@ -3,7 +3,9 @@ person sees it: rendered by headless Chromium, not blank, saying what the JSON s
 
 One story through the installed `rotator` command: a rotation before any audit key
 (verify says "UNKEYED"), an audit key configured, a rotation claimed as a ticket by
-someone whose LOGNAME lies, an emergency refused without a reason and run with one,
+someone whose LOGNAME lies, the switch to Ed25519 signatures (`audit keygen`), an
+emergency refused without a reason and run with one (signed), verify and the report
+with only the public keyring (an auditor's),
 verify against the published checkpoints, the report in three formats, no secret value
 nor the audit key in checkpoints, reports, database or output (DEBUG logs included), and a
 direct edit of the rotations table caught.
@@ -150,6 +152,20 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     assert "os:" in started["actor_verified"] and "mallory" not in started["actor_verified"]
     assert started["key_id"] == "audit-1" and started["scheme"] == "hmac-sha256"
 
+    # Signed from now on (issue 27): this writer's Ed25519 key from `audit keygen`, and the
+    # public keyring; the HMAC key stays listed so the events it linked verify in full.
+    ring, writer_key = tmp_path / "keyring.toml", tmp_path / "writer.key"
+    made = system.rotator(
+        "audit", "keygen", "--out", str(writer_key), "--id", "writer-1",
+        "--role", "operator", "--role", "daemon", "--keyring", str(ring),
+    )  # fmt: skip
+    assert made.code == 0 and "writer-1" in ring.read_text(), made
+    system.config_path.write_text(
+        to_toml(system.config())
+        + _audit_section(key_file, checkpoints)
+        + f"signing_key = {json.dumps(str(writer_key))}\nkeyring = {json.dumps(str(ring))}\n"
+    )
+
     before = len(system.events())
     refused = system.rotator("rotate", "analytics", "--emergency")
     assert refused.code == 2 and "--reason" in refused.err, refused
@@ -159,12 +175,34 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     )
     assert emergency.code == 0, emergency
 
+    signed = [e for e in system.events() if e["kind"] == "started"][-1]
+    assert (signed["scheme"], signed["key_id"]) == ("ed25519", "writer-1")
+
     history = system.rotator("history", "analytics")
     assert "by ticket-4711 (verified: aws:arn:aws:sts::" in history.out
     verified = system.rotator("audit", "verify", "--checkpoint", str(checkpoints))
     assert verified.code == 0, verified
-    assert "keyed (audit-1)" in verified.out and "older event(s) are unkeyed" in verified.out
+    assert "SIGNED from seq" in verified.out and "older HMAC event(s)" in verified.out
+    assert "older event(s) are unkeyed" in verified.out and "unchecked" not in verified.out
     assert "nothing up to checkpoint seq" in verified.out
+
+    # An auditor holds no private key and no HMAC key: the public keyring is enough for
+    # `audit verify` and the report (the HMAC part is linked, and said to be unchecked).
+    writer_key.chmod(0o000)  # nothing below may read it
+    auditor = tmp_path / "auditor.toml"
+    auditor.write_text(
+        to_toml({"database": system.config()["database"]})
+        + f"[audit]\nkeyring = {json.dumps(str(ring))}\n"
+    )
+    public_only = system.rotator(
+        "--config", str(auditor), "audit", "verify", "--checkpoint", str(checkpoints),
+        config=False,
+    )  # fmt: skip
+    assert public_only.code == 0, public_only
+    assert "SIGNED from seq" in public_only.out and "unchecked (no HMAC key)" in public_only.out
+    audited = system.rotator("--config", str(auditor), "report", "--format", "json", config=False)
+    assert audited.code == 0 and json.loads(audited.out)["verification"]["ok"], audited
+    writer_key.chmod(0o600)
 
     # The report, three ways.
     paths = {fmt: tmp_path / f"report.{fmt}" for fmt in ("html", "json", "csv")}
@@ -242,6 +280,7 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     engine.dispose()
     tampered = system.rotator("audit", "verify", "--checkpoint", str(checkpoints))
     assert tampered.code == 1 and "edited outside rotator" in tampered.err, tampered
+    assert f"rotation {cred['rotations'][2]['id']}: reason differ" in tampered.err, tampered
 
 
 def test_checkpoint_arguments_are_checked(system: System) -> None:

@@ -1,0 +1,236 @@
+"""Issue 27: the engine acts only on what a verified writer asked for.
+
+A database writer without a key forges a rotation row, an operator's request flag, a hold,
+or a destroy input in `rotations.detail`. Each time, on SQLite and PostgreSQL: the engine
+does not act (the sandbox's oracle records no deletion, Adobe and AWS are as they were),
+the rotation goes to needs_attention with an alert in the outbox, `audit verify` fails
+naming the row while the forgery stands, and afterwards reports the refusal.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from rotator import keys
+from rotator.adapters.db.tables import credentials, events, outbox, rotations
+from rotator.domain.model import Rotation, State, Trigger
+from tests.world import World
+
+
+@pytest.fixture
+def signed(world: World, tmp_path: Path) -> World:
+    """A world whose writer signs its events, with a webhook receiver owed alerts."""
+    key = tmp_path / "writer.key"
+    ring = tmp_path / "keyring.toml"
+    ring.write_text(
+        keys.keyring_entry("writer-1", keys.generate_signing_key(key), ("daemon", "operator"))
+    )
+    world.audit = {"signing_key": str(key), "keyring": str(ring)}
+    world.notifications = {
+        "webhooks": [
+            {"url": "http://127.0.0.1:9/hook", "name": "ops", "events": ["needs_attention"]}
+        ]
+    }
+    world.defaults["quiet_period"] = "1h"  # a rotation waits in draining, both secrets live
+    world.credential()
+    return world
+
+
+def _draining(world: World) -> Rotation:
+    app = world.app
+    rotation = app.engine.request("analytics", Trigger.MANUAL, actor="ops")
+    claim = app.engine.claim(rotation.id)
+    while claim is not None:
+        claim = app.engine.step(claim)
+    rotation = app.store.get(rotation.id)
+    assert rotation.state is State.DRAINING
+    return rotation
+
+
+def _due_now(world: World, rotation_id: int) -> None:
+    """Not audited, and not a forgery: only so the next claim takes it at once."""
+    with world.app.store.engine.begin() as conn:
+        conn.execute(
+            update(rotations)
+            .where(rotations.c.id == rotation_id)
+            .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+def _forge(world: World, table: Any, where: Any, **values: Any) -> None:
+    with world.app.store.engine.begin() as conn:
+        conn.execute(update(table).where(where).values(**values))
+
+
+def _as_it_was(world: World) -> dict[str, Any]:
+    cred = world.creds["analytics"].credential_id
+    return {
+        "adobe": sorted(world.adobe_uuids()),
+        "labels": world.labels(),
+        "deletions": world.admin.oracle(cred)["deletions"],
+    }
+
+
+def _refused(world: World, rotation_id: int, before: dict[str, Any]) -> Rotation:
+    """The engine claims, refuses, and nothing happened at Adobe or AWS."""
+    app = world.app
+    assert app.engine.run_due(limit=5) == 0  # nothing was driven
+    assert _as_it_was(world) == before  # the oracle saw no deletion; labels unmoved
+    assert world.works()
+    rotation = app.store.get(rotation_id)
+    assert rotation.state is State.NEEDS_ATTENTION
+    assert rotation.last_error and rotation.last_error.startswith("refused: ")
+    with app.store.engine.connect() as conn:
+        refused = conn.execute(
+            select(events.c.id, events.c.to_state).where(
+                events.c.rotation_id == rotation_id, events.c.kind == "refused"
+            )
+        ).all()
+        alerts = conn.execute(
+            select(outbox.c.kind, outbox.c.receiver).where(
+                outbox.c.event_id.in_([r.id for r in refused])
+            )
+        ).all()
+    assert [r.to_state for r in refused] == ["needs_attention"]
+    assert [(a.kind, a.receiver) for a in alerts] == [("needs_attention", "ops")]
+    assert app.engine.run_due(limit=5) == 0  # still not acted on, and no second alert
+    return rotation
+
+
+def _verify_names(world: World, *words: str) -> None:
+    problems = world.app.store.verify().problems
+    assert problems, "verify passed a forged row"
+    assert any(all(w in p for w in words) for p in problems), problems
+
+
+def test_an_inserted_rotation_row_is_refused(signed: World) -> None:
+    world = signed
+    world.app.engine.sync()
+    before = _as_it_was(world)
+    now = datetime.now(UTC)
+    with world.app.store.engine.begin() as conn:
+        forged = conn.execute(
+            insert(rotations)
+            .values(
+                credential="analytics",
+                trigger="emergency",
+                state="planned",
+                actor="mallory",
+                reason="",
+                known_uuids=[],
+                detail={},
+                created_at=now,
+                state_since=now,
+                next_attempt_at=now,
+            )
+            .returning(rotations.c.id)
+        ).scalar_one()
+    _verify_names(world, f"rotation {forged}", "no audit event")
+
+    _refused(world, forged, before)
+
+    _verify_names(world, f"rotation {forged}", "does not begin with a started event")
+
+
+def test_a_raised_emergency_flag_is_refused_and_put_back(signed: World) -> None:
+    world = signed
+    rotation = _draining(world)
+    before = _as_it_was(world)
+    _forge(world, rotations, rotations.c.id == rotation.id, emergency_requested=True)
+    _verify_names(world, f"rotation {rotation.id}", "emergency_requested")
+
+    refused = _refused(world, rotation.id, before)
+
+    assert not refused.emergency_requested and refused.resume_state is State.DRAINING
+    assert world.app.store.active("analytics").id == rotation.id  # no emergency started
+    result = world.app.store.verify()
+    assert result.ok, result.problems  # the rows agree with signed events again
+    assert len(result.refused) == 1 and "emergency_requested" in result.refused[0]
+
+
+def test_a_hold_edited_under_a_running_rotation_is_refused(signed: World) -> None:
+    world = signed
+    rotation = _draining(world)
+    before = _as_it_was(world)
+    _forge(world, credentials, credentials.c.name == "analytics", held_at=datetime.now(UTC))
+    _due_now(world, rotation.id)
+    _verify_names(world, "credential analytics", "held_at")
+
+    _refused(world, rotation.id, before)
+
+    assert world.app.store.credential_rows()["analytics"].held_at is None  # put back
+
+
+def test_a_lifted_hold_does_not_let_the_scheduler_start(signed: World) -> None:
+    world = signed
+    rotation = _draining(world)
+    world.app.store.request_cancel("analytics", actor="ops", reason="not today")
+    held = world.app.store.credential_rows()["analytics"].held_at
+    assert held is not None
+    _forge(world, credentials, credentials.c.name == "analytics", held_at=None)
+    _verify_names(world, "credential analytics", "held_at")
+
+    problems = world.app.store.refuse_unbacked_credential("analytics")
+
+    assert problems and "held_at" in problems[0]
+    assert world.app.store.credential_rows()["analytics"].held_at == held  # put back
+    assert world.app.store.refuse_unbacked_credential("analytics") == []
+    assert rotation.id == world.app.store.active("analytics").id
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"preempted": True},  # a key nothing writes any more: would license deleting all
+        {"identity": {"uuid": "0" * 32, "version_id": "forged", "source": "binding"}},
+    ],
+    ids=["preempted", "identity"],
+)
+def test_an_edited_destroy_input_is_refused_and_put_back(
+    signed: World, forged: dict[str, Any]
+) -> None:
+    world = signed
+    rotation = _draining(world)
+    before = _as_it_was(world)
+    _forge(world, rotations, rotations.c.id == rotation.id, detail={**rotation.detail, **forged})
+    _due_now(world, rotation.id)
+    _verify_names(world, f"rotation {rotation.id}", "detail")
+
+    refused = _refused(world, rotation.id, before)
+
+    assert refused.detail == rotation.detail
+    assert world.app.store.verify().ok
+
+
+def test_other_destroy_inputs_are_covered_by_the_check(signed: World) -> None:
+    """previous_version, resume_state and evidence: each edit alone is named."""
+    world = signed
+    rotation = _draining(world)
+    for column, value in [
+        ("previous_version", "forged"),
+        ("resume_state", "retiring"),
+        ("evidence", {"old_last_used": None}),
+    ]:
+        with world.app.store.engine.begin() as conn:
+            row = conn.execute(select(rotations).where(rotations.c.id == rotation.id)).mappings()
+            original = row.one()[column]
+            conn.execute(
+                update(rotations).where(rotations.c.id == rotation.id).values({column: value})
+            )
+            problems, _ = world.app.store.audit.rotation_problems(
+                conn,
+                conn.execute(select(rotations).where(rotations.c.id == rotation.id))
+                .mappings()
+                .one(),
+            )
+            assert problems and column in problems[-1], (column, problems)
+            conn.execute(
+                update(rotations).where(rotations.c.id == rotation.id).values({column: original})
+            )
+    assert json.dumps(world.app.store.verify().problems) == "[]"
