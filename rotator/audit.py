@@ -356,14 +356,15 @@ def role_problem(row: Row, roles: frozenset[str]) -> str | None:
 def trail_problems(
     rotation_id: int, events: Sequence[Row], keyring: Keyring, *, check_each: bool = True
 ) -> list[str]:
-    """What is wrong with one rotation's own events (in sequence order): each must check
-    out on its own (`check_each`), the first must be a `started` event, and a request flag
-    may be raised only by an event an operator's key signed."""
+    """What is wrong with one rotation's own events (in sequence order): with
+    `check_each`, the events that decide what the engine may do must check out on their
+    own (link, signature, role; see `_decisive`); the first must be a `started` event;
+    and a request flag may be raised only by an event an operator's key signed."""
     problems: list[str] = []
     if not events:
         return [f"rotation {rotation_id} has no audit event (inserted outside rotator)"]
     if check_each:
-        for row in events:
+        for row in (events[i] for i in sorted(_decisive(events))):
             found = keyring.check(row)
             if found:
                 problems.append(f"rotation {rotation_id}: {found}")
@@ -388,6 +389,23 @@ def trail_problems(
             if flag in state:
                 raised[flag] = now_set
     return problems
+
+
+def _decisive(events: Sequence[Row]) -> set[int]:
+    """The events whose signatures decide what the engine may do: the first (who started
+    the rotation), the newest (the snapshot the row must equal), and each one that raised
+    a request flag (it must be an operator's). The others cannot change either: a forged
+    one in between is found by `audit verify`, which walks every link."""
+    picked = {0, len(events) - 1}
+    before: dict[str, bool] = {}
+    for index, row in enumerate(events):
+        state = ((row.get("state") or {}).get("rotation")) or {}
+        for flag in REQUEST_FLAGS:
+            if flag in state:
+                if state[flag] and not before.get(flag):
+                    picked.add(index)
+                before[flag] = bool(state[flag])
+    return picked
 
 
 def row_problems(
