@@ -369,7 +369,9 @@ def trail_problems(
             if found:
                 problems.append(f"rotation {rotation_id}: {found}")
     first = events[0]
-    if first["scheme"] != LEGACY and first["kind"] != "started":
+    if closed_unbacked(events, keyring):
+        pass  # refused, then closed by an operator without acting: an incident, not a fault
+    elif first["scheme"] != LEGACY and first["kind"] != "started":
         problems.append(
             f"rotation {rotation_id} does not begin with a started event (event "
             f"{first['id']} is {first['kind']!r}): inserted outside rotator"
@@ -389,6 +391,18 @@ def trail_problems(
             if flag in state:
                 raised[flag] = now_set
     return problems
+
+
+def closed_unbacked(events: Sequence[Row], keyring: Keyring) -> bool:
+    """A row the engine refused (no valid started event) that an operator then closed with
+    `rotator cancel` (kind `cancelled`, detail `unbacked`): nothing was acted on."""
+    first, last = events[0], events[-1]
+    if first["kind"] not in ("refused", "cancelled") or last["kind"] != "cancelled":
+        return False
+    if not (last.get("detail") or {}).get("unbacked"):
+        return False
+    roles = keyring.roles_of(last)
+    return not keyring.signed or (roles is not None and OPERATOR in roles)
 
 
 def _decisive(events: Sequence[Row]) -> set[int]:
@@ -682,6 +696,7 @@ class ChainWalk:
                     "kind": row["kind"],
                     "scheme": scheme,
                     "key_id": row.get("key_id"),
+                    "detail": {"unbacked": bool((row.get("detail") or {}).get("unbacked"))},
                     "state": {"rotation": flags},
                 }
             )

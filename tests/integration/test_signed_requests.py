@@ -136,6 +136,13 @@ def test_an_inserted_rotation_row_is_refused(signed: World) -> None:
 
     _verify_names(world, f"rotation {forged}", "does not begin with a started event")
 
+    # An operator closes it: cancelled, signed, nothing done; the credential is free again.
+    closed = world.app.store.request_cancel("analytics", actor="ops", reason="forged row")
+    assert closed is not None and closed.state is State.CANCELLED
+    assert _as_it_was(world) == before and world.app.store.active("analytics") is None
+    result = world.app.store.verify()
+    assert result.ok and len(result.refused) == 1, result.problems
+
 
 def test_a_raised_emergency_flag_is_refused_and_put_back(signed: World) -> None:
     world = signed
