@@ -220,3 +220,48 @@ def test_edited_destroy_inputs_are_refused_and_put_back(signed: World) -> None:
     assert refused.previous_version == rotation.previous_version
     assert refused.resume_state is State.DRAINING
     assert world.app.store.verify().ok
+
+
+def test_a_daemon_key_speaking_as_an_operator_moves_nothing(db_url: str, tmp_path: Path) -> None:
+    """A holder of a daemon's key writes an operator's request, signed as itself (its
+    role forbids it) or under the operator's key id (its signature is not that key's):
+    the claim refuses both, and verify names them. No sandbox needed: nothing is driven."""
+    from rotator.adapters.db import migrate
+    from rotator.adapters.db.audit import AuditLog
+    from rotator.adapters.db.connect import make_engine
+    from rotator.adapters.db.store import Store
+    from rotator.audit import Keyring, Signer
+
+    public: dict[str, Any] = {}
+    private: dict[str, Any] = {}
+    for key_id, role in (("daemon-1", "daemon"), ("ops-alice", "operator")):
+        path = tmp_path / f"{key_id}.key"
+        public.update(
+            keys.load_keyring(_ring(tmp_path, key_id, keys.generate_signing_key(path), role))
+        )
+        private[key_id] = path
+    daemon = keys.load_signer(private["daemon-1"], public)
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    as_itself = Store(engine, audit=AuditLog(Keyring(public=public, signer=daemon)))
+    as_itself.sync_credentials({"a": "h", "b": "h"})
+    own = as_itself.start("a", Trigger.EMERGENCY, actor="ops", reason="leaked")
+    # The same private key, claiming the operator's key id.
+    posing = Store(engine, audit=AuditLog(Keyring(public=public)))
+    object.__setattr__(posing.audit.keyring(), "signer", Signer("ops-alice", daemon.key))
+    posed = posing.start("b", Trigger.EMERGENCY, actor="ops", reason="leaked")
+
+    assert as_itself.claim("w", timedelta(seconds=30), limit=5) == []
+    for rotation, words in ((own, "operator's request"), (posed, "signature is not key")):
+        after = as_itself.get(rotation.id)
+        assert after.state is State.NEEDS_ATTENTION and words in (after.last_error or "")
+    problems = as_itself.verify().problems
+    assert any(f"rotation {own.id}" in p or "operator's request" in p for p in problems)
+    assert any("its signature is not key 'ops-alice'" in p for p in problems), problems
+    engine.dispose()
+
+
+def _ring(tmp_path: Path, key_id: str, public: Any, role: str) -> Path:
+    path = tmp_path / f"{key_id}.toml"
+    path.write_text(keys.keyring_entry(key_id, public, (role,)))
+    return path
