@@ -154,7 +154,8 @@ def test_a_raised_emergency_flag_is_refused_and_put_back(signed: World) -> None:
     refused = _refused(world, rotation.id, before)
 
     assert not refused.emergency_requested and refused.resume_state is State.DRAINING
-    assert world.app.store.active("analytics").id == rotation.id  # no emergency started
+    active = world.app.store.active("analytics")
+    assert active is not None and active.id == rotation.id  # no emergency started
     result = world.app.store.verify()
     assert result.ok, result.problems  # the rows agree with signed events again
     assert len(result.refused) == 1 and "emergency_requested" in result.refused[0]
@@ -187,7 +188,8 @@ def test_a_lifted_hold_does_not_let_the_scheduler_start(signed: World) -> None:
     assert problems and "held_at" in problems[0]
     assert world.app.store.credential_rows()["analytics"].held_at == held  # put back
     assert world.app.store.refuse_unbacked_credential("analytics") == []
-    assert world.app.store.active("analytics").id == rotation.id
+    active = world.app.store.active("analytics")
+    assert active is not None and active.id == rotation.id
 
 
 def test_edited_destroy_inputs_are_refused_and_put_back(signed: World) -> None:
