@@ -725,8 +725,8 @@ secret_id = {q(AWS_NAME)}
             self.problems.append(f"audit chain broken: {result.problems[0]}")
             return False
         out.line(
-            f"   ✓ audit chain verified: {result.checked} events, each keyed to the one before "
-            f"it, {result.replayed} rows replayed; {result.scope}",
+            f"   ✓ audit chain verified: {result.checked} events, each signed and linked to the "
+            f"one before it, {result.replayed} rows replayed; {result.scope}",
             style="green",
         )
         return True
