@@ -241,7 +241,7 @@ class AuditLog:
             ], dict.fromkeys(actual)
         if newest["scheme"] == audit.LEGACY:
             return [], None
-        found = keyring.check(newest, roles=False)
+        found = keyring.check(newest)  # an adoption or a hold must be an operator's
         if found:
             return [f"credential {name}: {found}"], None
         recorded = (newest["state"] or {}).get("credential")
