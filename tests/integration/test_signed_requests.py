@@ -267,3 +267,54 @@ def _ring(tmp_path: Path, key_id: str, public: Any, role: str) -> Path:
     path = tmp_path / f"{key_id}.toml"
     path.write_text(keys.keyring_entry(key_id, public, (role,)))
     return path
+
+
+def test_the_scheduler_starts_nothing_on_a_forged_lifted_hold(db_url: str) -> None:
+    """A cancelled rotation left its credential on hold; a raw UPDATE lifts the hold of a
+    credential that is due. The daemon's tick starts nothing, puts the hold back, and
+    says so in a `refused` event (the alert)."""
+    from types import SimpleNamespace
+
+    from rotator import config
+    from rotator import daemon as daemon_mod
+    from rotator.adapters.db import migrate
+    from rotator.adapters.db.connect import make_engine
+    from rotator.adapters.db.store import Store
+
+    store = Store(make_engine(db_url))
+    migrate.upgrade(store.engine)
+    store.sync_credentials({"alpha": "h"})
+    now = store.now()
+    store.update_credential("alpha", secret_created_at=now - timedelta(days=400), surveyed_at=now)
+    rotation = store.start("alpha", Trigger.MANUAL, actor="ops")
+    store.request_cancel("alpha", actor="ops", reason="not this quarter")
+    claim = store.claim("w", timedelta(seconds=30), rotation_id=rotation.id, due_only=False)[0]
+    store.save(claim, claim.rotation.evolve(state=State.CANCELLED), kind="cancelled", actor="w")
+    held = store.credential_rows()["alpha"].held_at
+    assert held is not None and store.active("alpha") is None
+    with store.engine.begin() as conn:
+        conn.execute(update(credentials).values(held_at=None, held_by=None, hold_reason=None))
+
+    cfg = {
+        "name": "alpha",
+        "org_id": "1",
+        "credential_id": "2",
+        "client_id": "0123456789abcdef0123456789abcdef",
+        "secret_id": "adobe/alpha",
+        "max_age": "90d",
+    }
+    daemon = daemon_mod.Daemon(
+        config.from_mapping({"database": {"url": "sqlite://"}, "credentials": [cfg]})
+    )
+    requested: list[str] = []
+    daemon.app = SimpleNamespace(  # type: ignore[assignment]
+        store=store, engine=SimpleNamespace(request=lambda name, *_, **__: requested.append(name))
+    )
+    daemon._survey = lambda name: None  # type: ignore[method-assign]
+    daemon._start_due()
+    daemon.pool.shutdown()
+
+    assert requested == []
+    assert store.credential_rows()["alpha"].held_at == held
+    assert [e.kind for e in store.events(limit=1)] == ["refused"]
+    store.engine.dispose()
