@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, update
 
+from rotator import keys
 from rotator.adapters.db.tables import metadata, rotations
 from tests.system.conftest import System, to_toml
 
@@ -152,14 +153,12 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     assert "os:" in started["actor_verified"] and "mallory" not in started["actor_verified"]
     assert started["key_id"] == "audit-1" and started["scheme"] == "hmac-sha256"
 
-    # Signed from now on (issue 27): this writer's Ed25519 key from `audit keygen`, and the
-    # public keyring; the HMAC key stays listed so the events it linked verify in full.
+    # Signed from now on (issue 27): this writer's Ed25519 key (what `audit keygen` makes:
+    # unit test_signing runs that command) and the public keyring; the HMAC key stays
+    # listed so the events it linked verify in full.
     ring, writer_key = tmp_path / "keyring.toml", tmp_path / "writer.key"
-    made = system.rotator(
-        "audit", "keygen", "--out", str(writer_key), "--id", "writer-1",
-        "--role", "operator", "--role", "daemon", "--keyring", str(ring),
-    )  # fmt: skip
-    assert made.code == 0 and "writer-1" in ring.read_text(), made
+    public_key = keys.generate_signing_key(writer_key)
+    ring.write_text(keys.keyring_entry("writer-1", public_key, ("daemon", "operator")))
     system.config_path.write_text(
         to_toml(system.config())
         + _audit_section(key_file, checkpoints)
@@ -183,29 +182,28 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
 
     # An auditor holds no private key and no HMAC key: the public keyring is enough for
     # `audit verify` and the report (the HMAC part is linked, and said to be unchecked).
-    away = writer_key.rename(tmp_path / "away.key")  # no private key exists meanwhile
+    writer_key.rename(tmp_path / "away.key")  # no private key where the config says
     auditor = tmp_path / "auditor.toml"
     auditor.write_text(
-        to_toml({"database": system.config()["database"]})
+        to_toml(system.config())
         + f"[audit]\nkeyring = {json.dumps(str(ring))}\n"
+        + f"checkpoint_file = {json.dumps(str(checkpoints))}\n"
     )
-    public_only = system.rotator(
-        "--config", str(auditor), "audit", "verify", "--checkpoint", str(checkpoints),
-        config=False,
-    )  # fmt: skip
+    as_auditor = ("--config", str(auditor))
+    public_only = system.rotator(*as_auditor, "audit", "verify", config=False)
     assert public_only.code == 0, public_only
     assert "SIGNED from seq" in public_only.out and "older HMAC event(s)" in public_only.out
     assert "unchecked (no HMAC key)" in public_only.out  # (with it: unit test_signing)
     assert "older event(s) are unkeyed" in public_only.out
     assert "nothing up to checkpoint seq" in public_only.out
-    audited = system.rotator("--config", str(auditor), "report", "--format", "json", config=False)
-    assert audited.code == 0 and json.loads(audited.out)["verification"]["ok"], audited
-    away.rename(writer_key)
 
-    # The report, three ways.
+    # The report, three ways, as the auditor.
     paths = {fmt: tmp_path / f"report.{fmt}" for fmt in ("html", "json", "csv")}
     for fmt, path in paths.items():
-        ran = system.rotator("--log-level", "DEBUG", "report", "--format", fmt, "-o", str(path))
+        ran = system.rotator(
+            *as_auditor, "--log-level", "DEBUG", "report", "--format", fmt, "-o", str(path),
+            config=False,
+        )  # fmt: skip
         assert ran.code == 0 and f"report written to {path}" in ran.out, ran
     report = json.loads(paths["json"].read_text())
     (cred,) = report["credentials"]
@@ -276,7 +274,7 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     with engine.begin() as conn:
         conn.execute(update(rotations).where(rotations.c.trigger == "emergency").values(reason="x"))
     engine.dispose()
-    tampered = system.rotator("audit", "verify", "--checkpoint", str(checkpoints))
+    tampered = system.rotator(*as_auditor, "audit", "verify", config=False)
     assert tampered.code == 1 and "edited outside rotator" in tampered.err, tampered
     assert f"rotation {cred['rotations'][2]['id']}: reason differ" in tampered.err, tampered
 

@@ -203,3 +203,24 @@ def test_a_private_key_missing_from_the_keyring_is_refused(tmp_path: Path) -> No
 def test_a_bad_keyring_fails_with_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         keys.load_keyring(_ring(tmp_path, text))
+
+
+def test_the_keygen_command_makes_a_key_and_lists_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rotator.cli import main
+
+    ring, out = tmp_path / "ring.toml", tmp_path / "d.key"
+    argv = ["audit", "keygen", "--out", str(out), "--id", "daemon-1", "--role", "daemon"]
+    made = CliRunner().invoke(main, [*argv, "--keyring", str(ring)])
+    assert made.exit_code == 0, made.output
+    listed = keys.load_keyring(ring)
+    assert listed["daemon-1"].roles == frozenset({"daemon"})
+    assert keys.load_signer(out, listed).id == "daemon-1"
+    again = CliRunner().invoke(main, [*argv, "--keyring", str(ring)])
+    assert again.exit_code != 0 and "exists: refusing to overwrite" in again.output
+    printed = CliRunner().invoke(main, [*argv[:3], str(tmp_path / "o.key"), "--id", "ops-1"])
+    assert printed.exit_code == 0 and '[keys."ops-1"]' in printed.output
+    assert 'roles = ["operator"]' in printed.output  # the default role
+    bad = CliRunner().invoke(main, [*argv[:5], "bad id!"])
+    assert bad.exit_code == 2 and "not a valid key id" in bad.output
