@@ -15,6 +15,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -87,20 +88,38 @@ def _s3(settings: Settings | None) -> Any:
 
 
 def keyring_loader(settings: Settings) -> Callable[[], Keyring]:
-    """Reads the [audit] keys when first needed (an AWS call for a key kept there)."""
+    """Reads the [audit] keys when first needed (an AWS call for an HMAC key kept there):
+    the public keyring, this writer's private key, and the HMAC keys of older events."""
 
     def load() -> Keyring:
         from rotator import keys
 
-        sources = [k.source() for k in settings.audit.keys]
-        if not sources:
-            return Keyring()
-        loaded = keys.load_all(
-            sources, region=settings.aws.region, endpoint_url=settings.aws.endpoint_url
+        audit = settings.audit
+        public = keys.load_keyring(config_path(settings, audit.keyring)) if audit.keyring else {}
+        signer = (
+            keys.load_signer(config_path(settings, audit.signing_key), public)
+            if audit.signing_key
+            else None
         )
-        return Keyring({k: v.material for k, v in loaded.items()}, signing=sources[0].id)
+        sources = [k.source() for k in audit.keys]
+        hmac_keys = {}
+        if sources:
+            loaded = keys.load_all(
+                sources, region=settings.aws.region, endpoint_url=settings.aws.endpoint_url
+            )
+            hmac_keys = {k: v.material for k, v in loaded.items()}
+        signing = sources[0].id if sources and signer is None else None
+        return Keyring(hmac_keys, signing=signing, public=public, signer=signer)
 
     return load
+
+
+def config_path(settings: Settings, path: str) -> Path:
+    """A path from the config, relative to the config file's directory when relative."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or settings.source.startswith("<"):
+        return given
+    return Path(settings.source).resolve().parent / given
 
 
 def audit_log(settings: Settings) -> AuditLog:

@@ -303,9 +303,13 @@ WebhookConfig.model_rebuild()  # its `secret` names KeySourceConfig, defined jus
 
 
 class AuditConfig(_Section):
-    """[audit]: the chain's HMAC keys (the first signs new events; the others, older keys,
-    still verify the events they signed) and where checkpoints of the chain head go."""
+    """[audit]: this writer's Ed25519 private key (`signing_key`) and the public keyring
+    that verifies every writer's events (`keyring`; all `audit verify` and `report` need);
+    the HMAC keys of events written before signing (`keys`: the first keeps linking new
+    events only while no signing_key is set); where checkpoints of the chain head go."""
 
+    signing_key: str = ""  # path of this writer's Ed25519 private key (PEM, mode 0600)
+    keyring: str = ""  # path of the public keyring (TOML: [keys.<id>] public_key, roles)
     keys: tuple[KeySourceConfig, ...] = ()
     checkpoint_file: str = ""
     checkpoint_s3: str = ""  # s3://bucket/prefix: one object per checkpoint
@@ -317,6 +321,12 @@ class AuditConfig(_Section):
         if value and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", value):
             raise ValueError(f"{value!r} is not an s3://bucket[/prefix] URI")
         return value
+
+    @model_validator(mode="after")
+    def _signer_needs_keyring(self) -> AuditConfig:
+        if self.signing_key and not self.keyring:
+            raise ValueError("signing_key needs keyring (the public keyring that lists it)")
+        return self
 
     @field_validator("keys")
     @classmethod

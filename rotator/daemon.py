@@ -310,6 +310,8 @@ class Daemon:
             if seen.survey:
                 self._survey(cfg.name)
             if seen.due:
+                if store.refuse_unbacked_credential(cfg.name):
+                    continue  # its row (a hold lifted?) disagrees with its signed events
                 rotation = engine.request(
                     cfg.name, Trigger.SCHEDULED, actor="scheduler", reason="due"
                 )

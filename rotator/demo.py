@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import signal
 import sys
 import tempfile
@@ -400,7 +399,8 @@ class _Demo:
         self.config_path = self.dir / "rotator.toml"
         self.db_path = self.dir / "rotator.db"
         self.sandbox_state = self.dir / "sandbox-state.json"
-        self.audit_key = self.dir / "audit.key"
+        self.audit_key = self.dir / "audit.key"  # this writer's Ed25519 private key
+        self.keyring = self.dir / "keyring.toml"  # the public keyring: all a verifier needs
         self.checkpoints = self.dir / "checkpoints.jsonl"
         self.report_path = self.dir / "report.html"
         self.problems: list[str] = []
@@ -472,9 +472,14 @@ class _Demo:
             f"secret {cred.secret.uuid}, and AWS secret {AWS_NAME} holding "
             f'{{"client_secret", "secret_uuid"}}'
         )
-        # The audit chain's HMAC key, kept outside the database (here: a file of its own).
-        self.audit_key.touch(mode=0o600)
-        self.audit_key.write_text(secrets.token_urlsafe(32), "utf-8")
+        # The audit chain's signing key, kept outside the database (here: a file of its
+        # own), and the public keyring that verifies it. One key plays operator and daemon.
+        from rotator import keys
+
+        public = keys.generate_signing_key(self.audit_key)
+        self.keyring.write_text(
+            keys.keyring_entry("demo-1", public, ("daemon", "operator")), "utf-8"
+        )
         self.config_path.write_text(self._config_text(sandbox_url, aws_url, cred), "utf-8")
         settings = config.load(self.config_path)  # the demo runs on exactly the file it wrote
         app = app_mod.build(settings, upgrade=True)
@@ -526,8 +531,9 @@ max_drain = {q(MAX_DRAIN)}
 [daemon]
 lease = "30s"
 
-[audit]  # the chain is keyed (HMAC-SHA256); checkpoints of its head go to a file as well
-keys = [{{ id = "demo-1", file = {q(str(self.audit_key))} }}]
+[audit]  # events are signed (Ed25519); checkpoints of the chain head go to a file as well
+signing_key = {q(str(self.audit_key))}
+keyring = {q(str(self.keyring))}
 checkpoint_file = {q(str(self.checkpoints))}
 
 [[credentials]]
@@ -716,8 +722,8 @@ secret_id = {q(AWS_NAME)}
             self.problems.append(f"audit chain broken: {result.problems[0]}")
             return False
         out.line(
-            f"   ✓ audit chain verified: {result.checked} events, each keyed to the one before "
-            f"it, {result.replayed} rows replayed; {result.scope}",
+            f"   ✓ audit chain verified: {result.checked} events, each signed and linked to the "
+            f"one before it, {result.replayed} rows replayed; {result.scope}",
             style="green",
         )
         return True
@@ -744,7 +750,7 @@ secret_id = {q(AWS_NAME)}
     def _leak_check(self, admin: SandboxAdmin, report: str = "") -> bool:
         """I5 on this very output and the report: no client secret or access token the
         sandbox issued, nor the audit key."""
-        secrets = [*admin.secret_values(), self.audit_key.read_text("utf-8")]
+        secrets = [*admin.secret_values(), _pem_body(self.audit_key.read_text("utf-8"))]
         tokens = admin.token_values()
         printed = self.out.printed() + report
         leaked = sum(1 for value in [*secrets, *tokens] if value and value in printed)
@@ -769,7 +775,8 @@ secret_id = {q(AWS_NAME)}
             f"   {self.sandbox_state.name:<19} the fake Adobe's own database (mode 0600; its "
             f"sandbox secrets are worthless against real Adobe)"
         )
-        out.line(f"   {self.audit_key.name:<19} the audit chain's HMAC key (mode 0600)")
+        out.line(f"   {self.audit_key.name:<19} the audit chain's signing key (mode 0600)")
+        out.line(f"   {self.keyring.name:<19} the public keyring (all `audit verify` needs)")
         out.line(f"   {self.checkpoints.name:<19} checkpoints of the audit chain's head")
         out.line(f"   {self.report_path.name:<19} the auditor's report (and report.json)")
         out.line(f"   {_program()} --config {self.config_path} history")
@@ -861,3 +868,8 @@ def _folded_trail(events: list[AuditEvent]) -> list[str]:
 
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _pem_body(pem: str) -> str:
+    """The key material of a PEM file (its base64 lines), as it would leak if printed."""
+    return "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))

@@ -175,3 +175,132 @@ def load_all(
             aws = _secrets_client(region, endpoint_url)
         keys[source.id] = source.load(client=aws)
     return keys
+
+
+# --- Ed25519: the audit chain's writer keys (issue 27) -----------------------------------
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse a private key file that group or others may read or write (as ssh does)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{what}: {path} is accessible by group or others (mode {mode & 0o777:04o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
+def generate_signing_key(path: Path) -> Any:
+    """Write a new Ed25519 private key (PKCS#8 PEM, mode 0600, never over an existing file)
+    and return its public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists: refusing to overwrite a key") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        os.write(fd, pem)
+    finally:
+        os.close(fd)
+    return key.public_key()
+
+
+def keyring_entry(
+    key_id: str, public_key: Any, roles: tuple[str, ...], valid_from: str | None = None
+) -> str:
+    """The TOML lines that list a public key in the keyring file."""
+    from rotator.audit import public_key_text
+
+    lines = [
+        f'[keys."{key_id}"]',
+        f'public_key = "{public_key_text(public_key)}"',
+        "roles = [" + ", ".join(f'"{r}"' for r in roles) + "]",
+    ]
+    if valid_from:
+        lines.append(f"valid_from = {valid_from}")
+    return "\n".join(lines) + "\n"
+
+
+def load_keyring(path: Path) -> dict[str, Any]:
+    """The public keyring file: `[keys.<id>]` tables with `public_key` (base64 of 32
+    bytes), optional `roles` (operator, daemon; default both) and `valid_from` /
+    `valid_until` (TOML datetimes with a zone). Every error names the file and the key."""
+    import tomllib
+    from datetime import datetime
+
+    from rotator.audit import ROLES, PublicKey, parse_public_key
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"[audit] keyring: cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"[audit] keyring: {path}: {exc}") from None
+    entries = data.get("keys")
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"[audit] keyring: {path} lists no [keys.<id>] table")
+    found: dict[str, PublicKey] = {}
+    for key_id, entry in entries.items():
+        where = f"[audit] keyring: {path}: keys.{key_id}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: not a table")
+        unknown = set(entry) - {"public_key", "roles", "valid_from", "valid_until"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        try:
+            public = parse_public_key(str(entry.get("public_key", "")))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: public_key: {exc}") from None
+        roles = entry.get("roles", sorted(ROLES))
+        if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
+            raise ConfigError(f"{where}: roles must be a non-empty list of {sorted(ROLES)}")
+        bounds: list[datetime | None] = []
+        for name in ("valid_from", "valid_until"):
+            value = entry.get(name)
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise ConfigError(f"{where}: {name} must be a TOML datetime with a zone")
+            bounds.append(value)
+        found[key_id] = PublicKey(key_id, public, frozenset(roles), bounds[0], bounds[1])
+    return found
+
+
+def load_signer(path: Path, public: dict[str, Any]) -> Any:
+    """This writer's private key, known by the id the keyring lists its public key under."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from rotator.audit import Signer, public_key_text
+
+    what = "[audit] signing_key"
+    check_private_file(path, what)
+    try:
+        pem = path.read_bytes()
+        key = serialization.load_pem_private_key(pem, password=None)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError):
+        raise ConfigError(f"{what}: {path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{what}: {path} is not an Ed25519 key")
+    body = b"".join(line for line in pem.splitlines() if line and not line.startswith(b"-----"))
+    _register(body)  # the PEM's base64 body is the key material as it would leak
+    mine = public_key_text(key.public_key())
+    for key_id, listed in public.items():
+        if public_key_text(listed.key) == mine:
+            return Signer(key_id, key)
+    raise ConfigError(
+        f"{what}: the public key of {path} ({mine}) is not in the [audit] keyring: add it"
+    )

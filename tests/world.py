@@ -34,6 +34,8 @@ class World:
     creds: dict[str, CreatedCredential] = field(default_factory=dict)
     secret_ids: dict[str, str] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)  # [audit] (signing_key, keyring)
+    notifications: dict[str, Any] = field(default_factory=dict)
     _app: App | None = None
 
     @property
@@ -79,6 +81,8 @@ class World:
                 "aws": {"endpoint_url": self.aws.endpoint_url, "region": "us-east-1"},
                 "defaults": self.defaults,
                 "daemon": {"lease": "30s"},
+                "audit": self.audit,
+                "notifications": self.notifications,
                 "credentials": [
                     {
                         "name": n,

@@ -96,6 +96,8 @@ def audit_verify(ctx: Ctx, checkpoint_arg: str | None, as_json: bool) -> None:
             )
         for problem in result.problems[1:]:
             say(f"also: {problem}")
+        for incident in result.refused:
+            say(f"refused by the engine (a row not backed by its events): {incident}")
         say(f"checkpoint: {source}")
         say(f"scope: {result.scope}")
     if not result.ok:
@@ -122,3 +124,62 @@ def audit_checkpoint(ctx: Ctx) -> None:
         die("no audit events yet: nothing to checkpoint", EXIT_FAILED)
     CheckpointSink(ctx.settings.audit.checkpoint_file)(head)
     say(json.dumps(head.as_dict()))
+
+
+@audit.command("keygen")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    metavar="FILE",
+    help="Where to write the new private key (PEM, mode 0600; never over an existing file).",
+)
+@click.option(
+    "--id",
+    "key_id",
+    required=True,
+    metavar="ID",
+    help="The key id its events are recorded under, e.g. daemon-prod-1 or ops-alice-2026.",
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(["operator", "daemon"]),
+    help="What the key may sign (repeatable): an operator's CLI requests and drives; a "
+    "daemon only steps rotations and starts scheduled ones. Default: operator.",
+)
+@click.option(
+    "--keyring",
+    "keyring_file",
+    metavar="FILE",
+    help="Append the public key's entry to this keyring file (created if missing).",
+)
+def audit_keygen(out: str, key_id: str, roles: tuple[str, ...], keyring_file: str | None) -> None:
+    """Make an Ed25519 keypair for one writer (a daemon, an operator's CLI).
+
+    The private key goes to --out (set it as [audit] signing_key on that writer only); the
+    public key's keyring entry is printed (or appended to --keyring): every writer and
+    every auditor lists it in the [audit] keyring file.
+    """
+    import re
+    from datetime import UTC, datetime
+
+    from rotator import keys
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", key_id):
+        die(f"--id: {key_id!r} is not a valid key id (letters, digits, . _ : -)", EXIT_USAGE)
+    with errors():
+        public = keys.generate_signing_key(Path(out))
+    since = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    entry = keys.keyring_entry(key_id, public, tuple(sorted(set(roles or ("operator",)))), since)
+    if keyring_file:
+        path = Path(keyring_file)
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        if f'[keys."{key_id}"]' in existing:
+            die(f"--keyring: {path} already lists key {key_id!r}", EXIT_USAGE)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(("\n" if existing and not existing.endswith("\n\n") else "") + entry)
+        say(f"private key: {out} (mode 0600); public key listed in {path} as {key_id!r}")
+    else:
+        say(entry.rstrip("\n"))

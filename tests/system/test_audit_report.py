@@ -3,7 +3,9 @@ person sees it: rendered by headless Chromium, not blank, saying what the JSON s
 
 One story through the installed `rotator` command: a rotation before any audit key
 (verify says "UNKEYED"), an audit key configured, a rotation claimed as a ticket by
-someone whose LOGNAME lies, an emergency refused without a reason and run with one,
+someone whose LOGNAME lies, the switch to Ed25519 signatures (`audit keygen`), an
+emergency refused without a reason and run with one (signed), verify and the report
+with only the public keyring (an auditor's),
 verify against the published checkpoints, the report in three formats, no secret value
 nor the audit key in checkpoints, reports, database or output (DEBUG logs included), and a
 direct edit of the rotations table caught.
@@ -27,6 +29,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, update
 
+from rotator import keys
 from rotator.adapters.db.tables import metadata, rotations
 from tests.system.conftest import System, to_toml
 
@@ -151,6 +154,18 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     assert "os:" in started["actor_verified"] and "mallory" not in started["actor_verified"]
     assert started["key_id"] == "audit-1" and started["scheme"] == "hmac-sha256"
 
+    # Signed from now on (issue 27): this writer's Ed25519 key (what `audit keygen` makes:
+    # unit test_signing runs that command) and the public keyring; the HMAC key stays
+    # listed so the events it linked verify in full.
+    ring, writer_key = tmp_path / "keyring.toml", tmp_path / "writer.key"
+    public_key = keys.generate_signing_key(writer_key)
+    ring.write_text(keys.keyring_entry("writer-1", public_key, ("daemon", "operator")))
+    system.config_path.write_text(
+        to_toml(system.config())
+        + _audit_section(key_file, checkpoints)
+        + f"signing_key = {json.dumps(str(writer_key))}\nkeyring = {json.dumps(str(ring))}\n"
+    )
+
     before = len(system.events())
     refused = system.rotator("rotate", "analytics", "--emergency")
     assert refused.code == 2 and "--reason" in refused.err, refused
@@ -160,17 +175,36 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     )
     assert emergency.code == 0, emergency
 
+    signed = [e for e in system.events() if e["kind"] == "started"][-1]
+    assert (signed["scheme"], signed["key_id"]) == ("ed25519", "writer-1")
+
     history = system.rotator("history", "analytics")
     assert "by ticket-4711 (verified: aws:arn:aws:sts::" in history.out
-    verified = system.rotator("audit", "verify", "--checkpoint", str(checkpoints))
-    assert verified.code == 0, verified
-    assert "keyed (audit-1)" in verified.out and "older event(s) are unkeyed" in verified.out
-    assert "nothing up to checkpoint seq" in verified.out
 
-    # The report, three ways.
+    # An auditor holds no private key and no HMAC key: the public keyring is enough for
+    # `audit verify` and the report (the HMAC part is linked, and said to be unchecked).
+    writer_key.rename(tmp_path / "away.key")  # no private key where the config says
+    auditor = tmp_path / "auditor.toml"
+    auditor.write_text(
+        to_toml(system.config())
+        + f"[audit]\nkeyring = {json.dumps(str(ring))}\n"
+        + f"checkpoint_file = {json.dumps(str(checkpoints))}\n"
+    )
+    as_auditor = ("--config", str(auditor))
+    public_only = system.rotator(*as_auditor, "audit", "verify", config=False)
+    assert public_only.code == 0, public_only
+    assert "SIGNED from seq" in public_only.out and "older HMAC event(s)" in public_only.out
+    assert "unchecked (no HMAC key)" in public_only.out  # (with it: unit test_signing)
+    assert "older event(s) are unkeyed" in public_only.out
+    assert "nothing up to checkpoint seq" in public_only.out
+
+    # The report, three ways, as the auditor.
     paths = {fmt: tmp_path / f"report.{fmt}" for fmt in ("html", "json", "csv")}
     for fmt, path in paths.items():
-        ran = system.rotator("--log-level", "DEBUG", "report", "--format", fmt, "-o", str(path))
+        ran = system.rotator(
+            *as_auditor, "--log-level", "DEBUG", "report", "--format", fmt, "-o", str(path),
+            config=False,
+        )  # fmt: skip
         assert ran.code == 0 and f"report written to {path}" in ran.out, ran
     report = json.loads(paths["json"].read_text())
     (cred,) = report["credentials"]
@@ -241,8 +275,9 @@ def test_who_did_it_a_keyed_chain_and_the_report_in_a_browser(
     with engine.begin() as conn:
         conn.execute(update(rotations).where(rotations.c.trigger == "emergency").values(reason="x"))
     engine.dispose()
-    tampered = system.rotator("audit", "verify", "--checkpoint", str(checkpoints))
+    tampered = system.rotator(*as_auditor, "audit", "verify", config=False)
     assert tampered.code == 1 and "edited outside rotator" in tampered.err, tampered
+    assert f"rotation {cred['rotations'][2]['id']}: reason differ" in tampered.err, tampered
 
 
 def test_checkpoint_arguments_are_checked(system: System) -> None:

@@ -38,7 +38,7 @@ def chain(keyring: Keyring, n: int = 4) -> list[dict[str, Any]]:
             "at": T0 + timedelta(minutes=seq),
             "actor": "w",
             "actor_verified": "aws:arn:x os:w(uid 1)",
-            "kind": "step",
+            "kind": "started" if seq == 1 else "step",
             "from_state": "planned",
             "to_state": "creating",
             "detail": {"n": seq},

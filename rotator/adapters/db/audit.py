@@ -42,6 +42,7 @@ class AuditEvent:
     key_id: str | None
     prev_hash: str
     hash: str
+    signature: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +64,7 @@ class AuditEvent:
 # then begins DEFERRED, a WAL snapshot instead of the write lock, so writers carry on.
 READ_SNAPSHOT = "rotator_read_snapshot"
 
-_ROTATION_COLUMNS = [rotations.c[n] for n in (*audit.ROTATION_FIELDS, "evidence", "detail")]
+_ROTATION_COLUMNS = [rotations.c[n] for n in audit.ROTATION_FIELDS]
 _CREDENTIAL_COLUMNS = [credentials.c[n] for n in audit.CREDENTIAL_FIELDS if n in credentials.c]
 _EVENT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
 
@@ -143,7 +144,9 @@ class AuditLog:
         }
         digest = keyring.link(head.hash, row)
         event_id = conn.execute(
-            insert(events).values(**row, prev_hash=head.hash, hash=digest).returning(events.c.id)
+            insert(events)
+            .values(**row, prev_hash=head.hash, hash=digest, signature=keyring.sign(digest))
+            .returning(events.c.id)
         ).scalar_one()
         conn.execute(
             update(chain_head)
@@ -163,14 +166,87 @@ class AuditLog:
                 .first()
             )
             rotation = audit.rotation_snapshot(found)
-            if rotation is not None and found is not None:
-                rotation["evidence"] = found["evidence"]
         cred = (
             conn.execute(select(*_CREDENTIAL_COLUMNS).where(credentials.c.name == credential))
             .mappings()
             .first()
         )
         return {"rotation": rotation, "credential": audit.snapshot(cred, audit.CREDENTIAL_FIELDS)}
+
+    # --- is a row backed by its events? (the engine asks before it acts) ----------------
+
+    def rotation_problems(
+        self, conn: Connection, row: Any
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """What makes a rotation row unbacked (empty: every field the engine reads agrees
+        with the newest event of that rotation, and that rotation's own events are valid,
+        begin with `started` and raise requests only under an operator's key), and the
+        snapshot its newest valid event recorded (None when there is none to trust).
+
+        Cheap: the rotation's own events (a dozen or two, by index), each checked on its
+        own (its link and signature); not the whole chain, which `audit verify` walks.
+        """
+        keyring = self.keyring()
+        trail = (
+            conn.execute(
+                select(events).where(events.c.rotation_id == row["id"]).order_by(events.c.seq)
+            )
+            .mappings()
+            .all()
+        )
+        problems = audit.trail_problems(row["id"], trail, keyring)
+        if not trail:
+            return problems, None
+        newest = trail[-1]
+        if newest["scheme"] == audit.LEGACY:
+            return problems, None  # last changed by rotator 0.1: nothing recorded to compare
+        recorded = (newest["state"] or {}).get("rotation")
+        trusted = None if problems else recorded  # events at fault: nothing to restore
+        mismatch = audit.row_problems(
+            f"rotation {row['id']}", recorded, audit.rotation_snapshot(row) or {}
+        )
+        if mismatch:
+            problems.append(mismatch)
+        return problems, trusted
+
+    def credential_problems(
+        self, conn: Connection, name: str
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """The credential row against its newest valid event (hold, adopted uuid, ...):
+        the problems, and the snapshot to restore (all unset when it never had an event)."""
+        keyring = self.keyring()
+        row = (
+            conn.execute(select(*_CREDENTIAL_COLUMNS).where(credentials.c.name == name))
+            .mappings()
+            .first()
+        )
+        actual = audit.snapshot(row, audit.CREDENTIAL_FIELDS) or {}
+        newest = (
+            conn.execute(
+                select(events)
+                .where(events.c.credential == name)
+                .order_by(events.c.seq.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if newest is None:
+            changed = sorted(k for k, v in actual.items() if v is not None)
+            if not changed:
+                return [], None
+            return [
+                f"credential {name}: {', '.join(changed)} set with no audit event "
+                "(edited outside rotator)"
+            ], dict.fromkeys(actual)
+        if newest["scheme"] == audit.LEGACY:
+            return [], None
+        found = keyring.check(newest)  # an adoption or a hold must be an operator's
+        if found:
+            return [f"credential {name}: {found}"], None
+        recorded = (newest["state"] or {}).get("credential")
+        mismatch = audit.row_problems(f"credential {name}", recorded, actual)
+        return ([mismatch], recorded) if mismatch else ([], None)
 
     # --- read ----------------------------------------------------------------------------
 

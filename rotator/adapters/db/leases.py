@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from rotator import redaction
@@ -20,7 +21,9 @@ from rotator.adapters.db.core import StoreCore, free
 from rotator.adapters.db.rows import owned_columns, to_rotation
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.domain.errors import LeaseLost
-from rotator.domain.model import Rotation, Trigger
+from rotator.domain.model import Rotation, State, Trigger
+
+log = structlog.get_logger("rotator.engine")
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,120 @@ class Leases(StoreCore):
                 .mappings()
                 .all()
             )
-        return [Claim(to_rotation(r), owner, r["fence"]) for r in rows]
+            # Act only on what a verified writer asked for (issue 27): a row its own events
+            # do not back is refused here, before any step reads it.
+            backed = [r for r in rows if self._backed(conn, r, now)]
+        return [Claim(to_rotation(r), owner, r["fence"]) for r in backed]
+
+    def _backed(self, conn: Connection, row: Any, now: datetime) -> bool:
+        """True if the rotation row and its credential row agree with their newest valid
+        events; else refuse the rotation (needs_attention, an alert) and return False."""
+        problems, trusted = self.audit.rotation_problems(conn, row)
+        cred_problems, cred_trusted = self.audit.credential_problems(conn, row["credential"])
+        if not problems and not cred_problems:
+            return True
+        self._refuse(conn, row, problems + cred_problems, trusted, cred_trusted, now)
+        return False
+
+    def _refuse(
+        self,
+        conn: Connection,
+        row: Any,
+        problems: list[str],
+        trusted: dict[str, Any] | None,
+        cred_trusted: dict[str, Any] | None,
+        now: datetime,
+    ) -> None:
+        """Refuse an unbacked rotation: put back what its newest valid events recorded
+        (when there is such a record), hold it in needs_attention for a person, and append
+        one `refused` event, whose needs_attention notice is the alert. Nothing is acted
+        on: the claim that found it returns without it."""
+        log.error(
+            "rotation refused: not backed by its signed audit events",
+            rotation_id=row["id"],
+            credential=row["credential"],
+            problems=problems,
+        )
+        wait = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "next_attempt_at": now + REFUSED_RECHECK,
+        }
+        newest = conn.execute(
+            select(events.c.kind)
+            .where(events.c.rotation_id == row["id"])
+            .order_by(events.c.seq.desc())
+            .limit(1)
+        ).scalar()
+        if trusted is None and newest == "refused":
+            # Refused before and still unbacked: nothing to put back; one alert is enough.
+            conn.execute(update(rotations).where(rotations.c.id == row["id"]).values(**wait))
+            return
+        values: dict[str, Any] = dict(wait)
+        if trusted is not None:
+            values.update(_columns(trusted, rotations.c))
+        state = values.get("state", row["state"])
+        if not State(state).terminal:
+            values["resume_state"] = (
+                values.get("resume_state", row["resume_state"])
+                if state == State.NEEDS_ATTENTION.value
+                else (state if trusted is not None else None)
+            )
+            values["state"] = State.NEEDS_ATTENTION.value
+        values["last_error"] = redaction.redact(f"refused: {problems[0]}")[:500]
+        if values["state"] != row["state"]:
+            values["state_since"] = now
+        conn.execute(update(rotations).where(rotations.c.id == row["id"]).values(**values))
+        if cred_trusted is not None:
+            conn.execute(
+                update(credentials)
+                .where(credentials.c.name == row["credential"])
+                .values(**_columns(cred_trusted, credentials.c), updated_at=now)
+            )
+        self._append(
+            conn,
+            rotation_id=row["id"],
+            credential=row["credential"],
+            actor="rotator",
+            kind="refused",
+            from_state=row["state"],
+            to_state=values["state"],
+            detail={"problems": problems[:10], "restored": trusted is not None},
+            at=now,
+        )
+
+    def refuse_unbacked_credential(self, name: str) -> list[str]:
+        """Before a scheduled start: the credential row (its hold above all) must agree with
+        its newest valid event. If not, put back what that event recorded, append one
+        `refused` event (a needs_attention notice: the alert) and return the problems."""
+        with self._tx() as conn:
+            problems, trusted = self.audit.credential_problems(conn, name)
+            if not problems:
+                return []
+            now = self._db_now(conn)
+            log.error(
+                "credential refused: not backed by its signed audit events",
+                credential=name,
+                problems=problems,
+            )
+            if trusted is not None:
+                conn.execute(
+                    update(credentials)
+                    .where(credentials.c.name == name)
+                    .values(**_columns(trusted, credentials.c), updated_at=now)
+                )
+            self._append(
+                conn,
+                rotation_id=None,
+                credential=name,
+                actor="rotator",
+                kind="refused",
+                from_state=None,
+                to_state=State.NEEDS_ATTENTION.value,
+                detail={"problems": problems[:10], "restored": trusted is not None},
+                at=now,
+            )
+        return problems
 
     def claimable(self) -> int:
         """How many rotations a claim would take now (cheap: the daemon asks every second
@@ -200,6 +316,24 @@ _URGENT_FIRST = case(
     (or_(rotations.c.trigger == Trigger.EMERGENCY.value, rotations.c.emergency_requested), 0),
     else_=1,
 )
+
+
+REFUSED_RECHECK = timedelta(hours=1)  # an unbacked rotation is looked at again, quietly
+_TIMES = frozenset(
+    {"created_at", "promoted_at", "finished_at", "secret_created_at", "last_rotated_at", "held_at"}
+)
+
+
+def _columns(snapshot: dict[str, Any], columns: Any) -> dict[str, Any]:
+    """A snapshot recorded in an event, as column values to write back."""
+    values: dict[str, Any] = {}
+    for name, value in snapshot.items():
+        if name not in columns:
+            continue  # "detail.inherits" and the like: carried inside `detail`
+        if name in _TIMES and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        values[name] = value
+    return values
 
 
 def _due(now: datetime) -> Any:

@@ -108,6 +108,9 @@ class OperatorRequests(StoreCore):
                 active = self._active(conn, credential, lock=True)
                 if active is None:
                     return None
+                unbacked = self._unbacked(conn, active)
+                if unbacked:
+                    return self._close_unbacked(conn, active, unbacked, actor=actor, reason=reason)
                 if active.emergency and machine.past_promotion(active):
                     raise RequestRefused(
                         f"rotation {active.id} of {credential} is an emergency rotation past "
@@ -175,6 +178,48 @@ class OperatorRequests(StoreCore):
                 at=now,
             )
         return credential_row(row)
+
+    def _unbacked(self, conn: Connection, active: Rotation) -> list[str]:
+        """Why a rotation's own events back nothing of it (empty: they do, or they back
+        an earlier state the engine can put back)."""
+        row = conn.execute(select(rotations).where(rotations.c.id == active.id)).mappings().one()
+        problems, trusted = self.audit.rotation_problems(conn, row)
+        return problems if problems and trusted is None else []
+
+    def _close_unbacked(
+        self, conn: Connection, active: Rotation, problems: list[str], *, actor: str, reason: str
+    ) -> Rotation:
+        """Close a rotation no valid event backs (one inserted by hand): cancelled at once,
+        nothing done at Adobe or AWS (its fields are not to be trusted, so no rollback
+        either), the fence moved on, one operator-signed event saying so."""
+        now = self._db_now(conn)
+        conn.execute(
+            update(rotations)
+            .where(rotations.c.id == active.id)
+            .values(
+                state=State.CANCELLED.value,
+                finished_at=now,
+                state_since=now,
+                resume_state=None,
+                cancel_requested=True,
+                last_error="closed by an operator: not backed by its audit events; nothing done",
+                lease_owner=None,
+                lease_expires_at=None,
+                fence=rotations.c.fence + 1,
+            )
+        )
+        self._append(
+            conn,
+            rotation_id=active.id,
+            credential=active.credential,
+            actor=actor,
+            kind="cancelled",
+            from_state=active.state.value,
+            to_state=State.CANCELLED.value,
+            detail={"reason": reason, "unbacked": True, "problems": problems[:10]},
+            at=now,
+        )
+        return self._load(conn, active.id)
 
     def _flag(
         self,

@@ -161,6 +161,9 @@ events = Table(
     Column("key_id", String(64)),
     Column("actor_verified", Text),
     Column("state", JSON),
+    # scheme "ed25519": the writer's signature of `hash` (hex), checked with the public
+    # keyring's key `key_id` (issue 27).
+    Column("signature", String(128)),
     Index("ix_events_credential_id", "credential", "id"),
     Index("uq_events_seq", "seq", unique=True),
     Index("ix_events_rotation_id", "rotation_id"),
