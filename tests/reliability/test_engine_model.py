@@ -718,7 +718,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 # LONG_EXAMPLES per world (ROTATOR_MODEL_EXAMPLES=N for another number: a run that must fit
 # a time budget says how many it ran), random, in shards so xdist workers share them.
 SHARDS = 4 if LONG else 1
-CI_EXAMPLES = int(os.environ.get("ROTATOR_MODEL_CI_EXAMPLES") or 250)
+CI_EXAMPLES = int(os.environ.get("ROTATOR_MODEL_CI_EXAMPLES") or 120)
 LONG_EXAMPLES = int(os.environ.get("ROTATOR_MODEL_EXAMPLES") or 5000)
 
 
