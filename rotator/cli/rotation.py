@@ -24,7 +24,7 @@ from rotator.cli.output import (
 )
 from rotator.cli.progress import as_json as as_json_of
 from rotator.cli.progress import choose
-from rotator.domain.model import Rotation, State, Trigger
+from rotator.domain.model import Rotation, State, Trigger, canonical_uuid
 
 if TYPE_CHECKING:
     from rotator.app import App
@@ -263,6 +263,7 @@ def adopt(ctx: Ctx, name: str, uuid: str, as_json: bool) -> None:
     """Tell rotator which Adobe secret uuid NAME's AWSCURRENT holds (when it cannot tell)."""
     with errors():
         ctx.settings.credential(name)
+        uuid = canonical_uuid(uuid)  # Adobe's spelling, as every uuid rotator compares
         with ctx.app() as app:
             app.engine.adopt(name, uuid, actor=actor())
     if as_json:
