@@ -199,7 +199,9 @@ class Deliverer:
                 )
                 return True
             error = f"HTTP {status}"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # this delivery failed, whatever httpx raised: not the pass
+            # (InvalidURL or an IDNA error is no HTTPError: uncaught, one receiver's bad
+            # URL aborted every pass and starved the other receivers.)
             error = type(exc).__name__
         retry_in = backoff(delivery.attempts, self.config.max_backoff)
         self.outbox.failed(delivery, self.owner, error=error, retry_in=retry_in)
