@@ -239,6 +239,12 @@ class WebhookConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        import httpx  # here, not at the top: only a config with webhooks pays its import
+
+        try:  # what the deliverer will build: a URL httpx refuses would fail every pass
+            httpx.Request("POST", value)
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            raise ValueError(f"not a URL httpx can send to ({type(exc).__name__})") from None
         return require_tls(value)
 
     @field_validator("name")

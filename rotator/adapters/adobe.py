@@ -55,7 +55,7 @@ from rotator.domain.errors import (
     StepError,
     TransientError,
 )
-from rotator.domain.model import AdobeSecret
+from rotator.domain.model import AdobeSecret, canonical_uuid
 from rotator.ports import CredentialRef, NewSecret
 
 __all__ = ["MANAGEMENT_SCOPES", "AdobeClient", "AdobeUnavailable"]
@@ -835,28 +835,52 @@ class _Malformed(Exception):
     """Internal: the body does not have the shape we rely on; the text says which part."""
 
 
+#: Below this many units since the epoch, a time is in seconds, not milliseconds: 1e11 ms
+#: is March 1973 (no secret is that old), 1e11 s is the year 5138.
+_SECONDS_BELOW = 10**11
+_NOT_A_TIME = "is not milliseconds since the epoch (nor seconds, nor an ISO 8601 time)"
+
+
 def _millis(value: object, what: str) -> datetime:
-    """Milliseconds since the epoch (Adobe sends strings; numbers are accepted) as UTC."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        ms = int(value.strip())
-    elif isinstance(value, int) and not isinstance(value, bool):
-        ms = value
-    elif isinstance(value, float):
-        ms = int(value)
-    else:
-        raise _Malformed(f"{what} is not milliseconds since the epoch")
+    """A time Adobe reports, as UTC. Adobe documents strings of milliseconds since the
+    epoch (numbers are accepted too). A value below `_SECONDS_BELOW` can only be seconds
+    (read as milliseconds it would be 1970, and a use in 1970 would make a busy secret look
+    quiet for half a century), so it is read as seconds; an ISO 8601 time (an offset or Z,
+    or none: UTC) is read as such. Anything else refuses the whole answer (malformed):
+    a secret whose time cannot be read is never taken as unused."""
+    number: float | None = None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return _iso(text, what)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or number != number:  # None, or NaN
+        raise _Malformed(f"{what} {_NOT_A_TIME}")
+    ms = number * 1000 if abs(number) < _SECONDS_BELOW else number
     try:
-        return _EPOCH + timedelta(milliseconds=ms)
-    except OverflowError:
+        return _EPOCH + timedelta(milliseconds=int(ms))
+    except (OverflowError, ValueError):
         raise _Malformed(f"{what} is out of range") from None
+
+
+def _iso(text: str, what: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Malformed(f"{what} {_NOT_A_TIME}") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _secret_entry(item: object, index: int) -> AdobeSecret:
     if not isinstance(item, dict):
         raise _Malformed(f"client_secrets[{index}] is not an object")
     uuid = item.get("uuid")
-    if not isinstance(uuid, str) or not uuid:
+    if not isinstance(uuid, str) or not uuid.strip():
         raise _Malformed(f"client_secrets[{index}].uuid is missing")
+    uuid = canonical_uuid(uuid)
     created = _millis(item.get("created_at"), f"client_secrets[{index}].created_at")
     usages = item.get("secret_usages")
     last_used: datetime | None = None

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from rotator import redaction
 from rotator.domain.errors import NotFound, PermanentError, StepError, TransientError
+from rotator.domain.model import canonical_uuid
 from rotator.ports import SecretVersion
 
 if TYPE_CHECKING:
@@ -172,6 +173,9 @@ class AwsSecrets:
             *(v for k, v in value.items() if isinstance(v, str) and k not in self._public_keys),
             scope=f"aws:{secret_id}",  # a secret's last few versions (rotator.redaction)
         )
+        for key in self._public_keys & value.keys():  # a uuid a person typed: one spelling
+            if isinstance(value[key], str):
+                value[key] = canonical_uuid(value[key])
         return SecretVersion(answer["VersionId"], tuple(answer.get("VersionStages", ())), value)
 
     def stages(self, secret_id: str) -> dict[str, tuple[str, ...]]:

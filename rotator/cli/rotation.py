@@ -25,7 +25,7 @@ from rotator.cli.output import (
 )
 from rotator.cli.progress import as_json as as_json_of
 from rotator.cli.progress import choose
-from rotator.domain.model import Rotation, State, Trigger
+from rotator.domain.model import Rotation, State, Trigger, canonical_uuid
 from rotator.hardening import plain_option, reason_option
 
 if TYPE_CHECKING:
@@ -271,6 +271,7 @@ def adopt(ctx: Ctx, name: str, uuid: str, as_json: bool) -> None:
     """Tell rotator which Adobe secret uuid NAME's AWSCURRENT holds (when it cannot tell)."""
     with errors():
         ctx.settings.credential(name)
+        uuid = canonical_uuid(uuid)  # Adobe's spelling, as every uuid rotator compares
         with ctx.app() as app:
             changed = app.engine.adopt(name, uuid, actor=actor())
     if as_json:

@@ -51,6 +51,22 @@ class Trigger(enum.StrEnum):
     EMERGENCY = "emergency"
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def canonical_uuid(value: str) -> str:
+    """One spelling of an Adobe secret uuid wherever it comes from (Adobe's answers, an
+    AWS value, an operator's `adopt`): Adobe's own, 32 lower-case hex digits without
+    hyphens, so `11EDE399-B68B-...` and `11ede399b68b...` are the same secret. Anything
+    that is not a uuid in some spelling is returned stripped and otherwise unchanged (it
+    then matches nothing, as before)."""
+    text = value.strip()
+    compact = text.replace("-", "").lower()
+    if len(compact) == 32 and set(compact) <= _HEX:
+        return compact
+    return text
+
+
 @dataclass(frozen=True)
 class AdobeSecret:
     """One client secret as Adobe lists it (never with its value)."""

@@ -23,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import email.utils
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rotator.sandbox.faults import Hold, Phase
 from rotator.sandbox.persistence import save_state
@@ -77,6 +78,31 @@ class _ExposeConnection:
         if scope["type"] == "http":
             scope[_CYCLE_KEY] = getattr(send, "__self__", None)
         await self.app(scope, receive, send)
+
+
+class _AdobeDate:
+    """Adobe's clock in every answer's `Date` header: sandbox time (the host's clock plus
+    the clock offset, `SandboxAdmin.set_clock_offset`), as every time the sandbox reports
+    follows it. With an offset, the sandbox is an Adobe whose clock is skewed against the
+    host's and the database's (uvicorn's own Date header is off: `uvicorn_config`)."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = email.utils.formatdate(self.state.now_ms() / 1000, usegmt=True)
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class _Drop:
@@ -803,4 +829,4 @@ def create_app(
         exception_handlers={HTTPException: _http_error},
     )
     app.state.sandbox = state
-    return _ExposeConnection(app)
+    return _ExposeConnection(_AdobeDate(app, state))

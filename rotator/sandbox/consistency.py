@@ -23,6 +23,12 @@ answers (or until removed), each with probability ``rate`` drawn from its own se
 ``add status`` (:meth:`Consistency.set_add_status`)
     an add answered ``200``, ``201`` or ``202``, each with the full body.
 
+Adobe's own clock is the sandbox clock (:meth:`SandboxState.set_clock_offset`, admin
+``PUT /sandbox/clock``): an offset skews Adobe against the host and the database, and every time
+the sandbox reports (``created_at``, ``last_used_at``) and its ``Date`` header follow it.
+Every switch above lasts ``count`` answers or, with no count, until removed: longer than
+any ``usage_lag`` or ``max_drain`` a client is told, if a test wants it so.
+
 The truth (every real use and deletion) is kept by :mod:`rotator.sandbox.oracle`, never
 touched by these switches. Names are listed in :data:`SWITCHES`; each is reachable through
 the admin API and :class:`~rotator.sandbox.client.SandboxAdmin`.

@@ -68,6 +68,7 @@ def uvicorn_config(app: ASGIApp, **options: Any) -> uvicorn.Config:
         "lifespan": "on",
         "ws": "none",
         "backlog": 4096,
+        "date_header": False,  # the sandbox sends Adobe's own (app._AdobeDate)
     }
     return uvicorn.Config(app, **{**defaults, **options})
 

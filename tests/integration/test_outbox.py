@@ -19,6 +19,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 from sqlalchemy import Engine, func, select
@@ -310,3 +311,29 @@ def test_after_a_receiver_fails_its_other_notices_wait_for_the_next_pass(
     attempts = sorted(r["attempts"] for r in rows(engine))
     assert attempts == [0, 0, 1]
     assert all(r["claimed_by"] is None and r["delivered_at"] is None for r in rows(engine))
+
+
+def test_a_receiver_whose_url_httpx_refuses_does_not_starve_the_others(engine: Engine) -> None:
+    """Issue 26: on fae5c9a httpx's InvalidURL (no HTTPError) escaped `_send` and aborted
+    every pass, so no other receiver got a notice until theirs expired. (Config refuses
+    such URLs now; the deliverer must survive one anyway.)"""
+    s = settings(
+        {"url": "https://bad.example/hook", "name": "bad", "events": ["started"]},
+        {"url": "https://good.example/hook", "name": "good", "events": ["started"]},
+    )
+    st = store_for(engine, s)
+    st.start("alpha", Trigger.MANUAL, actor="t")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "bad.example":
+            raise httpx.InvalidURL("Invalid non-printable ASCII character in URL")
+        return httpx.Response(204)
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    sender = notify.Deliverer(Outbox(engine), s, {}, client=client)
+    assert sender.deliver_due() == 1
+    sender.close()
+    by_receiver = {r["receiver"]: r for r in rows(engine)}
+    assert by_receiver["good"]["delivered_at"] is not None
+    assert by_receiver["bad"]["delivered_at"] is None
+    assert by_receiver["bad"]["last_error"] == "InvalidURL"

@@ -805,3 +805,23 @@ def test_the_head_constant_is_alembics_head() -> None:
     from rotator.adapters.db import migrate
 
     assert migrate.head() == migrate.HEAD
+
+
+def test_a_config_changed_under_a_running_rotation_is_recorded_and_warned(
+    store: Store, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 26: on fae5c9a `config_hash` was overwritten silently. A change is an audit
+    event (with the unfinished rotation, if any) and, under a running rotation, a warning;
+    an unchanged config writes nothing."""
+    name = CREDS[0]
+    before = count(engine, events)
+    store.sync_credentials({name: f"hash-{name}"})
+    assert count(engine, events) == before  # the same config: nothing to say
+
+    rotation = store.start(name, Trigger.MANUAL, actor="t")
+    with caplog.at_level("WARNING", logger="rotator.adapters.db.store"):
+        store.sync_credentials({name: "changed"})
+    changed = [e for e in store.events(name, limit=10) if e.kind == "config_changed"]
+    assert len(changed) == 1 and changed[0].detail["rotation_id"] == rotation.id
+    assert any(f"rotation {rotation.id} is unfinished" in r.getMessage() for r in caplog.records)
+    assert store.verify_chain()[1] is None

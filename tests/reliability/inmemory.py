@@ -1,9 +1,14 @@
 """In-memory stand-ins for Adobe (`AdobeApi`) and AWS Secrets Manager (`SecretsStore`).
 
 Strict where the real services are strict and moto is not:
-- Adobe: two secrets at most; every call authenticates with the secret it is given (a
-  deleted or not-yet-accepted secret is refused with InvalidClient) and counts as a use of
-  that secret (`last_used_at`); a new secret may be accepted only after `accept_delay`.
+- Adobe: two secrets at most; a new secret may be accepted only after `accept_delay`.
+  Only a token mint is a use of a secret (`last_used_at`), as at the real Adobe: the
+  rotator's client (`rotator.adapters.adobe`) caches the management token it mints with
+  a secret for the token's life (24 h less a 5 min margin), so a list, add or delete made
+  with a fresh cached token moves nothing; `verify` (a test token) always mints. A mint
+  with a deleted or not-yet-accepted secret is refused with InvalidClient; a token minted
+  before its secret was deleted keeps working (Adobe does not invalidate them), until the
+  process that cached it dies (`forget_tokens`) or `invalidate_tokens` drops it.
 - AWS: a version is immutable (same token + other value is refused, AWSPENDING included);
   each label is on one version; moving a label that is attached elsewhere needs
   `RemoveFromVersionId` = its holder; moving AWSCURRENT moves AWSPREVIOUS by itself;
@@ -17,7 +22,11 @@ Adobe is as hostile as the sandbox (the very same switches, `rotator.sandbox.con
 aimed at client id `CLIENT_ID`): uses show in `last_used_at` late (`usage_lag` plus
 jitter), a list answer may leave a secret out or show its usages as null or stale, a new
 secret is accepted late, a deleted secret is still listed for a while, and its clock may
-be off ours by `skew` (in every time it reports). And it keeps the
+be off ours by `skew` (Adobe's own clock, `adobe_now()`: every time it reports follows
+it, as its `Date` header would). Consumers of the *other* secret (`busy_other`: any live
+secret a consumer could know that AWSCURRENT does not hold) mint with it at every call
+the rotator makes and whenever the model lets time pass (`consumers_tick`), so an
+observation never happens in a quiet world. And it keeps the
 same oracle (`rotator.sandbox.oracle`): the true time of every use (the rotator's own,
 tagged `rotator`, and consumers', tagged `consumer`), every refusal and every deletion, in
 milliseconds of the fake clock.
@@ -103,6 +112,11 @@ class _Secret:
         return max((at for _v, at in self.uses), default=None)
 
 
+#: The rotator's client reuses a management token this long (Adobe's `expires_in` 86399 s
+#: less the client's default `token_margin` of 300 s).
+TOKEN_REUSE = timedelta(seconds=86399 - 300)
+
+
 class FakeAdobe:
     """One credential's secrets at Adobe, behind the `AdobeApi` port."""
 
@@ -122,6 +136,34 @@ class FakeAdobe:
         self.deleted_values: list[str] = []
         self.current_value: Callable[[], str | None] = lambda: None  # AWSCURRENT, for I2
         self.i2_violations: list[str] = []
+        #: Cached management tokens of the rotator's process: value -> reuse until.
+        self.tokens: dict[str, datetime] = {}
+        self.mints = {"rotator": 0, "cached": 0}
+        #: Consumers busy on the other secret (see the module doc) and the values a
+        #: consumer could hold (ever AWSCURRENT's, or made in the Console).
+        self.busy_other = False
+        self.known_to_consumers: set[str] = set()
+        #: Rule ids (Consistency) of long contradictions: a null or stale usage only for a
+        #: secret Adobe already showed with a use (a contradiction, not an invisible use).
+        self.contradictions_only: set[str] = set()
+        self._shown_used: set[str] = set()
+
+    def adobe_now(self) -> datetime:
+        """Adobe's clock (ours plus `skew`): its `Date` header and every time it reports."""
+        return self.clock() + self.skew
+
+    def forget_tokens(self) -> None:
+        """The rotator's process died: its cached management tokens are gone with it."""
+        self.tokens.clear()
+
+    def consumers_tick(self) -> None:
+        """Consumers busy on the other secret use it now (when `busy_other` is on)."""
+        if not self.busy_other:
+            return
+        current = self.current_value()
+        for secret in list(self.secrets.values()):
+            if secret.value != current and secret.value in self.known_to_consumers:
+                self.mint(secret.value, source="consumer")
 
     # --- the world ----------------------------------------------------------------------
 
@@ -130,6 +172,7 @@ class FakeAdobe:
         now = self.clock()
         secret = _Secret(uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now)
         self.secrets[secret.uuid] = secret
+        self.known_to_consumers.add(secret.value)
         self.oracle.created(CREDENTIAL_ID, secret.uuid, secret.value, ms(now), by="console")
         return secret
 
@@ -151,8 +194,20 @@ class FakeAdobe:
         return True
 
     def _auth(self, secret: str) -> None:
+        """A management call: the cached token if fresh (no use), else a mint (a use)."""
+        self.consumers_tick()
+        until = self.tokens.get(secret)
+        if until is not None and self.clock() < until:
+            self.mints["cached"] += 1
+            return
+        self._mint_token(secret)
+
+    def _mint_token(self, secret: str) -> None:
+        self.mints["rotator"] += 1
         if not self.mint(secret, source="rotator"):
+            self.tokens.pop(secret, None)
             raise InvalidClient("HTTP 400 (invalid_client): Adobe refused this client id / secret")
+        self.tokens[secret] = self.clock() + TOKEN_REUSE
 
     def _listed(self) -> list[AdobeSecret]:
         """One list answer, through the consistency switches; the oracle notes what it hid."""
@@ -172,6 +227,9 @@ class FakeAdobe:
             visible = secret.shown_as_of(now)
             shown = visible
             rule = self.consistency.distortion(CLIENT_ID, secret.uuid)
+            only_contradicts = rule is not None and rule.id in self.contradictions_only
+            if only_contradicts and secret.uuid not in self._shown_used:
+                rule = None  # never shown with a use: hiding it would be lag, not this
             if rule is not None:
                 shown = (
                     None
@@ -182,6 +240,8 @@ class FakeAdobe:
                     how = "null" if shown is None else "stale"
                     self.oracle.hidden(CREDENTIAL_ID, secret.uuid, how)
             self.oracle.reported(CREDENTIAL_ID, secret.uuid, None if shown is None else ms(shown))
+            if shown is not None:
+                self._shown_used.add(secret.uuid)
             reported = None if shown is None else shown + self.skew
             answer.append(AdobeSecret(secret.uuid, secret.created_at + self.skew, reported))
         return answer
@@ -225,12 +285,14 @@ class FakeAdobe:
         self.faults.check("delete", "after")
 
     def verify(self, cred: CredentialRef, secret: str) -> None:
+        """A test token: always a fresh mint (a use), kept as the management token."""
         self.faults.check("verify", "before")
-        self._auth(secret)
+        self.consumers_tick()
+        self._mint_token(secret)
 
     def invalidate_tokens(self, cred: CredentialRef, secret: str) -> int:
         self.faults.check("invalidate", "before")
-        return 0
+        return 1 if self.tokens.pop(secret, None) is not None else 0
 
 
 @dataclass

@@ -216,7 +216,9 @@ def test_check_is_read_only_and_adopt_settles_an_unknown_uuid(system: System) ->
     assert {n: system.world.labels(n) for n in ("good", "unknown")} == before
 
     assert system.rotator("db", "upgrade").code == 0
-    adopted = system.rotator("adopt", "unknown", "--uuid", unknown.secret.uuid)  # type: ignore[union-attr]
+    # Typed the way a person might copy it (issue 26: one spelling for every uuid).
+    typed = unknown.secret.uuid.upper()  # type: ignore[union-attr]
+    adopted = system.rotator("adopt", "unknown", "--uuid", typed)
     assert adopted.code == 0, adopted
     assert other.uuid not in adopted.out
     after = system.rotator("check")

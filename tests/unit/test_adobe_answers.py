@@ -90,3 +90,63 @@ def test_an_error_that_is_not_json_is_described_not_quoted() -> None:
 
     assert leaked not in str(caught.value)
     assert "upstream said" not in str(caught.value)
+
+
+# --- issue 26: times and uuids as Adobe might spell them ------------------------------------
+
+
+def _listed(*entries: dict[str, object]) -> AdobeClient:
+    body = {"client_id": CRED.client_id, "client_secrets": list(entries)}
+    return _client(lambda r: httpx.Response(200, json=body))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1683162010101",  # what Adobe documents: a string of milliseconds
+        1683162010101,
+        "1683162010",  # seconds: read as milliseconds on fae5c9a, i.e. 20 Jan 1970
+        1683162010,
+        1683162010.101,
+        "2023-05-04T01:00:10Z",  # ISO 8601: failed the whole list on fae5c9a
+        "2023-05-04T01:00:10.101+00:00",
+        "2023-05-04T03:00:10+02:00",
+        "2023-05-04T01:00:10",  # no offset: UTC
+    ],
+)
+def test_a_last_use_in_seconds_or_iso_is_read_as_that_moment(raw: object) -> None:
+    entry = {"uuid": "a" * 32, "created_at": "1682448485000"}
+    client = _listed({**entry, "secret_usages": [{"last_used_at": raw}]})
+
+    [secret] = client.list_secrets(CRED, "p8e-" + secrets.token_hex(16))
+
+    assert secret.last_used_at is not None
+    assert abs(secret.last_used_at.timestamp() - 1683162010.101) < 1
+    assert secret.last_used_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "", "NaN", True, {"ms": 1}])
+def test_a_time_that_is_no_time_refuses_the_answer_rather_than_guess(raw: object) -> None:
+    """A secret whose last use cannot be read is never taken as unused: the list fails
+    (malformed) and the engine retries; no value from the body is quoted."""
+    entry = {"uuid": "a" * 32, "created_at": "1682448485000"}
+    client = _listed({**entry, "secret_usages": [{"last_used_at": raw}]})
+
+    with pytest.raises(StepError, match=r"malformed answer from Adobe: .*last_used_at"):
+        client.list_secrets(CRED, "p8e-" + secrets.token_hex(16))
+
+
+def test_uuids_in_any_spelling_are_adobes_own() -> None:
+    """On fae5c9a an upper-case or hyphenated uuid was another secret than the same uuid
+    recorded in AWS or named by an operator."""
+    client = _listed(
+        {"uuid": "11EDE399-B68B-57A5-ACA6-A96B8B6487C9", "created_at": "1682448485000"},
+        {"uuid": " 11ede8ab42f138f3abe335d886a407fb ", "created_at": "1682448485000"},
+    )
+
+    listed = client.list_secrets(CRED, "p8e-" + secrets.token_hex(16))
+
+    assert [s.uuid for s in listed] == [
+        "11ede399b68b57a5aca6a96b8b6487c9",
+        "11ede8ab42f138f3abe335d886a407fb",
+    ]

@@ -528,3 +528,13 @@ def test_rotator_database_url_overrides_the_file(
     path.write_text(GOOD_TOML, encoding="utf-8")
     monkeypatch.setenv("ROTATOR_DATABASE_URL", "postgres://rotator:pw@db/rotator")
     assert load(path).database.url == "postgresql+psycopg://rotator:pw@db/rotator"
+
+
+@pytest.mark.parametrize("url", ["https://hooks.exa\x00mple.com/h", "https://xn--zz.example.com/h"])
+def test_a_webhook_url_httpx_cannot_send_to_is_refused_at_load(url: str) -> None:
+    """Issue 26: both passed config on fae5c9a, then every delivery raised InvalidURL (or an
+    IDNA error) at send time."""
+    raw = {"notifications": {"webhooks": [{"url": url, "events": ["failed"]}]}}
+    message = config_error(raw)
+    assert "notifications.webhooks[0].url" in message and "httpx" in message
+    assert "\n" not in message.strip()

@@ -9,6 +9,7 @@ types) and `connect` (engines). This module adds credentials, reads and the audi
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from rotator.adapters.db.tables import credentials, rotations
 from rotator.audit import GENESIS, Checkpoint, Verification
 from rotator.audit import legacy_hash as event_hash
 from rotator.domain.model import Rotation, Trigger
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "GENESIS",  # the chain's names, now in rotator.audit
@@ -77,6 +80,42 @@ class Store(OperatorRequests, Leases):
                         .where(credentials.c.name == name)
                         .values(config_hash=digest, updated_at=now)
                     )
+                    self._config_changed(conn, name, existing[name], digest, now)
+
+    def _config_changed(
+        self, conn: Connection, name: str, before: str, after: str, now: datetime
+    ) -> None:
+        """A credential's configuration changed since it was recorded: an audit event
+        (`config_changed`), and a warning when a rotation of it is unfinished (it goes on
+        with the new settings: an operator who pointed the credential at another AWS
+        secret or Adobe credential cancels it)."""
+        running = conn.execute(
+            select(rotations.c.id, rotations.c.state).where(
+                rotations.c.credential == name, rotations.c.finished_at.is_(None)
+            )
+        ).first()
+        detail: dict[str, Any] = {"from": before[:12], "to": after[:12]}
+        if running is not None:
+            detail["rotation_id"] = running.id
+            log.warning(
+                "credential %r: configuration changed while rotation %s is unfinished (%s); "
+                "it goes on with the new settings: cancel it if the AWS secret or the Adobe "
+                "credential changed",
+                name,
+                running.id,
+                running.state,
+            )
+        self._append(
+            conn,
+            rotation_id=None,
+            credential=name,
+            actor="rotator",
+            kind="config_changed",
+            from_state=None,
+            to_state=None,
+            detail=detail,
+            at=now,
+        )
 
     def credential_rows(self) -> dict[str, CredentialRow]:
         with self.engine.connect() as conn:
