@@ -15,6 +15,7 @@ from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
 from rotator.adapters.db import migrate, outbox
 from rotator.adapters.db.connect import make_engine, safe_url
+from rotator.adapters.db.fleet import WriteBudget
 from rotator.adapters.db.store import Store
 from rotator.checkpoints import audit_log
 from rotator.config import Settings
@@ -117,7 +118,7 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
                 f"{settings.source}: database.url: {path} does not exist; "
                 f"run `rotator db upgrade` (or `rotator run`, which migrates) first"
             )
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, settings.database)
     try:
         if upgrade:
             migrate.upgrade(engine)
@@ -145,6 +146,13 @@ def open_store(settings: Settings, *, upgrade: bool = False) -> Store:
 PACING_MARGIN = 0.95
 
 
+def write_budget(settings: Settings, store: Store) -> WriteBudget:
+    """The AWS write budget every process sharing this database draws on (per region and
+    endpoint): `[aws] write_rate` for the fleet, not for each replica."""
+    key = f"aws-writes:{settings.aws.region}:{settings.aws.endpoint_url}"
+    return WriteBudget(store.engine, key, settings.aws.write_rate * PACING_MARGIN)
+
+
 def build(
     settings: Settings,
     *,
@@ -166,6 +174,12 @@ def build(
         endpoint_url=settings.aws.endpoint_url,
         write_rate=settings.aws.write_rate * PACING_MARGIN,
         public_keys=frozenset(settings.uuid_key(c) for c in settings.credentials),
+        # Bounded calls (issue 29): at most 2 x (3 s + 10 s) plus a short backoff per call,
+        # inside a graceful stop's [daemon] stop_timeout; the engine retries the step later.
+        max_attempts=2,
+        connect_timeout=3,
+        read_timeout=10,
+        writes=write_budget(settings, store),
     )
     engine = Engine(settings, store, adobe, aws, owner=owner)
     return App(settings, store, adobe, aws, engine)

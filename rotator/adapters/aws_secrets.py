@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import botocore.loaders
 import botocore.session
@@ -33,6 +33,12 @@ _THROTTLING = {
     "InternalServiceError",
     "ServiceUnavailable",
 }
+
+
+class Pacer(Protocol):
+    """Waits until the next write fits the budget."""
+
+    def acquire(self) -> None: ...
 
 
 class RateLimiter:
@@ -108,6 +114,9 @@ class AwsSecrets:
         endpoint_url: str = "",
         write_rate: float = 50,
         max_attempts: int = 4,
+        connect_timeout: float = 5,
+        read_timeout: float = 15,
+        writes: Pacer | None = None,
         client: SecretsManagerClient | None = None,
         public_keys: frozenset[str] = frozenset({"secret_uuid"}),
     ) -> None:
@@ -121,11 +130,12 @@ class AwsSecrets:
             config=Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
                 max_pool_connections=64,
-                connect_timeout=5,
-                read_timeout=15,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
             ),
         )
-        self._writes = RateLimiter(write_rate)
+        # The write budget: the fleet's (through the database) when given, else this process's.
+        self._writes: Pacer = writes if writes is not None else RateLimiter(write_rate)
         # Every other string in a secret's JSON is treated as secret and masked in output.
         self._public_keys = public_keys
         self.stats: dict[str, int] = {"get": 0, "describe": 0, "put": 0, "stage": 0}
