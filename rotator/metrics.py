@@ -206,7 +206,45 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
         )
+        self.chain_hold = Histogram(
+            "rotator_audit_chain_hold_seconds",
+            "How long one transaction held the audit chain's head row (from its lock to "
+            "commit or rollback): every other append in the fleet waits this long.",
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self._lock = threading.Lock()
+
+    def fleet(
+        self,
+        *,
+        budget: float,
+        live: Callable[[], int],
+        waited: Callable[[], float],
+        writes: Callable[[], float],
+    ) -> None:
+        """The fleet's shared AWS write budget and the replicas the database knows."""
+        Gauge(
+            "rotator_aws_write_budget_per_second",
+            "AWS writes per second allowed to the whole fleet ([aws] write_rate), shared by "
+            "all replicas through the database.",
+            registry=self.registry,
+        ).set(budget)
+        Gauge(
+            "rotator_replicas_live",
+            "Replicas whose heartbeat row in the database is fresh (this one included).",
+            registry=self.registry,
+        ).set_function(lambda: _or_nan(live))
+        Gauge(
+            "rotator_aws_write_budget_wait_seconds_total",
+            "Seconds this process's AWS writes waited for their slot in the fleet budget.",
+            registry=self.registry,
+        ).set_function(waited)
+        Gauge(
+            "rotator_aws_write_budget_writes_total",
+            "AWS writes this process paced through the fleet budget.",
+            registry=self.registry,
+        ).set_function(writes)
 
     def attach(self, *collectors: Any) -> None:
         for collector in collectors:
@@ -219,3 +257,10 @@ class Metrics:
     def render(self) -> bytes:
         with self._lock:  # one scrape at a time reads the database
             return generate_latest(self.registry)
+
+
+def _or_nan(read: Callable[[], int]) -> float:
+    try:
+        return float(read())
+    except Exception:  # the database is away: the gauge says so rather than failing the scrape
+        return float("nan")

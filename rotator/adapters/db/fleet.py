@@ -72,6 +72,12 @@ class Fleet:
 
     def claim(self, key: str, owner: str, hold: timedelta) -> bool:
         """Take the chore `key` for `hold` unless another holds it now; True when taken."""
+        try:
+            return self._claim(key, owner, hold)
+        except IntegrityError:  # another replica inserted the claim first: it holds it
+            return False
+
+    def _claim(self, key: str, owner: str, hold: timedelta) -> bool:
         with self.engine.begin() as conn:
             now = self._now(conn)
             taken = conn.execute(
