@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -406,6 +407,9 @@ class Daemon:
         try:
             with self._job():
                 self.fleet.heartbeat(self.app.engine.owner)
+                full = _volume_full(self.settings.database.url)
+            if full:
+                raise OSError(full)
             self._probe_ok, self._probe_error = time.monotonic(), ""
         except Exception as exc:
             first = (str(exc).splitlines() or [""])[0][:200]
@@ -635,6 +639,24 @@ def _has_work(rotation: Rotation, now: datetime) -> bool:
         or rotation.emergency_requested
         or rotation.cancel_requested
     )
+
+
+# A SQLite volume with less free space than this cannot take a step's writes (its WAL
+# frames, a grown page): the write probe alone may still fit in the WAL's reused space.
+MIN_FREE_BYTES = 256 * 1024
+
+
+def _volume_full(url: str) -> str:
+    """Why a SQLite database's volume cannot take writes ('' when it can, or not SQLite)."""
+    if not url.startswith("sqlite"):
+        return ""
+    path = url.partition(":///")[2]
+    if not path or path == ":memory:":
+        return ""
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < MIN_FREE_BYTES:
+        return f"the database's volume is full ({free} bytes free)"
+    return ""
 
 
 def _bind(listen: str) -> socket.socket:

@@ -280,7 +280,8 @@ class Engine:
         except LeaseLost:
             raise
         except Exception:
-            self.progress.failed()
+            beat = getattr(self._local, "beat", None)
+            self.progress.failed(beat.step_started if beat is not None else None)
             raise
         self.progress.saved()
         log.info(

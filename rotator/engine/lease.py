@@ -79,10 +79,11 @@ class Progress:
         with self._lock:
             self.last_saved, self.failing_since = time.monotonic(), None
 
-    def failed(self) -> None:
+    def failed(self, since: float | None = None) -> None:
+        """A save failed; no progress since `since` (the failed step's start) or now."""
         with self._lock:
             if self.failing_since is None:
-                self.failing_since = time.monotonic()
+                self.failing_since = since or time.monotonic()
 
     def enter(self, beat: Heartbeat) -> None:
         with self._lock:
