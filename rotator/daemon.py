@@ -433,7 +433,7 @@ class Daemon:
         if self._probe_ok is None:
             return False, self._probe_error
         stale = time.monotonic() - self._probe_ok
-        if stale > self._replica_fresh().total_seconds():
+        if stale > 3 * self._probe_interval() + 2:  # a probe stuck on a silent connection
             return False, f"no successful write probe for {stale:.0f}s"
         limit = self.settings.daemon.step_limit.total_seconds()
         progress = self.app.engine.progress
