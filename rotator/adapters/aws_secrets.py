@@ -135,7 +135,15 @@ class AwsSecrets:
             ),
         )
         # The write budget: the fleet's (through the database) when given, else this process's.
+        # It is drawn on right before each write goes on the wire (botocore's before-send,
+        # after the request was built and signed, retries included), so the spacing the
+        # budget gives is the spacing AWS sees, not that of the calls into this adapter.
         self._writes: Pacer = writes if writes is not None else RateLimiter(write_rate)
+        events = getattr(getattr(self._client, "meta", None), "events", None)
+        for operation in ("PutSecretValue", "UpdateSecretVersionStage"):
+            if events is None:  # a stand-in client in a test: writes go unpaced
+                break
+            events.register(f"before-send.secrets-manager.{operation}", self._pace)
         # Every other string in a secret's JSON is treated as secret and masked in output.
         self._public_keys = public_keys
         self.stats: dict[str, int] = {"get": 0, "describe": 0, "put": 0, "stage": 0}
@@ -190,8 +198,11 @@ class AwsSecrets:
         )
         return {vid: tuple(labels) for vid, labels in answer.get("VersionIdsToStages", {}).items()}
 
-    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
+    def _pace(self, **_: Any) -> None:
+        """botocore's before-send hook for writes: wait for this write's slot (None: send)."""
         self._writes.acquire()
+
+    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
         self._call(
             "put",
             secret_id,
@@ -211,7 +222,6 @@ class AwsSecrets:
             args["MoveToVersionId"] = to_version
         if from_version:
             args["RemoveFromVersionId"] = from_version
-        self._writes.acquire()
         self._call(
             "stage", secret_id, f"move {stage}", self._client.update_secret_version_stage, **args
         )
