@@ -80,13 +80,19 @@ def run(replicas: int, rate: float, count: int) -> dict[str, float]:
             for proc in procs:
                 proc.stop()
             engine.dispose()
-        writes = [arrive for arrive, _done, target in moto.log() if target in WRITES]
+        log = moto.log()
+        writes = [arrive for arrive, _done, target in log if target in WRITES]
     return {
         "replicas": replicas,
         "budget": rate,
         "rotations": count,
         "writes": len(writes),
         "max_in_1s": h.max_in_window(writes),
+        "min_gap": round(
+            min(b - a for a, b in zip(sorted(writes), sorted(writes)[1:], strict=False)), 3
+        )
+        if len(writes) > 1
+        else 0,
         "mean_rate": round(len(writes) / (max(writes) - min(writes)), 2) if writes else 0,
         "seconds": round(took, 1),
     }
@@ -106,7 +112,8 @@ def main() -> None:
             f"{result['replicas']} replicas, write_rate {result['budget']:g}: "
             f"{result['writes']} writes for {result['rotations']} rotations in "
             f"{result['seconds']} s; most in any 1 s window {result['max_in_1s']} "
-            f"(budget {result['budget']:g}); mean {result['mean_rate']}/s"
+            f"(budget {result['budget']:g}); mean {result['mean_rate']}/s; "
+            f"closest two writes {result['min_gap']} s apart"
         )
 
 
