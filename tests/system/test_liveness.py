@@ -221,35 +221,36 @@ class SilentProxy:
 def test_a_replica_whose_database_connections_go_silent_is_taken_over(
     any_db_system: System,
 ) -> None:
+    """Two replicas, each reaching PostgreSQL through its own proxy; the one that claimed
+    the rotation (parked in Adobe's add) goes silent: its connections stay open, nothing
+    passes. The other takes the rotation over; the silent one says it is stuck."""
     system = any_db_system
     system.credential()
     db_url = system.world.db_url
-    proxy = SilentProxy(("127.0.0.1", 5432))
+    proxies = [SilentProxy(("127.0.0.1", 5432)) for _ in range(2)]
     database = {"lock_timeout": "1s", "idle_in_transaction_timeout": "2s"}
     system.daemon_settings = dict(FAST)
     hold = system.admin.arm_hold("add_secret", "after", timeout_s=60)
+    daemons = []
     try:
-        # A reaches the database through the proxy; it claims the rotation and parks in add.
-        system.world.db_url = db_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-        write_config(system, database=database)
-        a = system.start_daemon()
-        a.wait_held(hold)
-        # B reaches it directly.
+        for proxy in proxies:
+            system.world.db_url = db_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+            system.listen = f"127.0.0.1:{_free_port()}"
+            write_config(system, database=database)
+            daemons.append(system.start_daemon())
+            daemons[-1].wait_until(lambda: _answers(daemons[-1]), 30, "its endpoint")
         system.world.db_url = db_url
-        system.listen = f"127.0.0.1:{_free_port()}"
-        write_config(system, database=database)
-        b = system.start_daemon()
+        daemons[0].wait_held(hold, timeout=60)
+        owner = _lease_owner(db_url)
+        silent = next(i for i, d in enumerate(daemons) if f":{d.pid}:" in owner)
+        a, b = daemons[silent], daemons[1 - silent]
         b.wait_ready()
         health_a, health_b = Health(a), Health(b)
-        proxy.frozen.set()  # A's connections go silent, mid-rotation
+        proxies[silent].frozen.set()  # A's connections go silent, mid-rotation
         frozen = time.monotonic()
         system.admin.release(hold)  # A's add returns; its next database call never does
         by_b = {"actor": _actor(system, b)}
-        try:
-            b.wait_until(lambda: event_count(system, **by_b) > 0, 30, "B to take over")
-        except AssertionError:
-            print("A's log:", a.output()[-4000:])
-            raise
+        b.wait_until(lambda: event_count(system, **by_b) > 0, 30, "B to take over")
         taken = time.monotonic() - frozen
         system.wait_state("completed", timeout=30)
         a.wait_until(
@@ -273,13 +274,20 @@ def test_a_replica_whose_database_connections_go_silent_is_taken_over(
         )
         assert taken < 2 + 2 + 8  # A's lease, the idle-in-transaction timeout, B's steps
         assert health_a.first(frozen, health=503) <= 4 + 2 + 3  # step_timeout + lease, slack
-        assert health_a.first(frozen, ready=503) <= 3 * 0.4 + 2 + 2  # a stale write probe
+        assert health_a.first(frozen, ready=503) <= 3 * 0.5 + 2 + 2  # a stale write probe
         assert all(h == 200 for _, _, h, _ in health_b.samples)
         a.kill()  # what /healthz asks for: a restart
         system.world.assert_i4("analytics")
         assert chain_verifies(system)
     finally:
-        proxy.close()
+        for proxy in proxies:
+            proxy.close()
+
+
+def _lease_owner(db_url: str) -> str:
+    with psycopg.connect(psycopg_url(db_url), autocommit=True) as conn:
+        row = conn.execute("SELECT lease_owner FROM rotations WHERE finished_at IS NULL").fetchone()
+    return str(row[0]) if row else ""
 
 
 def _free_port() -> int:
