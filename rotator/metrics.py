@@ -235,16 +235,7 @@ class Metrics:
             "Replicas whose heartbeat row in the database is fresh (this one included).",
             registry=self.registry,
         ).set_function(lambda: _or_nan(live))
-        Gauge(
-            "rotator_aws_write_budget_wait_seconds_total",
-            "Seconds this process's AWS writes waited for their slot in the fleet budget.",
-            registry=self.registry,
-        ).set_function(waited)
-        Gauge(
-            "rotator_aws_write_budget_writes_total",
-            "AWS writes this process paced through the fleet budget.",
-            registry=self.registry,
-        ).set_function(writes)
+        self.registry.register(_BudgetCollector(waited, writes))
 
     def attach(self, *collectors: Any) -> None:
         for collector in collectors:
@@ -264,3 +255,22 @@ def _or_nan(read: Callable[[], int]) -> float:
         return float(read())
     except Exception:  # the database is away: the gauge says so rather than failing the scrape
         return float("nan")
+
+
+class _BudgetCollector(Collector):
+    """This process's draw on the fleet's AWS write budget, as counters."""
+
+    def __init__(self, waited: Callable[[], float], writes: Callable[[], float]) -> None:
+        self._waited, self._writes = waited, writes
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "rotator_aws_write_budget_wait_seconds",
+            "Seconds this process's AWS writes waited for their slot in the fleet budget.",
+            value=self._waited(),
+        )
+        yield CounterMetricFamily(
+            "rotator_aws_write_budget_writes",
+            "AWS writes this process paced through the fleet budget.",
+            value=self._writes(),
+        )
