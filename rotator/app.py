@@ -178,11 +178,12 @@ def build(
         endpoint_url=settings.aws.endpoint_url,
         write_rate=settings.aws.write_rate * PACING_MARGIN,
         public_keys=frozenset(settings.uuid_key(c) for c in settings.credentials),
-        # Bounded calls (issue 29): at most 2 x (3 s + 10 s) plus a short backoff per call,
-        # inside a graceful stop's [daemon] stop_timeout; the engine retries the step later.
-        max_attempts=2,
+        # Bounded calls (issue 29): at most 3 x (3 s + 7 s) plus botocore's short backoff per
+        # call (~30 s); 3 attempts ride out a brief throttling without failing the step
+        # (a failed creating step costs an orphan secret at Adobe, deleted on resume).
+        max_attempts=3,
         connect_timeout=3,
-        read_timeout=10,
+        read_timeout=7,
         writes=write_budget(settings, store),
     )
     engine = Engine(settings, store, adobe, aws, owner=owner)
