@@ -58,6 +58,41 @@ class DatabaseConfig(_Section):
     against the config file's directory (by `load`), never the working directory."""
 
     url: str = "sqlite:///rotator.db"
+    # Bounded waits (issue 29; docs/operations.md "Bounded waits"): every wait on the
+    # database ends, so a stuck session costs at most its timeout and the work is retried.
+    # PostgreSQL, applied by rotator itself to each of its sessions:
+    connect_timeout: Duration = timedelta(seconds=5)
+    lock_timeout: Duration = timedelta(seconds=5)
+    statement_timeout: Duration = timedelta(seconds=30)
+    idle_in_transaction_timeout: Duration = timedelta(seconds=30)
+    keepalives_idle: Duration = timedelta(seconds=10)
+    keepalives_interval: Duration = timedelta(seconds=5)
+    keepalives_count: int = Field(default=3, ge=1, le=100)
+    tcp_user_timeout: Duration = timedelta(seconds=30)
+    # SQLite: how long a writer waits for the file's lock, and a bounded WAL.
+    busy_timeout: Duration = timedelta(seconds=15)
+    journal_size_limit: int = Field(default=4 * 1024 * 1024, ge=0)
+    wal_autocheckpoint: int = Field(default=1000, ge=1)
+    # `rotator run` started while the database is away waits this long for it, logging.
+    start_wait: Duration = timedelta(minutes=5)
+
+    @field_validator(
+        "connect_timeout",
+        "lock_timeout",
+        "statement_timeout",
+        "idle_in_transaction_timeout",
+        "keepalives_idle",
+        "keepalives_interval",
+        "tcp_user_timeout",
+        "busy_timeout",
+    )
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s (a wait without a bound is the fault)")
+        if value > timedelta(hours=1):
+            raise ValueError("must be at most 1h")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -206,7 +241,31 @@ class DaemonConfig(_Section):
     # about this long after its last renewal. The heartbeat renews it every third of it
     # while a step runs, and every irreversible write proves it first (rotator/engine/lease.py).
     lease: Duration = timedelta(seconds=10)
+    # Leases follow progress (rotator/engine/lease.py): a step still running after this
+    # long loses its lease (let go at once, taken over within `lease / 5`) and its worker
+    # abandons without writing; /healthz fails while a worker stays blocked past it.
+    # Unset: 2 minutes, or 3 leases when that is longer (`step_limit`).
+    step_timeout: Duration | None = None
+    # A graceful stop waits this long for the steps in flight, then exits anyway (their
+    # saved state is correct: every step is safe to repeat).
+    stop_timeout: Duration = timedelta(seconds=25)
     listen: str = "127.0.0.1:9477"
+
+    @property
+    def step_limit(self) -> timedelta:
+        """The step timeout in force: `step_timeout`, or its default."""
+        return self.step_timeout or max(timedelta(minutes=2), 3 * self.lease)
+
+    @model_validator(mode="after")
+    def _step_outlasts_lease(self) -> DaemonConfig:
+        if self.step_timeout is not None and self.step_timeout <= self.lease:
+            raise ValueError(
+                f"daemon.step_timeout ({self.step_timeout}) must be longer than "
+                f"daemon.lease ({self.lease})"
+            )
+        if self.stop_timeout <= timedelta(0):
+            raise ValueError("daemon.stop_timeout must be longer than 0s")
+        return self
 
     @field_validator("listen")
     @classmethod

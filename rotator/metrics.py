@@ -215,7 +215,36 @@ class Metrics:
             registry=self.registry,
         )
         build.info({"version": metadata.version(DISTRIBUTION)})
+        self.chain_hold = Histogram(
+            "rotator_audit_chain_hold_seconds",
+            "How long one transaction held the audit chain's head row (from its lock to "
+            "commit or rollback): every other append in the fleet waits this long.",
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self._lock = threading.Lock()
+
+    def fleet(
+        self,
+        *,
+        budget: float,
+        live: Callable[[], int],
+        waited: Callable[[], float],
+        writes: Callable[[], float],
+    ) -> None:
+        """The fleet's shared AWS write budget and the replicas the database knows."""
+        Gauge(
+            "rotator_aws_write_budget_per_second",
+            "AWS writes per second allowed to the whole fleet ([aws] write_rate), shared by "
+            "all replicas through the database.",
+            registry=self.registry,
+        ).set(budget)
+        Gauge(
+            "rotator_replicas_live",
+            "Replicas whose heartbeat row in the database is fresh (this one included).",
+            registry=self.registry,
+        ).set_function(lambda: _or_nan(live))
+        self.registry.register(_BudgetCollector(waited, writes))
 
     def attach(self, *collectors: Any) -> None:
         for collector in collectors:
@@ -228,3 +257,29 @@ class Metrics:
     def render(self) -> bytes:
         with self._lock:  # one scrape at a time reads the database
             return generate_latest(self.registry)
+
+
+def _or_nan(read: Callable[[], int]) -> float:
+    try:
+        return float(read())
+    except Exception:  # the database is away: the gauge says so rather than failing the scrape
+        return float("nan")
+
+
+class _BudgetCollector(Collector):
+    """This process's draw on the fleet's AWS write budget, as counters."""
+
+    def __init__(self, waited: Callable[[], float], writes: Callable[[], float]) -> None:
+        self._waited, self._writes = waited, writes
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "rotator_aws_write_budget_wait_seconds",
+            "Seconds this process's AWS writes waited for their slot in the fleet budget.",
+            value=self._waited(),
+        )
+        yield CounterMetricFamily(
+            "rotator_aws_write_budget_writes",
+            "AWS writes this process paced through the fleet budget.",
+            value=self._writes(),
+        )

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import botocore.loaders
 import botocore.session
@@ -34,6 +34,12 @@ _THROTTLING = {
     "InternalServiceError",
     "ServiceUnavailable",
 }
+
+
+class Pacer(Protocol):
+    """Waits until the next write fits the budget."""
+
+    def acquire(self) -> None: ...
 
 
 class RateLimiter:
@@ -109,6 +115,9 @@ class AwsSecrets:
         endpoint_url: str = "",
         write_rate: float = 50,
         max_attempts: int = 4,
+        connect_timeout: float = 5,
+        read_timeout: float = 15,
+        writes: Pacer | None = None,
         client: SecretsManagerClient | None = None,
         public_keys: frozenset[str] = frozenset({"secret_uuid"}),
     ) -> None:
@@ -122,11 +131,20 @@ class AwsSecrets:
             config=Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
                 max_pool_connections=64,
-                connect_timeout=5,
-                read_timeout=15,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
             ),
         )
-        self._writes = RateLimiter(write_rate)
+        # The write budget: the fleet's (through the database) when given, else this process's.
+        # It is drawn on right before each write goes on the wire (botocore's before-send,
+        # after the request was built and signed, retries included), so the spacing the
+        # budget gives is the spacing AWS sees, not that of the calls into this adapter.
+        self._writes: Pacer = writes if writes is not None else RateLimiter(write_rate)
+        events = getattr(getattr(self._client, "meta", None), "events", None)
+        for operation in ("PutSecretValue", "UpdateSecretVersionStage"):
+            if events is None:  # a stand-in client in a test: writes go unpaced
+                break
+            events.register(f"before-send.secrets-manager.{operation}", self._pace)
         # Every other string in a secret's JSON is treated as secret and masked in output.
         self._public_keys = public_keys
         self.stats: dict[str, int] = {"get": 0, "describe": 0, "put": 0, "stage": 0}
@@ -184,8 +202,11 @@ class AwsSecrets:
         )
         return {vid: tuple(labels) for vid, labels in answer.get("VersionIdsToStages", {}).items()}
 
-    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
+    def _pace(self, **_: Any) -> None:
+        """botocore's before-send hook for writes: wait for this write's slot (None: send)."""
         self._writes.acquire()
+
+    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
         self._call(
             "put",
             secret_id,
@@ -205,7 +226,6 @@ class AwsSecrets:
             args["MoveToVersionId"] = to_version
         if from_version:
             args["RemoveFromVersionId"] = from_version
-        self._writes.acquire()
         self._call(
             "stage", secret_id, f"move {stage}", self._client.update_secret_version_stage, **args
         )

@@ -147,8 +147,12 @@ def needs_survey(facts: Facts | None, policy: Policy, now: datetime) -> bool:
     """The tick surveys a credential never surveyed, or not for a while."""
     if facts is None or facts.surveyed_at is None:
         return True
-    every = SURVEY_EVERY if facts.secret_created_at else policy.poll_interval
-    return now - facts.surveyed_at >= every
+    return now - facts.surveyed_at >= survey_period(facts, policy)
+
+
+def survey_period(facts: Facts | None, policy: Policy) -> timedelta:
+    """How often a credential is surveyed: daily once its age is known, else every poll."""
+    return SURVEY_EVERY if facts is not None and facts.secret_created_at else policy.poll_interval
 
 
 def has_work(rotation: Rotation, now: datetime) -> bool:

@@ -98,6 +98,7 @@ class StepContext:
         its lease must not move a label or delete a secret after another took over.
         """
         if self.claim is not None:
+            self.engine.check_lease()  # a step past step_timeout has let its lease go
             self.store.renew(self.claim, self.engine.lease)
 
     def move(self, stage: str, *, to_version: str | None, from_version: str | None) -> None:

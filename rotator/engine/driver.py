@@ -22,7 +22,7 @@ from rotator.domain.errors import ConfigError, LeaseLost, NeedsAttention, StepEr
 from rotator.domain.model import AdobeSecret, Rotation, State, Trigger
 from rotator.engine import operator, survey
 from rotator.engine.context import StepContext
-from rotator.engine.lease import Heartbeat, default_owner
+from rotator.engine.lease import Heartbeat, Progress, default_owner
 from rotator.engine.outcome import Outcome
 from rotator.engine.steps import STEPS
 from rotator.ports import AdobeApi, SecretsStore
@@ -59,6 +59,10 @@ class Engine:
         # so verification needs no second read of AWSPENDING.
         self.fresh: dict[int, str] = {}
         self.step_observer: Any = None  # a prometheus Histogram with a `state` label, or None
+        # Leases follow progress (lease.py): a step past step_timeout loses its lease.
+        self.step_timeout = settings.daemon.step_limit
+        self.progress = Progress()
+        self._local = threading.local()  # the heartbeat of the drive on this thread
 
     # --- requests ------------------------------------------------------------------------
 
@@ -123,14 +127,25 @@ class Engine:
         """Step a claimed rotation while it has work now; release the lease when it waits."""
         current: Claim | None = claim
         last = claim.rotation
-        with Heartbeat(self.store, claim, self.lease):
+        beat = Heartbeat(
+            self.store, claim, self.lease, step_timeout=self.step_timeout, progress=self.progress
+        )
+        with beat:
             for _ in range(MAX_STEPS_PER_DRIVE):
                 if current is None:
+                    break
+                if beat.expired.is_set():  # past step_timeout: its lease was let go
+                    current = None
                     break
                 if self.stopping.is_set() or (stop is not None and stop(current.rotation)):
                     self.store.release(current)
                     break
-                current = self.step(current)
+                beat.step()
+                self._local.beat = beat
+                try:
+                    current = self.step(current)
+                finally:
+                    self._local.beat = None
                 if current is not None:
                     last = current.rotation
                     if on_step:
@@ -251,15 +266,24 @@ class Engine:
         credential_update = outcome.credential_update
         if outcome.state is State.FAILED:
             credential_update = {**(credential_update or {}), "last_failed_at": now}
-        saved = self.store.save(
-            claim,
-            new,
-            kind=outcome.kind,
-            actor=self.owner,
-            detail=outcome.detail,
-            keep_lease=keep,
-            credential_update=credential_update,
-        )
+        self.check_lease()
+        try:
+            saved = self.store.save(
+                claim,
+                new,
+                kind=outcome.kind,
+                actor=self.owner,
+                detail=outcome.detail,
+                keep_lease=keep,
+                credential_update=credential_update,
+            )
+        except LeaseLost:
+            raise
+        except Exception:
+            beat = getattr(self._local, "beat", None)
+            self.progress.failed(beat.step_started if beat is not None else None)
+            raise
+        self.progress.saved()
         log.info(
             "rotation step",
             kind=outcome.kind,
@@ -269,6 +293,12 @@ class Engine:
         )
         # Notices of this outcome were written to the outbox by the save (rotator/notify.py).
         return None if keep is None else saved
+
+    def check_lease(self) -> None:
+        """LeaseLost when this thread's step ran past step_timeout: it abandons, unwritten."""
+        beat = getattr(self._local, "beat", None)
+        if beat is not None and beat.expired.is_set():
+            raise LeaseLost("the step ran past daemon.step_timeout; its lease was let go")
 
     # --- reading -------------------------------------------------------------------------
 

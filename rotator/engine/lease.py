@@ -49,6 +49,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid as uuidlib
 from datetime import timedelta
 
@@ -64,18 +65,112 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:6]}"
 
 
-class Heartbeat:
-    """Renews a lease every third of its length while a step runs, so a slow Adobe call
-    does not lose it; stops for good once the lease is lost (the next save tells the step)."""
+class Progress:
+    """What this process's workers have done lately, for /readyz and /healthz: when a step
+    was last saved, since when saves have been failing, and the steps running now."""
 
-    def __init__(self, store: Store, claim: Claim, lease: timedelta) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.last_saved: float | None = None  # monotonic
+        self.failing_since: float | None = None
+        self._running: dict[int, Heartbeat] = {}
+
+    def saved(self) -> None:
+        with self._lock:
+            self.last_saved, self.failing_since = time.monotonic(), None
+
+    def failed(self, since: float | None = None) -> None:
+        """A save failed; no progress since `since` (the failed step's start) or now."""
+        with self._lock:
+            if self.failing_since is None:
+                self.failing_since = since or time.monotonic()
+
+    def enter(self, beat: Heartbeat) -> None:
+        with self._lock:
+            self._running[id(beat)] = beat
+
+    def leave(self, beat: Heartbeat) -> None:
+        with self._lock:
+            self._running.pop(id(beat), None)
+
+    def longest_step(self) -> float:
+        """Seconds the longest-running step has run (0 when none runs)."""
+        now = time.monotonic()
+        with self._lock:
+            starts = [b.step_started for b in self._running.values() if b.step_started]
+        return max((now - s for s in starts), default=0.0)
+
+
+class Heartbeat:
+    """Renews a lease every third of its length while a step runs and shows progress, so a
+    slow Adobe call does not lose it; stops for good once the lease is lost (the next save
+    tells the step).
+
+    Leases follow progress: `step()` marks the start of each step, and a step still running
+    `step_timeout` after it began is presumed stuck (a call that never returns, a database
+    session gone silent). The heartbeat then lets the lease go at once (releases it under
+    the fence) and stops renewing; the rotation is taken over by the next claim (within
+    `lease / 5`, by any worker of any replica), and this worker abandons without writing:
+    `expired` makes its save and its `guard()` raise LeaseLost, and the fence refuses any
+    write that slips past. This is River's and Oban's rescue of a job past its timeout,
+    with the fence in place of their state check. Bound: a stuck step keeps its rotation at
+    most `step_timeout` + `lease / 3` (when the release cannot reach the database, the
+    lease runs out `lease` after the last renewal instead).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        claim: Claim,
+        lease: timedelta,
+        *,
+        step_timeout: timedelta | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.store, self.claim, self.lease = store, claim, lease
+        self.step_timeout = step_timeout.total_seconds() if step_timeout else None
+        self.progress = progress
+        self.step_started: float | None = None
+        self.expired = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="lease-heartbeat")
 
+    def step(self) -> None:
+        """A step starts now (its timeout counts from here)."""
+        self.step_started = time.monotonic()
+
+    def _stuck(self) -> bool:
+        started = self.step_started
+        return (
+            self.step_timeout is not None
+            and started is not None
+            and time.monotonic() - started > self.step_timeout
+        )
+
+    def _let_go(self) -> None:
+        self.expired.set()
+        log.error(
+            "step ran past daemon.step_timeout; letting its lease go, the worker abandons it",
+            credential=self.claim.rotation.credential,
+            rotation_id=self.claim.rotation.id,
+            step_timeout=self.step_timeout,
+        )
+        try:
+            self.store.release(self.claim)
+        except Exception as exc:  # the lease then runs out on its own
+            log.warning("lease release failed", error=str(exc).splitlines()[0][:200])
+
     def _run(self) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.5)
-        while not self._stop.wait(interval):
+        check = min(interval, 0.5)
+        last = time.monotonic()
+        while not self._stop.wait(check):
+            if self._stuck():
+                self._let_go()
+                return
+            if time.monotonic() - last < interval:
+                continue
+            last = time.monotonic()
             try:
                 self.store.renew(self.claim, self.lease)
             except LeaseLost:
@@ -94,9 +189,13 @@ class Heartbeat:
                 )
 
     def __enter__(self) -> Heartbeat:
+        if self.progress is not None:
+            self.progress.enter(self)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        if self.progress is not None:
+            self.progress.leave(self)
         self._thread.join(timeout=5)

@@ -51,17 +51,11 @@ def _started_by_a_tick(store: Store, secret_age: timedelta) -> list[str]:
     daemon = daemon_mod.Daemon(
         config.from_mapping({"database": {"url": "sqlite://"}, "credentials": [CREDENTIAL]})
     )
-    requested: list[str] = []
-
-    def request(name: str, *_: Any, **__: Any) -> Any:
-        requested.append(name)
-        return SimpleNamespace(id=1, credential=name, next_attempt_at=None, state=None)
-
-    daemon.app = SimpleNamespace(store=store, engine=SimpleNamespace(request=request))  # type: ignore[assignment]
-    daemon._survey = lambda name: None  # type: ignore[method-assign]
+    daemon.app = SimpleNamespace(store=store, engine=SimpleNamespace(owner="test"))  # type: ignore[assignment]
+    daemon._survey = lambda name, period: None  # type: ignore[method-assign]
     daemon._start_due()
     daemon.pool.shutdown()
-    return requested
+    return [r.credential for r in store.unfinished()]
 
 
 def test_a_host_clock_ahead_starts_nothing_early(

@@ -25,6 +25,10 @@ PROCESS_SERIES = (
     "rotator_step_seconds",
     "rotator_adobe_requests_total",
     "rotator_aws_requests_total",
+    "rotator_audit_chain_hold_seconds",
+    "rotator_aws_write_budget_wait_seconds",
+    "rotator_aws_write_budget_writes",
+    "rotator_replicas_live",  # fleet-wide, but read at scrape time from heartbeats that move
 )
 
 

@@ -3,6 +3,7 @@ audit event appended in that transaction (I6), and reading and inserting rotatio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +22,24 @@ from rotator.domain.model import Rotation, State, Trigger
 # Entering one of these is an outcome: its event's checkpoint is published on commit.
 _OUTCOMES = frozenset(s.value for s in State if s.terminal or s is State.NEEDS_ATTENTION)
 _OUTCOME_CHECKPOINT = "rotator_audit_checkpoint"
+# When this transaction took the audit chain's head row (monotonic seconds): its hold time,
+# from the lock to commit or rollback, is measured (rotator_audit_chain_hold_seconds).
+_CHAIN_LOCKED = "rotator_chain_locked_at"
+# How many times one step's save is tried when a lock or statement timeout cut it short.
+SAVE_ATTEMPTS = 3
+
+
+def timed_out(exc: BaseException) -> bool:
+    """A wait the bounds ended ([database] lock_timeout / statement_timeout, SQLite's busy
+    timeout): the transaction rolled back whole, so trying it again is safe."""
+    from sqlalchemy.exc import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in ("55P03", "57014", "40P01", "40001"):  # lock / statement timeout, deadlock
+        return True
+    return "database is locked" in str(exc.orig)
 
 
 class StoreCore:
@@ -37,6 +56,8 @@ class StoreCore:
         self._now = now or (lambda: datetime.now(UTC))
         self._pg = engine.dialect.name == "postgresql"
         self.receivers = tuple(receivers)  # webhooks owed a notice of each event (outbox)
+        # Told how long each transaction held the audit chain's head (the daemon's metrics).
+        self.chain_hold_observer: Any = None
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -48,10 +69,17 @@ class StoreCore:
                 yield conn
         except BaseException:
             info.pop(_OUTCOME_CHECKPOINT, None)
+            self._chain_released(info)
             raise
+        self._chain_released(info)
         checkpoint = info.pop(_OUTCOME_CHECKPOINT, None)
         if checkpoint is not None:
             self.audit.publish(checkpoint)  # the head leaves the database
+
+    def _chain_released(self, info: dict[Any, Any]) -> None:
+        locked = info.pop(_CHAIN_LOCKED, None)
+        if locked is not None and self.chain_hold_observer is not None:
+            self.chain_hold_observer(time.monotonic() - locked)
 
     def _db_now(self, conn: Connection) -> datetime:
         """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
@@ -90,6 +118,7 @@ class StoreCore:
     ) -> Checkpoint:
         """Append the event recording a change made just before, in the same transaction
         (I6); the event snapshots the rows' audited fields as they are now."""
+        conn.info.setdefault(_CHAIN_LOCKED, time.monotonic())  # the head row is locked next
         event_id, checkpoint = self.audit.append(
             conn,
             rotation_id=rotation_id,

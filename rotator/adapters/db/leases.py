@@ -17,13 +17,15 @@ import structlog
 from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from rotator import redaction
-from rotator.adapters.db.core import StoreCore, free
+from rotator.adapters.db.core import SAVE_ATTEMPTS, StoreCore, free, timed_out
 from rotator.adapters.db.rows import owned_columns, to_rotation
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.domain.errors import LeaseLost
 from rotator.domain.model import Rotation, State, Trigger
 
 log = structlog.get_logger("rotator.engine")
+
+log = structlog.get_logger("rotator.store")
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,36 @@ class Leases(StoreCore):
 
         When `new` ends a rotation that an emergency was requested for, the emergency
         rotation starts in the same transaction, so the request is never lost in between.
+        A lock or statement timeout (another session holding a row this save needs, such
+        as the audit chain's head) rolls it back whole; it is tried again, at most
+        SAVE_ATTEMPTS times, then the error ends the step (its work is retried later).
         """
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                return self._save_once(
+                    claim, new, kind, actor, detail, keep_lease, credential_update
+                )
+            except Exception as exc:
+                if attempt == SAVE_ATTEMPTS or not timed_out(exc):
+                    raise
+                log.warning(
+                    "save cut short by a database timeout; trying again",
+                    rotation_id=claim.rotation.id,
+                    attempt=attempt,
+                    error=str(exc).splitlines()[0][:200],
+                )
+        raise AssertionError("unreachable")
+
+    def _save_once(
+        self,
+        claim: Claim,
+        new: Rotation,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any] | None,
+        keep_lease: timedelta | None,
+        credential_update: dict[str, Any] | None,
+    ) -> Claim:
         old = claim.rotation
         values = owned_columns(new)
         with self._tx() as conn:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, inspect, text
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0006_signing"  # the newest file in migrations/versions; test_store checks it
+HEAD = "0007_liveness"  # the newest file in migrations/versions; test_store checks it
 _LOCK_KEY = 0x726F7461746F72  # "rotator"
 
 

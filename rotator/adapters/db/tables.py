@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -204,4 +205,33 @@ outbox = Table(
     # The order rows go out in: per receiver and credential, oldest first.
     Index("ix_outbox_receiver_credential_id", "receiver", "credential", "id"),
     Index("ix_outbox_pending", "delivered_at", "expired_at", "next_attempt_at"),
+)
+
+# Liveness (issue 29; rotator/adapters/db/fleet.py). Each daemon's heartbeat row, written
+# every takeover check: its readiness write probe, and the live replica count the fleet sees.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("started_at", UTC, nullable=False),
+    Column("seen_at", UTC, nullable=False),
+)
+
+# Short claims on fleet-wide chores (one survey per credential and period across replicas):
+# taken with a conditional upsert, free again once `until` passed.
+fleet_claims = Table(
+    "fleet_claims",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("until", UTC, nullable=False),
+)
+
+# The AWS write budget shared by every replica: the next free write slot (seconds since the
+# epoch on the database's clock), one row per AWS region and endpoint.
+write_budget = Table(
+    "write_budget",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("next_at", Float, nullable=False),
 )
