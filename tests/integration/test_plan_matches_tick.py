@@ -172,15 +172,19 @@ def test_plan_says_what_the_next_tick_does(store: Store) -> None:
     surveyed: list[str] = []
     started: list[str] = []
 
-    def request(name: str, trigger: Trigger, *, actor: str, reason: str) -> Any:
-        started.append(name)
-        return store.start(name, trigger, actor=actor, reason=reason)
+    real_start = store.start
 
-    daemon.app = type("App", (), {"store": store, "engine": type("E", (), {"request": request})})()  # type: ignore[assignment]
-    daemon._survey = surveyed.append  # type: ignore[method-assign]
+    def start(name: str, trigger: Trigger, *, actor: str, reason: str) -> Any:
+        started.append(name)
+        return real_start(name, trigger, actor=actor, reason=reason)
+
+    store.start = start  # type: ignore[method-assign]
+    daemon.app = type("App", (), {"store": store, "engine": None})()  # type: ignore[assignment]
+    daemon._survey = lambda name, period: surveyed.append(name)  # type: ignore[method-assign]
     try:
         with_work = daemon._start_due()
     finally:
+        store.start = real_start  # type: ignore[method-assign]
         daemon.pool.shutdown()
     assert sorted(surveyed) == sorted(n for n, o in plan.items() if o.survey)
     assert sorted(started) == sorted(n for n, o in plan.items() if o.tick == "start")

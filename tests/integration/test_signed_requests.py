@@ -310,7 +310,7 @@ def test_the_scheduler_starts_nothing_on_a_forged_lifted_hold(db_url: str) -> No
     daemon.app = SimpleNamespace(  # type: ignore[assignment]
         store=store, engine=SimpleNamespace(request=lambda name, *_, **__: requested.append(name))
     )
-    daemon._survey = lambda name: None  # type: ignore[method-assign]
+    daemon._survey = lambda name, period: None  # type: ignore[method-assign]
     daemon._start_due()
     daemon.pool.shutdown()
 
