@@ -212,12 +212,12 @@ class Deliverer:
                 )
                 return True
             error = f"HTTP {status}"
+        except TimeoutError:
+            error = f"no answer within {hook.timeout.total_seconds():g}s (the whole delivery)"
         except Exception as exc:  # this delivery failed, whatever httpx raised: not the pass
             # (InvalidURL or an IDNA error is no HTTPError: uncaught, one receiver's bad
             # URL aborted every pass and starved the other receivers.)
             error = type(exc).__name__
-        except TimeoutError:
-            error = f"no answer within {hook.timeout.total_seconds():g}s (the whole delivery)"
         retry_in = backoff(delivery.attempts, self.config.max_backoff)
         self.outbox.failed(delivery, self.owner, error=error, retry_in=retry_in)
         log.warning(

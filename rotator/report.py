@@ -79,9 +79,12 @@ def cell(value: Any) -> Any:
     gets a leading `'` (numbers and booleans stay numbers); control characters go."""
     if not isinstance(value, str):
         return value
-    if value.startswith(_FORMULA_START):
+    # Control characters first: cut after the check, "\x01=HYPERLINK(...)" would become a
+    # formula again. Leading blanks do not stop a spreadsheet from reading one either.
+    value = _printable(value)
+    if value.lstrip().startswith(_FORMULA_START):
         value = "'" + value
-    return _printable(value)
+    return value
 
 
 def render_csv(report: dict[str, Any]) -> str:

@@ -240,3 +240,11 @@ def test_an_unkeyed_chain_is_amber_a_keyed_one_green_a_broken_one_red() -> None:
     assert box({**VERIFIED, "keyed": True}) == 'ok">intact'
     assert box({**VERIFIED, "keyed": False}) == 'warn">intact, UNKEYED'
     assert box({**VERIFIED, "ok": False, "problems": ["x"]}) == 'bad">BROKEN'
+
+
+def test_a_csv_cell_hiding_a_formula_behind_control_characters_or_blanks_stays_text() -> None:
+    from rotator.report import cell
+
+    assert cell('\x01=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert cell(" =1+1") == "' =1+1"
+    assert cell("plain") == "plain" and cell(3) == 3

@@ -75,3 +75,25 @@ def test_an_endless_answer_is_read_only_up_to_the_bound(endless: str) -> None:
     status = _deliverer()._post(endless, b"{}", {}, 10.0)
     assert status == 200 and time.monotonic() - started < 5.0
     assert notify.MAX_RESPONSE_BYTES == 64 * 1024
+
+
+def test_a_delivery_past_its_deadline_is_recorded_as_such(trickling: str) -> None:
+    """The deadline's own sentence reaches the outbox (a broader `except` before it hid it)."""
+    from datetime import UTC, datetime
+
+    from rotator.adapters.db.outbox import Delivery
+
+    failed: list[str] = []
+
+    class Outbox:
+        def failed(self, delivery: Delivery, owner: str, *, error: str, retry_in: object) -> None:
+            failed.append(error)
+
+    settings = config.from_mapping(
+        {"notifications": {"webhooks": [{"name": "ops", "url": trickling, "timeout": "1s"}]}},
+        source="test",
+    )
+    deliverer = notify.Deliverer(outbox=Outbox(), settings=settings, keys={})  # type: ignore[arg-type]
+    delivery = Delivery(1, 1, "ops", "alpha", "completed", {}, datetime.now(UTC), 0)
+    assert deliverer._send(delivery) is False
+    assert failed == ["no answer within 1s (the whole delivery)"]
