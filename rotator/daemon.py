@@ -276,7 +276,8 @@ class Daemon:
         """Fleet series from the database at scrape time; process series from the adapters."""
         engine = app.store.engine
         fleet = self.fleet
-        assert fleet is not None
+        if fleet is None:
+            raise InvariantError("the fleet is built before the metrics attach to it")
         budget = getattr(app.aws, "_writes", None)
         self.metrics.fleet(
             budget=self.settings.aws.write_rate,

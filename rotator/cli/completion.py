@@ -54,5 +54,6 @@ def completion(shell: str) -> None:
     from rotator.cli import main
 
     cls = get_completion_class(shell)
-    assert cls is not None, "click knows bash, zsh and fish"
+    if cls is None:  # click knows bash, zsh and fish: the Choice above admits no other
+        raise click.UsageError(f"no completion for {shell}")
     say(cls(main, {}, "rotator", "_ROTATOR_COMPLETE").source())

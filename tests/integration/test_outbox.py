@@ -327,10 +327,9 @@ def test_a_receiver_whose_url_httpx_refuses_does_not_starve_the_others(engine: E
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.host == "bad.example":
             raise httpx.InvalidURL("Invalid non-printable ASCII character in URL")
-        return httpx.Response(204)
+        return httpx.Response(204, stream=httpx.ByteStream(b""))  # a wire answer, read as one
 
-    client = httpx.Client(transport=httpx.MockTransport(answer))
-    sender = notify.Deliverer(Outbox(engine), s, {}, client=client)
+    sender = notify.Deliverer(Outbox(engine), s, {}, transport=httpx.MockTransport(answer))
     assert sender.deliver_due() == 1
     sender.close()
     by_receiver = {r["receiver"]: r for r in rows(engine)}

@@ -12,17 +12,16 @@ plan said: the same credentials surveyed, the same rotations started, the same s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from rotator import config
 from rotator import daemon as daemon_mod
 from rotator.adapters.db import migrate
 from rotator.adapters.db.store import Store, make_engine
-from rotator.adapters.db.tables import rotations
 from rotator.domain.evidence import Evidence
 from rotator.domain.machine import drain_deadline
 from rotator.domain.model import State, Trigger
@@ -101,24 +100,22 @@ def _situations(store: Store) -> config.Settings:
         ("draining_waits", State.DRAINING, now + timedelta(minutes=10)),
         ("attention", State.NEEDS_ATTENTION, now + timedelta(minutes=10)),
     ):
+        # Through the fenced save, as the engine writes (a raw UPDATE is a forgery the
+        # claim refuses: no signed event backs it).
         rotation = store.start(name, Trigger.MANUAL, actor="test")
-        with store.engine.begin() as conn:
-            conn.execute(
-                update(rotations)
-                .where(rotations.c.id == rotation.id)
-                .values(
-                    state=state.value,
-                    resume_state=State.DRAINING.value if state is State.NEEDS_ATTENTION else None,
-                    old_uuid=f"old-{name}",
-                    new_uuid=f"new-{name}",
-                    promoted_at=now - timedelta(hours=1),
-                    next_attempt_at=next_at,
-                    evidence=seen.as_dict(),
-                    last_error="old secret still in use"
-                    if state is State.NEEDS_ATTENTION
-                    else None,
-                )
-            )
+        (claim,) = store.claim("test", timedelta(seconds=30), rotation_id=rotation.id)
+        new = replace(
+            claim.rotation,
+            state=state,
+            resume_state=State.DRAINING if state is State.NEEDS_ATTENTION else None,
+            old_uuid=f"old-{name}",
+            new_uuid=f"new-{name}",
+            promoted_at=now - timedelta(hours=1),
+            next_attempt_at=next_at,
+            evidence=seen,
+            last_error="old secret still in use" if state is State.NEEDS_ATTENTION else None,
+        )
+        store.release(store.save(claim, new, kind="test_setup", actor="test"))
     return settings
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rotator.adapters.db.tables import fleet_claims, replicas, write_budget
-from rotator.domain.errors import TransientError
+from rotator.domain.errors import InvariantError, TransientError
 
 
 class Fleet:
@@ -37,7 +37,8 @@ class Fleet:
     def _now(self, conn: Connection) -> datetime:
         if self._pg:
             value = conn.execute(select(func.clock_timestamp())).scalar_one()
-            assert isinstance(value, datetime)
+            if not isinstance(value, datetime):
+                raise InvariantError(f"clock_timestamp() answered {type(value).__name__}")
             return value
         from datetime import UTC
 
