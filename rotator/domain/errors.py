@@ -19,6 +19,10 @@ class StepError(RotatorError):
     """A call to Adobe or AWS failed; names the credential and the step, never a secret."""
 
     transient = False
+    # Whether the failed call may have taken effect anyway (a timeout after sending, a 5xx,
+    # no answer at all): what an add's orphan search must assume. False only where the
+    # provider answered that it did nothing (a 4xx, a 429, a connection never made).
+    maybe_applied = True
 
     def __init__(self, message: str, *, credential: str = "", step: str = "") -> None:
         self.credential = credential
@@ -48,6 +52,8 @@ class TransientError(StepError):
 
 class PermanentError(StepError):
     """Trying again will not help until a person changes something."""
+
+    maybe_applied = False  # the provider answered with a refusal
 
 
 class InvalidClient(PermanentError):
