@@ -201,9 +201,18 @@ def test_a_benign_hand_edit_of_awscurrent_does_not_block_retirement(sqlite_world
     rotation = app.engine.request("analytics", Trigger.MANUAL, actor="test")
     assert _drive(app, rotation.id, lambda r: r.state is State.DRAINING).state is State.DRAINING
     edited = {**world.value(), "added_by_hand": "yes"}
-    world.sm.put_secret_value(
-        SecretId=world.secret_ids["analytics"], SecretString=json.dumps(edited)
+    secret_id = world.secret_ids["analytics"]
+    put = world.sm.put_secret_value(
+        SecretId=secret_id, SecretString=json.dumps(edited), VersionStages=["BY_HAND"]
     )
+    draining = app.store.get(rotation.id)
+    world.sm.update_secret_version_stage(
+        SecretId=secret_id,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=put["VersionId"],
+        RemoveFromVersionId=draining.request_token,
+    )
+    assert world.labels()[put["VersionId"]] == ["AWSCURRENT", "BY_HAND"]
 
     final = _drive(app, rotation.id, lambda r: False)
 
