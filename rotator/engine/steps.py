@@ -246,6 +246,11 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     if orphans:  # an add of ours whose answer was lost: give its secret back
         for orphan in orphans:
             delete(step, secret, orphan)
+    if len({s.uuid for s in listed} - set(orphans)) >= 2:
+        # No free slot: an add would be refused at the two-secret limit. Make room first
+        # (or ask a person) without sending it.
+        full = SecretLimit("Adobe lists two secrets", credential=rotation.credential)
+        return _make_room(step, rotation.evolve(detail=_no_intent(rotation.detail)), now, full)
     if not isinstance(rotation.detail.get("add_intent"), dict):
         # Recorded before the POST (planning records the first): only an add whose outcome
         # is unknown can leave an orphan, and only a secret no answer showed before it.
