@@ -336,6 +336,26 @@ def test_judge_drain_retires_at_the_deadline_once_absence_is_confirmed() -> None
     assert verdict.retire and verdict.gone
 
 
+def test_a_contradicting_answer_never_retires_the_old_secret_however_long_it_lasts() -> None:
+    seen = evidence(T0 + H, T0 + H)
+    for hours in (26, 48, 24 * 13, 24 * 30):  # past the deadline, usage_lag and max_drain
+        now = T0 + hours * H
+        stale = replace(seen, stale_since=T0 + 2 * H)
+        verdict = judge_drain(draining(), stale, True, POLICY, now, contradicted=True)
+        assert not verdict.retire, hours
+    assert verdict.overdue is not None and "keeps answering" in verdict.overdue
+    assert (T0 + 2 * H).isoformat() in verdict.overdue  # since when Adobe answers so
+
+
+def test_the_drain_deadline_counts_from_when_rotator_first_saw_the_use() -> None:
+    # Adobe's clock 3 h behind ours: it reports a use at T0 + 1h that rotator first saw at
+    # T0 + 4h. The quiet period counts from the later of the two (no skew shortens it).
+    seen = Evidence(None, None).fold(
+        T0 + 4 * H, {"old-uuid": T0 + H}, old_uuid="old-uuid", new_uuid="new-uuid"
+    )
+    assert machine.drain_deadline(draining(), seen, POLICY) == T0 + 4 * H + 25 * H
+
+
 def test_judge_drain_waits_for_the_quiet_period_after_promotion() -> None:
     now = T0 + 24 * H
     verdict = judge_drain(draining(), evidence(now, None), True, POLICY, now)
