@@ -606,3 +606,47 @@ def test_long_run_find_a_use_in_the_second_of_the_test_token_is_not_proof_after_
         operation()
         model.check()
     _finish(model)
+
+
+def test_model_find_a_rollback_that_asks_a_person_is_not_re_entered_by_a_cancel(
+    model: EngineModel,
+) -> None:
+    """The model on the issue-26 engine (shrunk by Hypothesis): a rollback that needs a
+    person (an orphan to delete, AWSCURRENT's secret not known by construction) went back
+    and forth between needs_attention and rolling_back under a pending cancel, so the
+    question never stayed asked and the settle found it still rolling back."""
+    state = model
+    state.adobe_is_eventually_consistent(accept_delay=400, skew=-120, seed=65535, lag=(900, 0))
+    state.rotate_through_a_fault(
+        call=("list", "after"), emergency=True, kind="transient", then="work"
+    )
+    state.crash_between_steps()
+    state.rotate_through_a_fault(
+        call=("add", "after"), emergency=False, kind="transient", then="cancel"
+    )
+    state.consumer_reads_current_and_mints()
+    state.start_normal()
+    state.work_until_idle(steps=10)
+    state.start_normal()
+    state.consumer_reads_current_and_mints()
+    state.start_normal()
+    state.rotate_through_a_fault(
+        call=("move", "before"), emergency=True, kind="crash", then="cancel"
+    )
+    state.rotate_through_a_fault(
+        call=("put", "before"), emergency=True, kind="transient", then="cancel"
+    )
+    state.cancel()
+    state.step_now()
+    state.time_passes(seconds=21600)
+    state.arm_fault(call=("stages", "before"), kind="crash")
+    state.consumer_keeps_using_what_it_read()
+    state.cancel()
+    state.consumer_keeps_using_what_it_read()
+    state.consumer_keeps_using_what_it_read()
+    state.step_now()
+    state.consumer_keeps_using_what_it_read()
+    state.step_now()
+    state.consumer_keeps_using_what_it_read()
+    state.step_when_due()
+    state.teardown()
