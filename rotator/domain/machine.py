@@ -164,10 +164,10 @@ def find_orphans(
     """Secrets an add of ours may have made whose answer never came back (I7).
 
     Only an add whose outcome is unknown can leave one (`intents`: each recorded before
-    its POST, with the uuids listed then, and cleared when Adobe answered that nothing was
-    added); with none, nothing is an orphan, whatever appeared (a person's new secret,
-    finding 3 of issue 26). A candidate is a secret no answer showed before that add, that
-    nobody was ever seen using.
+    its POST, with the uuids listed or seen before it, and cleared when Adobe answered
+    that nothing was added); with none, nothing is an orphan, whatever appeared (a
+    person's new secret, finding 3 of issue 26). A candidate is a secret no answer showed
+    before that add, that nobody was ever seen using.
     """
     if not intents:
         return []
@@ -175,7 +175,6 @@ def find_orphans(
     for before in intents:
         known |= set(before)
     seen = evidence or proof.NO_EVIDENCE
-    known |= set(seen.first_seen)
     return [
         s.uuid
         for s in listed

@@ -174,9 +174,10 @@ class Engine:
             try:
                 outcome = self._decide(step, rotation, now)
             except NeedsAttention as exc:
+                asked = rotation.state is State.NEEDS_ATTENTION
                 outcome = Outcome.attention(
                     str(exc),
-                    resume=rotation.resume_state or rotation.state,
+                    resume=(rotation.resume_state if asked else None) or rotation.state,
                     wait_until=now + step.policy.poll_interval,
                 )
             except StepError as exc:

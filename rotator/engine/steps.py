@@ -301,10 +301,24 @@ def _no_intent(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def _intent(step: StepContext, known: list[str]) -> dict[str, Any]:
-    """An add about to be sent, recorded before it: the uuids listed before, and the lease
-    (fence) under which it is sent. Under the same lease no POST has been sent yet (this
-    worker would know its answer); under a later one, one may have been, answer lost."""
-    return {"known": known, "fence": step.claim.fence if step.claim else None}
+    """An add about to be sent, recorded before it: the uuids listed before, when, and the
+    lease (fence) under which it is sent. Under the same lease no POST has been sent yet
+    (this worker would know its answer); under a later one, one may have been."""
+    return {
+        "known": known,
+        "at": step.engine.clock().isoformat(),
+        "fence": step.claim.fence if step.claim else None,
+    }
+
+
+def _known_before(intent: dict[str, Any], evidence: Evidence | None) -> list[str]:
+    """The uuids listed right before the add, and any seen by an answer before then."""
+    known = [str(u) for u in intent.get("known") or ()]
+    at = intent.get("at")
+    if evidence is not None and isinstance(at, str):
+        since = datetime.fromisoformat(at)
+        known += [u for u, first in evidence.first_seen.items() if first < since]
+    return known
 
 
 def _intents(step: StepContext, rotation: Rotation) -> list[list[str]]:
@@ -315,11 +329,11 @@ def _intents(step: StepContext, rotation: Rotation) -> list[list[str]]:
     fence = step.claim.fence if step.claim else None
     own = rotation.detail.get("add_intent")
     if isinstance(own, dict) and (fence is None or own.get("fence") != fence):
-        found.append([str(u) for u in own.get("known") or ()])
+        found.append(_known_before(own, rotation.evidence))
     followed = _followed_detail(step, rotation)
     inherited = followed.get("add_intent") if followed else None
     if isinstance(inherited, dict):
-        found.append([str(u) for u in inherited.get("known") or ()])
+        found.append(_known_before(inherited, rotation.evidence))
     return found
 
 

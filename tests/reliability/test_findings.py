@@ -650,3 +650,22 @@ def test_model_find_a_rollback_that_asks_a_person_is_not_re_entered_by_a_cancel(
     state.consumer_keeps_using_what_it_read()
     state.step_when_due()
     state.teardown()
+
+
+def test_model_find_an_orphan_of_an_abandoned_add_is_found_by_the_emergency_s_rollback(
+    model: EngineModel,
+) -> None:
+    """The model on the issue-26 engine (shrunk by Hypothesis): a normal rotation's add took
+    effect and the process died before the put; an emergency abandoned it, then was
+    cancelled. Its rollback must find the lost add's secret (first listed after that add's
+    intent) and, once a person named AWSCURRENT's secret, delete it (I7); a stale
+    resume_state made the rollback and the cancel flap instead."""
+    state = model
+    state.adobe_is_eventually_consistent(accept_delay=30, lag=(300, 0), seed=1567, skew=0)
+    state.rotate_through_a_fault(
+        call=("put", "before"), emergency=False, kind="crash", then="emergency"
+    )
+    state.rotate_through_a_fault(
+        call=("stages", "before"), emergency=True, kind="transient", then="cancel"
+    )
+    state.teardown()
