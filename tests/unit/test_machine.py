@@ -278,8 +278,10 @@ def test_with_no_add_of_unknown_outcome_nothing_is_an_orphan() -> None:
 
 def test_find_orphans_spares_known_used_and_earlier_seen_secrets() -> None:
     listed = [secret("cur", T0), secret("used", T0 + H, T0 + H), secret("seen", T0 + H)]
-    seen = NO_EVIDENCE.fold(T0, {"seen": None}, old_uuid="cur", new_uuid=None)
-    assert find_orphans(listed, ["cur"], intents=[[]], evidence=seen) == []
+    assert find_orphans(listed, ["cur"], intents=[["seen"]]) == []  # listed before the add
+    used = NO_EVIDENCE.fold(T0, {"late": T0}, old_uuid="cur", new_uuid=None)
+    late = [secret("late", T0)]  # a use seen once, shown null now: not an orphan
+    assert find_orphans(late, ["cur"], intents=[[]], evidence=used) == []
     assert find_orphans([], ["cur"], intents=[["cur"]]) == []
 
 
