@@ -62,17 +62,7 @@ def _rotate(rig: Rig, case: Case, **kw: object) -> InProcess:
 
 
 def _adopted(case: Case) -> Case:
-    """The credential as after its first rotation: AWSCURRENT's secret known by
-    construction, so an orphan of a lost add may be deleted without asking (I12)."""
-    from rotator import app as app_mod
-    from rotator import config
-
-    app = app_mod.build(config.load(case.config))
-    try:
-        assert case.cred.secret is not None
-        app.engine.adopt(case.name, case.cred.secret.uuid, actor="test")
-    finally:
-        app.close()
+    case.adopt_initial()  # an orphan of a lost add is deleted without asking (I12)
     return case
 
 
