@@ -824,6 +824,7 @@ def _event_detail(detail: dict[str, Any]) -> str:
         shown["evidence"] = {
             key.removesuffix("_at"): _utc(datetime.fromisoformat(value)) if value else None
             for key, value in evidence.items()
+            if value is None or isinstance(value, str)  # per-secret maps are left out
         }
     return json.dumps(shown, sort_keys=True, separators=(",", ":")) if shown else ""
 
