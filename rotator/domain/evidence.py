@@ -167,6 +167,7 @@ def carried(
     old_uuid: str | None,
     new_uuid: str | None,
     kept_since: datetime | None,
+    deleted: tuple[str, ...] = (),
 ) -> Evidence:
     """What a finished rotation knew, as the start of the next one's evidence (I10: evidence
     per secret only grows, across rotations too). Its old secret, if it was not deleted
@@ -185,13 +186,18 @@ def carried(
         strays[new_uuid] = latest(strays.get(new_uuid), before.new_last_used_at) or (
             before.new_last_used_at
         )
+    gone = set(deleted)  # a secret it deleted and a list still shows starts afresh
+
+    def alive(times: Mapping[str, datetime]) -> dict[str, datetime]:
+        return {u: t for u, t in times.items() if u not in gone}
+
     return Evidence(
         polled_at=before.polled_at,
         old_last_used_at=None,
-        strays=strays,
-        first_seen=dict(before.first_seen),
-        use_seen=dict(before.use_seen),
-        kept=kept,
+        strays=alive(strays),
+        first_seen=alive(before.first_seen),
+        use_seen=alive(before.use_seen),
+        kept=alive(kept),
     )
 
 

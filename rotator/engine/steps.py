@@ -139,7 +139,11 @@ def _evidence(step: StepContext, rotation: Rotation) -> Evidence:
     deleted = set(before.detail.get("deleted") or ())
     kept = before.promoted_at if before.old_uuid not in deleted else None
     return carried(
-        before.evidence, old_uuid=before.old_uuid, new_uuid=before.new_uuid, kept_since=kept
+        before.evidence,
+        old_uuid=before.old_uuid,
+        new_uuid=before.new_uuid,
+        kept_since=kept,
+        deleted=tuple(str(u) for u in deleted),
     )
 
 
