@@ -131,6 +131,17 @@ class World:
             deadline=time.monotonic() + timeout,
         )
 
+    def adopt(self, name: str = "analytics") -> None:
+        """`rotator adopt`: record the credential's first secret as AWSCURRENT's (as after
+        its first rotation), so a delete that needs to know it (an orphan) may happen."""
+        cred = self.creds[name]
+        assert cred.secret is not None
+        app = self.fresh_app()
+        try:
+            app.engine.adopt(name, cred.secret.uuid, actor="test")
+        finally:
+            app.close()
+
     # --- what the world looks like -----------------------------------------------------
 
     def adobe_uuids(self, name: str = "analytics") -> list[str]:

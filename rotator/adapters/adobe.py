@@ -648,9 +648,11 @@ class AdobeClient:
             message += f"; gave up after {self._retry_attempts} attempts"
         if not idempotent and failure.ambiguous:
             message += "; Adobe may have acted on it anyway (not retried: not idempotent)"
-        return AdobeUnavailable(
+        unavailable = AdobeUnavailable(
             message, credential=cred.name, step=step, retry_after=failure.retry_after
         )
+        unavailable.maybe_applied = failure.ambiguous
+        return unavailable
 
     def _is_secret_limit(self, resp: httpx.Response, cred: CredentialRef, secret: str) -> bool:
         """True if this refused add was the two-secret limit (by Adobe's words or by the fact)."""

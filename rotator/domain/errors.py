@@ -27,6 +27,10 @@ class StepError(RotatorError):
     # Deletes the failing step made before it failed, by the event detail key that records
     # them ("strays_deleted", "given_back"): its event says so (the auditor's report reads it).
     deleted: dict[str, list[str]] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    # Whether the failed call may have taken effect anyway (a timeout after sending, a 5xx,
+    # no answer at all): what an add's orphan search must assume. False only where the
+    # provider answered that it did nothing (a 4xx, a 429, a connection never made).
+    maybe_applied = True
 
     def __init__(self, message: str, *, credential: str = "", step: str = "") -> None:
         self.credential = credential
@@ -56,6 +60,8 @@ class TransientError(StepError):
 
 class PermanentError(StepError):
     """Trying again will not help until a person changes something."""
+
+    maybe_applied = False  # the provider answered with a refusal
 
 
 class InvalidClient(PermanentError):

@@ -47,8 +47,17 @@ class Evidence:
     old_absent_since: datetime | None = None
     old_absences: int = 0
     strays: Mapping[str, datetime] = field(default_factory=dict)
-    # First re-check before a delete whose answer went backwards (see `went_back`).
+    # First answer of the current run that contradicted the old secret's recorded use
+    # (`went_back`): while it lasts, nothing is deleted (I13).
     stale_since: datetime | None = None
+    # Per uuid, on the store's clock (so no comparison with Adobe's clock is needed): when
+    # rotator first saw it listed, and when it first saw its latest reported use (a time
+    # after the use itself). Carried from one rotation to the next (`carried`).
+    first_seen: Mapping[str, datetime] = field(default_factory=dict)
+    use_seen: Mapping[str, datetime] = field(default_factory=dict)
+    # Old secrets an earlier rotation promoted away from and kept (cancelled past
+    # promotion, or gone from every list): uuid -> that promotion, a sign of life.
+    kept: Mapping[str, datetime] = field(default_factory=dict)
 
     def fold(
         self,
@@ -60,7 +69,12 @@ class Evidence:
     ) -> Evidence:
         """Add one list answer (uuid -> its reported last_used_at) taken at `at`."""
         strays = dict(self.strays)
+        first_seen, use_seen = dict(self.first_seen), dict(self.use_seen)
         for uuid, used in listed.items():
+            first_seen.setdefault(uuid, at)
+            known = self.last_use(uuid, old_uuid=old_uuid, new_uuid=new_uuid)
+            if used is not None and (known is None or used > known):
+                use_seen[uuid] = at
             if uuid not in {old_uuid, new_uuid} and used is not None:
                 strays[uuid] = latest(strays.get(uuid), used) or used
         old_listed = old_uuid is not None and old_uuid in listed
@@ -76,6 +90,33 @@ class Evidence:
             old_absent_since=None if old_listed else (self.old_absent_since or at),
             old_absences=0 if old_listed else self.old_absences + 1,
             strays=strays,
+            first_seen=first_seen,
+            use_seen=use_seen,
+        )
+
+    def last_use(
+        self, uuid: str, *, old_uuid: str | None = None, new_uuid: str | None = None
+    ) -> datetime | None:
+        """The latest use ever reported for `uuid` (Adobe's clock)."""
+        if uuid == old_uuid:
+            return self.old_last_used_at
+        if uuid == new_uuid:
+            return self.new_last_used_at
+        return self.strays.get(uuid)
+
+    def contradicted_by(
+        self,
+        listed: Mapping[str, datetime | None],
+        *,
+        old_uuid: str | None = None,
+        new_uuid: str | None = None,
+    ) -> list[str]:
+        """The uuids this answer shows with no use, or an older one, than already recorded
+        (I13: while an answer contradicts what was seen, nothing is deleted on it)."""
+        return sorted(
+            uuid
+            for uuid, used in listed.items()
+            if went_back_to(self.last_use(uuid, old_uuid=old_uuid, new_uuid=new_uuid), used)
         )
 
     def deleted(self, at: datetime) -> Evidence:
@@ -97,6 +138,9 @@ class Evidence:
             "old_absences": self.old_absences,
             "strays": {uuid: used.isoformat() for uuid, used in sorted(self.strays.items())},
             "stale_since": _iso(self.stale_since),
+            "first_seen": _times_out(self.first_seen),
+            "use_seen": _times_out(self.use_seen),
+            "kept": _times_out(self.kept),
         }
 
     @classmethod
@@ -111,7 +155,50 @@ class Evidence:
             old_absences=int(data.get("old_absences") or 0),
             strays={uuid: datetime.fromisoformat(used) for uuid, used in strays.items()},
             stale_since=_parse(data.get("stale_since")),
+            first_seen=_times_in(data.get("first_seen")),
+            use_seen=_times_in(data.get("use_seen")),
+            kept=_times_in(data.get("kept")),
         )
+
+
+def carried(
+    before: Evidence | None,
+    *,
+    old_uuid: str | None,
+    new_uuid: str | None,
+    kept_since: datetime | None,
+    deleted: tuple[str, ...] = (),
+) -> Evidence:
+    """What a finished rotation knew, as the start of the next one's evidence (I10: evidence
+    per secret only grows, across rotations too). Its old secret, if it was not deleted
+    (`kept_since`: the promotion away from it), is a kept old secret: the next rotation
+    drains it like its own old secret, from that promotion and its latest use."""
+    before = before or NO_EVIDENCE
+    strays = dict(before.strays)
+    kept = dict(before.kept)
+    if old_uuid and kept_since is not None:
+        if before.old_last_used_at is not None:
+            strays[old_uuid] = latest(strays.get(old_uuid), before.old_last_used_at) or (
+                before.old_last_used_at
+            )
+        kept[old_uuid] = latest(kept.get(old_uuid), kept_since) or kept_since
+    if new_uuid and before.new_last_used_at is not None:
+        strays[new_uuid] = latest(strays.get(new_uuid), before.new_last_used_at) or (
+            before.new_last_used_at
+        )
+    gone = set(deleted)  # a secret it deleted and a list still shows starts afresh
+
+    def alive(times: Mapping[str, datetime]) -> dict[str, datetime]:
+        return {u: t for u, t in times.items() if u not in gone}
+
+    return Evidence(
+        polled_at=before.polled_at,
+        old_last_used_at=None,
+        strays=alive(strays),
+        first_seen=alive(before.first_seen),
+        use_seen=alive(before.use_seen),
+        kept=alive(kept),
+    )
 
 
 NO_EVIDENCE = Evidence(polled_at=None, old_last_used_at=None)
@@ -148,16 +235,14 @@ class Absence:
 
 
 def went_back(before: Evidence | None, answered: datetime | None) -> bool:
-    """An answer that shows an older use than one already seen (or none at all) is stale."""
-    seen = before.old_last_used_at if before else None
+    """An answer that shows an older use of the old secret than one already seen (or none
+    at all) contradicts what was seen: no delete on it, however long it lasts (I13)."""
+    return went_back_to(before.old_last_used_at if before else None, answered)
+
+
+def went_back_to(seen: datetime | None, answered: datetime | None) -> bool:
+    """`answered` is no use, or an older one, where `seen` was recorded."""
     return seen is not None and (answered is None or answered < seen)
-
-
-def wait_for_fresh(evidence: Evidence, now: datetime, usage_lag: timedelta) -> bool:
-    """The answer right before a delete went backwards: look again rather than delete on it,
-    for up to usage_lag (a glitch hides a use for less than that). An Adobe that keeps
-    answering so for longer is not hiding a use that bound covers: then the rule decides."""
-    return evidence.stale_since is None or now - evidence.stale_since < usage_lag
 
 
 def confirm_delay(poll_interval: timedelta) -> timedelta:
@@ -190,6 +275,16 @@ def quiet_deadline(
     use that happened but that Adobe has not reported yet.
     """
     return (latest(since, last_used_at) or since) + quiet_period + usage_lag
+
+
+def _times_out(times: Mapping[str, datetime]) -> dict[str, str]:
+    return {uuid: at.isoformat() for uuid, at in sorted(times.items())}
+
+
+def _times_in(data: Any) -> dict[str, datetime]:
+    if not isinstance(data, Mapping):
+        return {}
+    return {str(u): datetime.fromisoformat(t) for u, t in data.items() if isinstance(t, str)}
 
 
 def _iso(value: datetime | None) -> str | None:

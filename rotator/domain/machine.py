@@ -72,95 +72,113 @@ def check_transition(current: State, target: State) -> None:
 
 @dataclass(frozen=True)
 class StrayVerdict:
-    """What to do with Adobe secrets that are neither AWSCURRENT's nor ours."""
+    """What to do with Adobe secrets that are neither AWSCURRENT's nor this rotation's:
+    delete these now, look again at `wait_until` for the rest, or ask a person."""
 
     delete: tuple[str, ...] = ()
+    wait_until: datetime | None = None
     attention: str | None = None
 
 
+def stray_deadline(
+    stray: AdobeSecret, evidence: Evidence, policy: Policy, now: datetime
+) -> datetime:
+    """When a stray counts as unused: quiet_period + usage_lag after its last sign of life.
+
+    Signs of life, each on the store's clock so that no skew of Adobe's clock can shorten
+    the wait: when rotator first saw it listed (`now` if this is the first answer: a stray
+    is never judged on one answer), when it first saw its latest use, and for a kept old
+    secret the promotion away from it. Adobe's own last use only ever makes it later.
+    """
+    uuid = stray.uuid
+    since = proof.latest(evidence.first_seen.get(uuid, now), evidence.kept.get(uuid)) or now
+    used = proof.latest(stray.last_used_at, evidence.strays.get(uuid), evidence.use_seen.get(uuid))
+    return proof.quiet_deadline(
+        since=since, last_used_at=used, quiet_period=policy.quiet_period, usage_lag=policy.lag
+    )
+
+
 def judge_strays(
-    listed: Sequence[AdobeSecret],
-    current_uuid: str,
+    strays: Sequence[AdobeSecret],
     policy: Policy,
     now: datetime,
     *,
-    emergency: bool,
-    evidence: Evidence | None = None,
+    evidence: Evidence,
 ) -> StrayVerdict:
-    """A stray blocks the two-secret limit. Delete it only if nobody used it for quiet_period.
+    """A stray blocks the two-secret limit. Delete it only once it has been watched unused
+    for quiet_period + usage_lag (`stray_deadline`), across answers, polls and rotations.
 
-    "Used" is the latest use ever seen (`evidence`, grow-only) and the quiet rule adds
-    usage_lag, as for the old secret. An emergency deletes strays at once: a leak may have
-    come through any of them. `current_uuid` must be proven (see identity.py), not claimed.
+    While it is not: an old secret an earlier rotation kept, or one nobody was seen using,
+    is waited for (polling); one whose use rotator saw grow while watching it has a
+    consumer, so a person is asked (and rotator keeps watching). The caller proves which
+    secret AWSCURRENT holds first (I12), and re-checks on a fresh answer before a delete.
+    An emergency does not ask: it deletes every stray at once.
     """
-    strays = [s for s in listed if s.uuid != current_uuid]
-    if not strays or emergency:
-        return StrayVerdict(delete=tuple(s.uuid for s in strays))
-    seen = evidence.strays if evidence else {}
-    deletable: list[AdobeSecret] = []
-    blocking: list[AdobeSecret] = []
+    if not strays:
+        return StrayVerdict()
+    deletable: list[str] = []
+    waits: list[datetime] = []
     for stray in strays:
-        used_at = proof.latest(stray.last_used_at, seen.get(stray.uuid))
-        deadline = proof.quiet_deadline(
-            since=stray.created_at,
-            last_used_at=used_at,
-            quiet_period=policy.quiet_period,
-            usage_lag=policy.lag,
-        )
-        quiet = now >= deadline
-        (deletable if quiet and policy.prune_strays else blocking).append(stray)
-    if blocking:
-        s = blocking[0]
-        last = proof.latest(s.last_used_at, seen.get(s.uuid))
-        used = last.isoformat() if last else "never"
-        recent = "used" if last and last >= s.created_at else "created"
-        why = (
-            "prune_strays is false"
-            if not policy.prune_strays
-            else f"it was {recent} within the quiet period of {_human(policy.quiet_period)}"
-        )
+        deadline = stray_deadline(stray, evidence, policy, now)
+        kept = evidence.kept.get(stray.uuid)
+        if now >= deadline and policy.prune_strays:
+            deletable.append(stray.uuid)
+            continue
+        used = proof.latest(stray.last_used_at, evidence.strays.get(stray.uuid))
+        seen_use = evidence.use_seen.get(stray.uuid)
+        first = evidence.first_seen.get(stray.uuid, now)
+        if not policy.prune_strays:
+            why = "prune_strays is false"
+        elif kept is not None and now - kept < policy.max_drain:
+            waits.append(deadline)  # our own old secret, kept: drained like one
+            continue
+        elif kept is not None:
+            why = f"it is still used {_human(now - kept)} after the rotation that kept it"
+        elif seen_use is not None and seen_use > first:
+            why = "rotator saw it used while watching it"
+        else:
+            waits.append(deadline)  # nobody seen using it yet: watch it to its deadline
+            continue
+        last = used.isoformat() if used else "never"
         return StrayVerdict(
             attention=(
-                f"Adobe holds a second secret {s.uuid} (created {s.created_at.isoformat()}, "
-                f"last used {used}) that AWSCURRENT does not record, and {why}; "
-                f"find its consumer, then delete it at Adobe or run `rotator cancel`"
+                f"Adobe holds a second secret {stray.uuid} (created "
+                f"{stray.created_at.isoformat()}, last used {last}) that is not AWSCURRENT's, "
+                f"and {why}; find its consumer, then delete it at Adobe or run `rotator cancel`"
             )
         )
-    return StrayVerdict(delete=tuple(s.uuid for s in deletable))
+    wait_until = min([now + policy.poll_interval, *waits]) if waits else None
+    return StrayVerdict(delete=tuple(deletable), wait_until=wait_until)
 
 
 # --- creating ------------------------------------------------------------------------------
 
 
-# Adobe's created_at and the store's clock may disagree by this much at most.
-ORPHAN_CLOCK_MARGIN = timedelta(minutes=10)
-
-
 def find_orphans(
     listed: Iterable[AdobeSecret],
     known_uuids: Iterable[str],
-    adopted: str | None,
     *,
-    planned_at: datetime | None = None,
+    intents: Sequence[Iterable[str]],
     evidence: Evidence | None = None,
 ) -> list[str]:
-    """Secrets that appeared at Adobe since planning and that AWS does not hold under our token.
+    """Secrets an add of ours may have made whose answer never came back (I7).
 
-    Their plaintext was lost in a crash between Adobe's answer and the AWS put: nobody can
-    ever use them, and they take a slot of the two-secret limit, so they are deleted. A list
-    may have left a secret out at planning, so "not known" alone is no proof: a secret that
-    anyone ever used, or that existed before the rotation was planned, is not an orphan.
+    Only an add whose outcome is unknown can leave one (`intents`: each recorded before
+    its POST, with the uuids listed or seen before it, and cleared when Adobe answered
+    that nothing was added); with none, nothing is an orphan, whatever appeared (a
+    person's new secret, finding 3 of issue 26). A candidate is a secret no answer showed
+    before that add, that nobody was ever seen using.
     """
+    if not intents:
+        return []
     known = set(known_uuids)
-    seen = evidence.strays if evidence else {}
+    for before in intents:
+        known |= set(before)
+    seen = evidence or proof.NO_EVIDENCE
     return [
         s.uuid
         for s in listed
-        if s.uuid not in known
-        and s.uuid != adopted
-        and s.last_used_at is None
-        and s.uuid not in seen
-        and (planned_at is None or s.created_at >= planned_at - ORPHAN_CLOCK_MARGIN)
+        if s.uuid not in known and s.last_used_at is None and s.uuid not in seen.strays
     ]
 
 
@@ -187,48 +205,68 @@ class DrainVerdict:
 
 def drain_deadline(rotation: Rotation, evidence: Evidence | None, policy: Policy) -> datetime:
     """When the old secret counts as quiet: quiet_period + usage_lag after its last sign of
-    life (promotion, or the latest use ever seen)."""
+    life (promotion, the latest use ever reported, or when rotator first saw that use)."""
     if rotation.promoted_at is None:
         raise InvariantError("draining starts at promotion")
+    used = None
+    if evidence is not None:
+        seen = evidence.use_seen.get(rotation.old_uuid) if rotation.old_uuid else None
+        used = proof.latest(evidence.old_last_used_at, seen)
     return proof.quiet_deadline(
         since=rotation.promoted_at,
-        last_used_at=evidence.old_last_used_at if evidence else None,
+        last_used_at=used,
         quiet_period=policy.quiet_period,
         usage_lag=policy.lag,
     )
 
 
 def judge_drain(
-    rotation: Rotation, evidence: Evidence, old_present: bool, policy: Policy, now: datetime
+    rotation: Rotation,
+    evidence: Evidence,
+    old_present: bool,
+    policy: Policy,
+    now: datetime,
+    *,
+    contradicted: bool = False,
 ) -> DrainVerdict:
-    """Retire the old secret once quiet (I9, I10); past max_drain, alert.
+    """Retire the old secret once quiet (I9, I10, I13); past max_drain, alert.
 
-    `evidence` already holds this answer, folded grow-only. An answer without the old uuid
-    proves nothing alone, and even a confirmed absence (two answers in a row, apart in time)
-    does not cut the quiet period short: a list may leave a secret out for longer than any
-    run of answers rotator waits for. So the old secret is retired at the quiet deadline
-    whatever the lists say, deleted by uuid (already gone is a 404, which counts as done);
-    an absent answer at the deadline is confirmed first, since it is no fresh look.
+    `evidence` already holds this answer, folded grow-only. The old secret is retired only
+    on an answer that lists it with a use at least as new as the one recorded: an answer
+    that shows it with no use or an older one (`contradicted`) or leaves it out decides
+    nothing, however long Adobe keeps answering so (safety rests on no timing bound).
+    Answers that leave it out twice in a row, apart in time, once the deadline has passed,
+    end the rotation without a delete (`gone`: there is nothing rotator may delete).
+    Past max_drain a person is asked, with what Adobe keeps answering.
     """
     if rotation.promoted_at is None:
         raise InvariantError("draining starts at promotion")
     deadline = drain_deadline(rotation, evidence, policy)
+    next_poll = min(now + policy.poll_interval, deadline)
+    overdue = now - rotation.promoted_at >= policy.max_drain
     if not old_present:
         if now < deadline:
-            return DrainVerdict(
-                retire=False,
-                next_poll_at=min(now + policy.poll_interval, deadline),
-                deadline=deadline,
-            )
+            return DrainVerdict(retire=False, next_poll_at=next_poll, deadline=deadline)
         if evidence.old_gone(now, policy.poll_interval):
             return DrainVerdict(retire=True, deadline=deadline, gone=True)
         confirm = now + proof.confirm_delay(policy.poll_interval)
         return DrainVerdict(retire=False, next_poll_at=confirm, deadline=deadline)
+    used = evidence.old_last_used_at.isoformat() if evidence.old_last_used_at else "never"
+    if contradicted:
+        since = evidence.stale_since or now
+        why = (
+            f"Adobe keeps answering that old secret {rotation.old_uuid} has no use, or an "
+            f"older one, than its use at {used} that rotator already saw (since "
+            f"{since.isoformat()}); rotator deletes nothing while Adobe's answers contradict "
+            f"what it saw. Check the secret at Adobe; `rotator cancel` keeps both secrets"
+        )
+        poll = now + policy.poll_interval
+        if overdue:
+            return DrainVerdict(retire=False, next_poll_at=poll, overdue=why, deadline=deadline)
+        return DrainVerdict(retire=False, next_poll_at=poll, deadline=deadline)
     if now >= deadline:
         return DrainVerdict(retire=True, deadline=deadline)
-    next_poll = min(now + policy.poll_interval, deadline)
-    if now - rotation.promoted_at >= policy.max_drain:
-        used = evidence.old_last_used_at.isoformat() if evidence.old_last_used_at else "never"
+    if overdue:
         return DrainVerdict(
             retire=False,
             next_poll_at=next_poll,
@@ -304,15 +342,6 @@ def own_secrets(rotation: Rotation) -> dict[str, str]:
     if inherited.get("uuid") and inherited.get("version_id"):
         own.setdefault(str(inherited["uuid"]), str(inherited["version_id"]))
     return own
-
-
-def answers_since(rotation: Rotation) -> datetime:
-    """The earliest planning whose adds this rotation answers for: an emergency also answers
-    for the rotation it abandoned (a crash mid-add there may have left an orphan)."""
-    followed = rotation.detail.get("follows_created_at")
-    if not followed:
-        return rotation.created_at
-    return min(rotation.created_at, datetime.fromisoformat(str(followed)))
 
 
 def has_leftovers(rotation: Rotation) -> bool:

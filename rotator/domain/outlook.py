@@ -257,8 +257,12 @@ def operator_request(rotation: Rotation) -> Literal["abandon", "cancel"] | None:
         return "abandon"
     if not rotation.cancel_requested:
         return None
-    if rotation.state in {State.RETIRING, State.ROLLING_BACK}:
-        return None  # retiring finishes; a rollback (the cancel, acted on) runs its course
+    if State.ROLLING_BACK in {rotation.state, rotation.resume_state} or (
+        rotation.state is State.RETIRING
+    ):
+        # Retiring finishes; a rollback (the cancel, acted on) runs its course, also while
+        # it asks a person (re-entering it would only flap and hide the question).
+        return None
     if rotation.emergency and machine.past_promotion(rotation):
         return None  # the store refuses such a cancel; one that raced the promotion is moot
     return "cancel"

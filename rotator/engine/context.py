@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from rotator.config import CredentialConfig
 from rotator.domain.errors import PermanentError, StepError
-from rotator.domain.identity import Identity
 from rotator.domain.model import Policy, Rotation
 from rotator.ports import AdobeApi, CredentialRef, SecretsStore, SecretVersion
 
@@ -40,8 +39,6 @@ class StepContext:
         self.secret_key = engine.settings.secret_key(self.cfg)
         self.uuid_key = engine.settings.uuid_key(self.cfg)
         self._current: SecretVersion | None = None
-        # Proven in this step (before it is saved in the rotation's detail): see deletes.py.
-        self.identity: Identity | None = None
 
     @property
     def adobe(self) -> AdobeApi:

@@ -23,7 +23,7 @@ from rotator.domain.model import AdobeSecret, Rotation, State, Trigger
 from rotator.engine import operator, survey
 from rotator.engine.context import StepContext
 from rotator.engine.lease import Heartbeat, Progress, default_owner
-from rotator.engine.outcome import Outcome
+from rotator.engine.outcome import Outcome, failed
 from rotator.engine.steps import STEPS
 from rotator.ports import AdobeApi, SecretsStore
 
@@ -189,9 +189,10 @@ class Engine:
             try:
                 outcome = self._decide(step, rotation, now)
             except NeedsAttention as exc:
+                asked = rotation.state is State.NEEDS_ATTENTION
                 outcome = Outcome.attention(
                     str(exc),
-                    resume=rotation.resume_state or rotation.state,
+                    resume=(rotation.resume_state if asked else None) or rotation.state,
                     wait_until=now + step.policy.poll_interval,
                 )
             except StepError as exc:
@@ -224,32 +225,7 @@ class Engine:
         return STEPS[rotation.state](step, rotation, now)
 
     def _failure(self, rotation: Rotation, error: StepError, now: datetime) -> Outcome:
-        failure = machine.on_step_error(rotation, error, now)
-        log.warning(
-            "step failed",
-            step=rotation.state.value,
-            error=str(error),
-            transient=error.transient,
-            next_state=failure.state.value,
-        )
-        changes: dict[str, Any] = {
-            "last_error": failure.message,
-            "resume_state": failure.resume_state,
-        }
-        if failure.state is rotation.state:
-            changes["attempts"] = rotation.attempts + 1
-        kind = (
-            "retry"
-            if error.transient
-            else ("needs_attention" if failure.state is State.NEEDS_ATTENTION else "error")
-        )
-        return Outcome(
-            failure.state,
-            changes=changes,
-            kind=kind,
-            detail={"error": failure.message, **error.deleted},
-            wait_until=failure.next_attempt_at,
-        )
+        return failed(rotation, error, now)
 
     # --- saving --------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         )
     if effective in {None, State.PLANNED} and not machine.has_leftovers(rotation):
         return Outcome(State.CANCELLED, kind="cancelled", detail={})
-    changes: dict[str, object] = {"last_error": "cancelled by an operator"}
+    changes: dict[str, object] = {"last_error": "cancelled by an operator", "resume_state": None}
     adding = effective is State.CREATING and not rotation.new_uuid
     if adding or (machine.has_leftovers(rotation) and not rotation.detail.get("inherits")):
         # An add (this rotation's, or the one it abandoned) may have taken effect with its

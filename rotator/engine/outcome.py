@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rotator.domain.model import State
+import structlog
+
+from rotator.domain import machine
+from rotator.domain.errors import StepError
+from rotator.domain.model import Rotation, State
+
+log = structlog.get_logger("rotator.engine")
 
 
 @dataclass
@@ -32,3 +38,33 @@ class Outcome:
             detail={**(detail or {}), "why": why},
             wait_until=wait_until,
         )
+
+
+def failed(rotation: Rotation, error: StepError, now: datetime) -> Outcome:
+    """A failed step, recorded as `machine.on_step_error` decides (retry, roll back, ask)."""
+    failure = machine.on_step_error(rotation, error, now)
+    log.warning(
+        "step failed",
+        step=rotation.state.value,
+        error=str(error),
+        transient=error.transient,
+        next_state=failure.state.value,
+    )
+    changes: dict[str, Any] = {
+        "last_error": failure.message,
+        "resume_state": failure.resume_state,
+    }
+    if failure.state is rotation.state:
+        changes["attempts"] = rotation.attempts + 1
+    kind = (
+        "retry"
+        if error.transient
+        else ("needs_attention" if failure.state is State.NEEDS_ATTENTION else "error")
+    )
+    return Outcome(
+        failure.state,
+        changes=changes,
+        kind=kind,
+        detail={"error": failure.message, **error.deleted},
+        wait_until=failure.next_attempt_at,
+    )

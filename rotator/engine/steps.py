@@ -10,6 +10,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -28,16 +29,15 @@ from rotator.domain.evidence import (
     UNNAMED_ABSENCE_ANSWERS,
     Absence,
     Evidence,
+    carried,
     confirm_delay,
-    wait_for_fresh,
     went_back,
 )
-from rotator.domain.identity import OBSERVED
 from rotator.domain.model import AdobeSecret, Rotation, State
 from rotator.engine.context import CURRENT, PENDING, StepContext, holder
 from rotator.engine.deletes import current_identity, delete, recheck, used_by_uuid
-from rotator.engine.identify import known_current, prove_current, recorded
-from rotator.engine.outcome import Outcome
+from rotator.engine.identify import same_value, unknown
+from rotator.engine.outcome import Outcome, failed
 
 log = structlog.get_logger("rotator.engine")
 
@@ -48,56 +48,59 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     """Learn which uuid AWSCURRENT holds, clear strays that are provably unused, then
     persist what was seen and a fresh request token before any write.
 
-    Deleting a stray needs proof of AWSCURRENT's uuid (I9): a binding for this exact AWS
-    version, or an observation, which waits at least twice usage_lag for Adobe to show
-    two test tokens' uses. A plan that deletes nothing goes on with the AWS value's claim
-    (or the one secret listed): the old secret is then deleted only after its own quiet
-    period, once AWSCURRENT is this rotation's own version.
+    Deleting anything needs AWSCURRENT's uuid known by construction (I12): the binding
+    recorded at the last promotion or by `rotator adopt`. Without one, a plan with a
+    second secret listed asks a person at once (with what it saw, as a suggestion); a plan
+    with a free slot goes on with the AWS value's claim (or the one secret listed): the
+    add that follows is the witness (it succeeds only if at most one secret existed), and
+    the old secret is deleted only once AWSCURRENT is this rotation's own version.
     """
     current = step.current()
     secret = step.current_secret()
     listed = step.adobe.list_secrets(step.ref, secret)
     uuids = {s.uuid for s in listed}
-    proven = known_current(step, rotation, listed)
+    proven = current_identity(step)  # a binding, or a secret ours by construction
+    claim = step.current_uuid()
     only = next(iter(uuids)) if len(uuids) == 1 else None
-    old_uuid = proven.uuid if proven else (step.current_uuid() or only)
-    if proven is None and old_uuid is not None and old_uuid in uuids:
-        verdict = _strays(step, rotation, now, listed, old_uuid)
-        needs_proof = bool(verdict.delete)
-    else:
-        needs_proof = proven is None
-    if needs_proof:
-        observed = prove_current(step, rotation, now, listed)
-        if isinstance(observed, Outcome):
-            return observed  # Adobe has not shown the test token's use yet: look again soon
-        proven, old_uuid = observed, observed.uuid
-    step.identity = proven
-    if old_uuid is None or old_uuid not in uuids:
-        how = f" ({proven.proof})" if proven else ""
-        raise NeedsAttention(
-            f"AWSCURRENT of {step.cfg.secret_id!r} holds uuid {old_uuid}{how}, which Adobe "
-            f"does not list for credential {step.cfg.credential_id}; check the "
-            f"configuration, or run `rotator adopt {step.cfg.name} --uuid <uuid>`"
-        )
-    evidence = (rotation.evidence or NO_EVIDENCE).fold(
+    old_uuid = proven.uuid if proven else (claim if claim in uuids else only)
+    evidence = _evidence(step, rotation).fold(
         now, used_by_uuid(listed), old_uuid=old_uuid, new_uuid=None
     )
-    verdict = _strays(step, rotation, now, listed, old_uuid, evidence)
-    if verdict.attention:
-        raise NeedsAttention(verdict.attention)
-    deleted: list[str] = []
-    if verdict.delete:  # re-check right before the delete: a fresh answer, judged again
-        step.rotation = rotation.evolve(old_uuid=old_uuid, evidence=evidence)
-        relisted, evidence = recheck(step, secret, now)
-        again = machine.judge_strays(
-            relisted, old_uuid, step.policy, now, emergency=rotation.emergency, evidence=evidence
+    if old_uuid is None or old_uuid not in uuids:
+        how = f" ({proven.proof})" if proven else ""
+        why = (
+            f"AWSCURRENT of {step.cfg.secret_id!r} holds uuid {old_uuid or claim}{how}, which "
+            f"Adobe does not list for credential {step.cfg.credential_id}"
         )
-        if again.attention:
-            raise NeedsAttention(again.attention)
-        deleted = [u for u in verdict.delete if u in again.delete]
-        for stray in deleted:
-            delete(step, secret, stray)
-        uuids |= {s.uuid for s in relisted}
+        return _ask(rotation, now, step, unknown(step, listed, why), evidence)
+    # A secret this rotation (or the one it abandoned) created, whose plaintext lives only
+    # in a version AWSCURRENT is not on, is known by construction: it is ours to give back.
+    own = {u: home for u, home in machine.own_secrets(rotation).items() if u != old_uuid}
+    ours = [u for u in own if u in uuids and not same_value(step, own[u])]
+    for uuid in ours:
+        delete(step, secret, uuid, home=own[uuid])
+    strays = [s for s in listed if s.uuid != old_uuid and s.uuid not in ours]
+    uuids -= set(ours)
+    if strays and proven is None:
+        why = f"Adobe lists {len(listed)} secrets for credential {step.cfg.credential_id}"
+        return _ask(rotation, now, step, unknown(step, listed, why), evidence)
+    deleted: list[str] = []
+    if strays:
+        assert proven is not None
+        step.rotation = rotation.evolve(old_uuid=old_uuid, evidence=evidence)
+        cleared = _clear_strays(step, rotation, now, secret, strays, proven.uuid, evidence)
+        if isinstance(cleared, Outcome):
+            return cleared
+        deleted, evidence = cleared
+        if set(deleted) != {s.uuid for s in strays}:
+            return Outcome(
+                State.PLANNED,
+                kind="strays_wait",
+                changes={"evidence": evidence},
+                detail={"strays_deleted": deleted},
+                wait_until=now + confirm_delay(step.policy.poll_interval),
+            )
+    guessed = proven is None and claim != old_uuid
     return Outcome(
         State.CREATING,
         kind="planned",
@@ -107,32 +110,110 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             "request_token": uuidlib.uuid4().hex,
             "previous_version": current.version_id,
             "evidence": evidence,
-            "detail": recorded(rotation.detail, proven) if proven else rotation.detail,
+            "detail": {
+                **rotation.detail,
+                **({"old_uuid_listed_alone": True} if guessed else {}),
+                "add_intent": _intent(step, sorted(uuids - set(deleted))),
+            },
         },
         detail={
             "old_uuid": old_uuid,
-            "identity": proven.proof if proven else "claim",
+            "identity": proven.proof if proven else "claim" if not guessed else "listed alone",
             "strays_deleted": deleted,
         },
         credential_update=(
-            {"current_uuid": proven.uuid, "current_version": proven.version_id}
-            if proven and proven.proof == OBSERVED
-            else None
+            {"current_uuid": proven.uuid, "current_version": proven.version_id} if proven else None
         ),
     )
 
 
-def _strays(
+def _evidence(step: StepContext, rotation: Rotation) -> Evidence:
+    """This rotation's evidence; on its first look, what the credential's last finished
+    rotation knew (grow-only across rotations, I10), its kept old secret included."""
+    if rotation.evidence is not None:
+        return rotation.evidence
+    before = next(
+        (r for r in step.store.recent(rotation.credential, limit=5) if r.id < rotation.id), None
+    )
+    if before is None:
+        return NO_EVIDENCE
+    deleted = set(before.detail.get("deleted") or ())
+    kept = before.promoted_at if before.old_uuid not in deleted else None
+    return carried(
+        before.evidence,
+        old_uuid=before.old_uuid,
+        new_uuid=before.new_uuid,
+        kept_since=kept,
+        deleted=tuple(str(u) for u in deleted),
+    )
+
+
+def _ask(
+    rotation: Rotation, now: datetime, step: StepContext, why: str, evidence: Evidence
+) -> Outcome:
+    """Ask a person, keep watching, and keep what this answer taught (evidence grows)."""
+    asked = Outcome.attention(
+        why,
+        resume=rotation.resume_state or rotation.state,
+        wait_until=now + step.policy.poll_interval,
+    )
+    asked.changes["evidence"] = evidence
+    return asked
+
+
+def _clear_strays(
     step: StepContext,
     rotation: Rotation,
     now: datetime,
-    listed: list[AdobeSecret],
-    old_uuid: str,
-    evidence: Evidence | None = None,
-) -> machine.StrayVerdict:
-    return machine.judge_strays(
-        listed, old_uuid, step.policy, now, emergency=rotation.emergency, evidence=evidence
+    secret: str,
+    strays: list[AdobeSecret],
+    current_uuid: str,
+    evidence: Evidence,
+) -> tuple[list[str], Evidence] | Outcome:
+    """Delete the strays that may go now; the caller knows AWSCURRENT's uuid (I12).
+
+    An emergency deletes every stray at once. Otherwise a stray goes only once watched
+    unused for quiet_period + usage_lag (`machine.judge_strays`), and only on a fresh
+    answer, taken right before the delete, that lists it with no contradiction of what
+    was seen (I13): a use as new as the one recorded, AWSCURRENT's secret listed too.
+    Returns what was deleted and the evidence, or an Outcome to wait or ask a person.
+    """
+    if rotation.emergency:
+        for stray in strays:
+            delete(step, secret, stray.uuid)
+        return [s.uuid for s in strays], evidence
+    verdict = machine.judge_strays(strays, step.policy, now, evidence=evidence)
+    if verdict.attention:
+        return _ask(rotation, now, step, verdict.attention, evidence)
+    if not verdict.delete:
+        return Outcome(
+            rotation.state,
+            kind="strays_wait",
+            changes={"evidence": evidence},
+            detail={"strays": [s.uuid for s in strays]},
+            wait_until=verdict.wait_until,
+        )
+    relisted = step.adobe.list_secrets(step.ref, secret)
+    fresh = used_by_uuid(relisted)
+    again = evidence.fold(now, fresh, old_uuid=rotation.old_uuid, new_uuid=rotation.new_uuid)
+    contradicted = evidence.contradicted_by(
+        fresh, old_uuid=rotation.old_uuid, new_uuid=rotation.new_uuid
     )
+    if current_uuid not in fresh or contradicted:
+        return Outcome(  # an answer that contradicts what was seen decides nothing (I13)
+            rotation.state,
+            kind="strays_contradicted",
+            changes={"evidence": again},
+            detail={"contradicted": contradicted, "current_listed": current_uuid in fresh},
+            wait_until=now + confirm_delay(step.policy.poll_interval),
+        )
+    judged = machine.judge_strays(
+        [s for s in relisted if s.uuid in verdict.delete], step.policy, now, evidence=again
+    )
+    deleted = [u for u in verdict.delete if u in judged.delete]
+    for uuid in deleted:
+        delete(step, secret, uuid)
+    return deleted, again
 
 
 def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
@@ -149,7 +230,7 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             return Outcome(
                 State.STAGED,
                 kind="staged",
-                changes={"new_uuid": staged_uuid},
+                changes={"new_uuid": staged_uuid, "detail": _no_intent(rotation.detail)},
                 detail={"new_uuid": staged_uuid, "resumed": True},
             )
         # One list does not show the secret our version holds: Adobe lost it, or the list
@@ -166,24 +247,37 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             detail={"stale_uuid": str(staged_uuid), "deleted": bool(staged_uuid)},
         )
     orphans = machine.find_orphans(
-        listed,
-        rotation.known_uuids,
-        adopted=None,
-        planned_at=rotation.created_at,
-        evidence=rotation.evidence,
+        listed, rotation.known_uuids, intents=_intents(step, rotation), evidence=rotation.evidence
     )
-    if orphans:  # deleting needs proof of AWSCURRENT's uuid (plan records it)
-        proven = prove_current(step, rotation, now, listed)
-        if isinstance(proven, Outcome):
-            return proven
-        step.identity = proven
+    if orphans:  # an add of ours whose answer was lost: give its secret back
         for orphan in orphans:
             delete(step, secret, orphan)
+    if len({s.uuid for s in listed} - set(orphans)) >= 2:
+        # No free slot: an add would be refused at the two-secret limit. Make room first
+        # (or ask a person) without sending it.
+        full = SecretLimit("Adobe lists two secrets", credential=rotation.credential)
+        return _make_room(step, rotation.evolve(detail=_no_intent(rotation.detail)), now, full)
+    if not isinstance(rotation.detail.get("add_intent"), dict):
+        # Recorded before the POST (planning records the first): only an add whose outcome
+        # is unknown can leave an orphan, and only a secret no answer showed before it.
+        return Outcome(
+            State.CREATING,
+            kind="adding",
+            changes={"detail": {**rotation.detail, "add_intent": _intent(step, sorted(uuids))}},
+            detail={"orphans_deleted": orphans},
+        )
     step.guard()
     try:
         created = step.adobe.add_secret(step.ref, secret)
     except SecretLimit as exc:
-        return _make_room(step, rotation, now, secret, exc)
+        return _make_room(step, rotation.evolve(detail=_no_intent(rotation.detail)), now, exc)
+    except StepError as exc:
+        if exc.maybe_applied:
+            raise  # the intent stays: a secret it made is an orphan to find
+        # Adobe answered (a refusal, a 429): nothing was added, so nothing new is ours.
+        answered = failed(rotation, exc.located(credential=rotation.credential, step="add"), now)
+        answered.changes["detail"] = _no_intent(rotation.detail)
+        return answered
     value = {
         **step.current().value,
         step.secret_key: created.value,
@@ -200,48 +294,102 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             exc.deleted = {"given_back": [created.uuid]}
         raise
     step.fresh[rotation.id] = created.value
+    detail = {**_no_intent(rotation.detail), "new_created_at": created.created_at.isoformat()}
     return Outcome(
         State.STAGED,
         kind="staged",
-        changes={
-            "new_uuid": created.uuid,
-            "detail": {**rotation.detail, "new_created_at": created.created_at.isoformat()},
-        },
+        changes={"new_uuid": created.uuid, "detail": detail},
         detail={"new_uuid": created.uuid, "orphans_deleted": orphans},
     )
 
 
-def _make_room(
-    step: StepContext, rotation: Rotation, now: datetime, secret: str, limit: SecretLimit
-) -> Outcome:
+def _no_intent(detail: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in detail.items() if k != "add_intent"}
+
+
+def _intent(step: StepContext, known: list[str]) -> dict[str, Any]:
+    """An add about to be sent, recorded before it: the uuids listed before, when, and the
+    lease (fence) under which it is sent. Under the same lease no POST has been sent yet
+    (this worker would know its answer); under a later one, one may have been."""
+    return {
+        "known": known,
+        "at": step.engine.clock().isoformat(),
+        "fence": step.claim.fence if step.claim else None,
+    }
+
+
+def _known_before(intent: dict[str, Any], evidence: Evidence | None) -> list[str]:
+    """The uuids listed right before the add, and any seen by an answer before then."""
+    known = [str(u) for u in intent.get("known") or ()]
+    at = intent.get("at")
+    if evidence is not None and isinstance(at, str):
+        since = datetime.fromisoformat(at)
+        known += [u for u, first in evidence.first_seen.items() if first < since]
+    return known
+
+
+def _intents(step: StepContext, rotation: Rotation) -> list[list[str]]:
+    """The adds whose outcome is unknown that this rotation answers for: its own (unless
+    armed under this very lease: not sent yet), and for an emergency the one of the
+    rotation it abandoned (each with the uuids listed before it)."""
+    found = []
+    fence = step.claim.fence if step.claim else None
+    own = rotation.detail.get("add_intent")
+    if isinstance(own, dict) and (fence is None or own.get("fence") != fence):
+        found.append(_known_before(own, rotation.evidence))
+    followed = _followed_detail(step, rotation)
+    inherited = followed.get("add_intent") if followed else None
+    if isinstance(inherited, dict):
+        found.append(_known_before(inherited, rotation.evidence))
+    return found
+
+
+def _followed_detail(step: StepContext, rotation: Rotation) -> dict[str, Any] | None:
+    followed = rotation.detail.get("follows")
+    if not isinstance(followed, int):
+        return None
+    return step.store.get(followed).detail
+
+
+def _make_room(step: StepContext, rotation: Rotation, now: datetime, limit: SecretLimit) -> Outcome:
     """Adobe refused the add at its two-secret limit: it holds a secret the plan never saw
-    (a list that left it out) or still counts one just deleted. List again, prove which
-    uuid AWSCURRENT holds (I9), judge every other secret as a stray by the plan's rule (an
-    emergency deletes them at once), delete only what two answers in a row agree on, then
-    add again later like after a transient fault: never AWSCURRENT's secret (I1, I2)."""
+    (a list that left it out) or still counts one just deleted, and a plan that took the
+    one secret listed for AWSCURRENT's learns that guess was wrong. Deleting a stray to make
+    room needs AWSCURRENT's uuid known by construction (I12): without a binding a person
+    is asked at once; with one, strays are judged as the plan judges them (an emergency
+    deletes them at once), and the add is tried again later: never AWSCURRENT's secret."""
+    secret = step.current_secret()
     listed = step.adobe.list_secrets(step.ref, secret)
-    proven = prove_current(step, rotation, now, listed)
-    if isinstance(proven, Outcome):
-        return proven  # Adobe has not shown the test token's use yet: look again soon
-    step.identity = proven
-    verdict = _strays(step, rotation, now, listed, proven.uuid, rotation.evidence)
-    if verdict.attention:
-        raise NeedsAttention(verdict.attention)
-    deleted: list[str] = []
-    if verdict.delete:  # a second, fresh answer right before the delete, judged again
-        relisted, evidence = recheck(step, secret, now)
-        again = _strays(step, rotation, now, relisted, proven.uuid, evidence)
-        if again.attention:
-            raise NeedsAttention(again.attention)
-        deleted = [u for u in verdict.delete if u in again.delete]
-        for stray in deleted:
-            delete(step, secret, stray)
-    made_room = f"; deleted {', '.join(deleted)}" if deleted else "; no stray listed yet"
-    again_later = TransientError(
-        f"{limit.detail}{made_room}; adding again later", step="add secret"
+    proven = current_identity(step)
+    detail = rotation.detail
+    old_uuid = rotation.old_uuid
+    if detail.get("old_uuid_listed_alone"):
+        detail = {k: v for k, v in detail.items() if k != "old_uuid_listed_alone"}
+        old_uuid = None  # the add proved that list incomplete: no guess survives it
+    if proven is not None:
+        old_uuid = proven.uuid
+    step.rotation = rotation = rotation.evolve(old_uuid=old_uuid, detail=detail)
+    evidence = (rotation.evidence or NO_EVIDENCE).fold(
+        now, used_by_uuid(listed), old_uuid=old_uuid, new_uuid=None
     )
-    again_later.deleted = {"strays_deleted": deleted} if deleted else {}
-    raise again_later
+    base = {"old_uuid": old_uuid, "detail": detail, "evidence": evidence}
+    if proven is None:
+        why = f"Adobe refused a new secret at its two-secret limit ({limit.detail})"
+        asked = _ask(rotation, now, step, unknown(step, listed, why), evidence)
+        asked.changes.update(base)
+        return asked
+    strays = [s for s in listed if s.uuid != proven.uuid]
+    cleared = _clear_strays(step, rotation, now, secret, strays, proven.uuid, evidence)
+    if isinstance(cleared, Outcome):
+        cleared.changes = {**base, **cleared.changes}
+        return cleared
+    deleted, evidence = cleared
+    made_room = f"; deleted {', '.join(deleted)}" if deleted else "; no stray listed yet"
+    error = TransientError(f"{limit.detail}{made_room}; adding again later", step="add secret")
+    error.deleted = {"strays_deleted": deleted} if deleted else {}
+    retry = failed(rotation, error.located(credential=rotation.credential, step="add"), now)
+    retry.changes.update({**base, "evidence": evidence})
+    return retry
 
 
 def _pending_secret(step: StepContext, rotation: Rotation) -> str | None:
@@ -346,11 +494,15 @@ def drain(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     """Watch the old secret's use; every answer is folded into grow-only evidence."""
     listed = step.adobe.list_secrets(step.ref, step.current_secret())
     used = used_by_uuid(listed)
-    evidence = (rotation.evidence or NO_EVIDENCE).fold(
-        now, used, old_uuid=rotation.old_uuid, new_uuid=rotation.new_uuid
-    )
+    before = rotation.evidence or NO_EVIDENCE
+    evidence = before.fold(now, used, old_uuid=rotation.old_uuid, new_uuid=rotation.new_uuid)
     old_present = rotation.old_uuid in used
-    verdict = machine.judge_drain(rotation, evidence, old_present, step.policy, now)
+    contradicted = old_present and went_back(before, used.get(rotation.old_uuid or ""))
+    stale_since = (evidence.stale_since or now) if contradicted else None
+    evidence = replace(evidence, stale_since=stale_since)
+    verdict = machine.judge_drain(
+        rotation, evidence, old_present, step.policy, now, contradicted=contradicted
+    )
     detail = {
         "evidence": evidence.as_dict(),
         "old_present": old_present,
@@ -373,7 +525,7 @@ def drain(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         )
     return Outcome(
         State.DRAINING,
-        kind="poll",
+        kind="poll_contradicted" if contradicted else "poll",
         changes={"evidence": evidence},
         detail=detail,
         wait_until=verdict.next_poll_at,
@@ -381,12 +533,24 @@ def drain(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
 
 
 def retire(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
-    """Delete the old secret (an emergency: every other), on a fresh answer judged again."""
+    """Delete the old secret (an emergency: every other), on a fresh answer judged again.
+
+    A normal rotation deletes the old secret only on an answer that lists it with a use at
+    least as new as the one recorded (I13); one that leaves it out, or shows it with no use
+    or an older one, sends it back to draining, for as long as Adobe answers so. Answers
+    that agree it is gone (two in a row, apart in time) end the rotation with no delete.
+    """
     secret = step.current_secret()
-    if step.current_uuid() != rotation.new_uuid:
+    identity = current_identity(step)
+    if identity is None or identity.uuid != rotation.new_uuid:
+        listed = step.adobe.list_secrets(step.ref, secret)
         raise NeedsAttention(
-            f"AWSCURRENT of {step.cfg.secret_id!r} no longer holds the new secret "
-            f"{rotation.new_uuid}; refusing to delete anything"
+            unknown(
+                step,
+                listed,
+                f"AWSCURRENT of {step.cfg.secret_id!r} is no longer known to hold the new "
+                f"secret {rotation.new_uuid}; refusing to delete anything",
+            )
         )
     listed, evidence = recheck(step, secret, now)
     uuids = [s.uuid for s in listed]
@@ -394,18 +558,17 @@ def retire(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         return _retire_everything_else(step, rotation, now, secret, uuids, evidence)
     old_present = rotation.old_uuid in uuids
     answered = next((s.last_used_at for s in listed if s.uuid == rotation.old_uuid), None)
-    if old_present and went_back(rotation.evidence, answered):
+    contradicted = old_present and went_back(rotation.evidence, answered)
+    if contradicted:
         evidence = replace(evidence, stale_since=evidence.stale_since or now)
-        if wait_for_fresh(evidence, now, step.policy.lag):  # a stale answer: not this one
-            return Outcome(
-                State.DRAINING,
-                kind="recheck_stale",
-                changes={"evidence": evidence},
-                detail={"evidence": evidence.as_dict(), "old_present": True},
-                wait_until=now + confirm_delay(step.policy.poll_interval),
-            )
-    elif evidence.stale_since is not None:
-        evidence = replace(evidence, stale_since=None)
+        return Outcome(
+            State.DRAINING,
+            kind="recheck_stale",
+            changes={"evidence": evidence},
+            detail={"evidence": evidence.as_dict(), "old_present": True},
+            wait_until=now + confirm_delay(step.policy.poll_interval),
+        )
+    evidence = replace(evidence, stale_since=None)
     verdict = machine.judge_drain(rotation, evidence, old_present, step.policy, now)
     if not verdict.retire:  # a use (or an unconfirmed absence) seen right before the delete
         return Outcome(
@@ -419,9 +582,9 @@ def retire(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
             },
             wait_until=verdict.next_poll_at,
         )
-    # Listed or not: a list may leave the old secret out for longer than rotator waits
-    # (see `judge_drain`); deleting by uuid makes sure it is gone (404 counts as done).
-    doomed = [rotation.old_uuid] if rotation.old_uuid else []
+    # Only on an answer that lists it, judged quiet: an old secret that answers agree is
+    # gone is not deleted by uuid on a view that does not show it (I13).
+    doomed = [rotation.old_uuid] if rotation.old_uuid and old_present else []
     for uuid in doomed:
         delete(step, secret, uuid)
     return Outcome(
@@ -518,22 +681,8 @@ def roll_back(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
     homes = _own_secrets(step, rotation)
     own = [u for u, home in homes.items() if u not in keep and home != version]
     orphans = machine.find_orphans(
-        listed,
-        keep | set(own),
-        adopted=None,
-        planned_at=machine.answers_since(rotation),
-        evidence=rotation.evidence,
+        listed, keep | set(own), intents=_intents(step, rotation), evidence=rotation.evidence
     )
-    known = current_identity(step)
-    if orphans and (known is None or not all(known.covers(u) for u in orphans)):
-        # A crash between Adobe's add and the AWS put left a secret nobody can use (I7).
-        # Deleting it needs proof of AWSCURRENT's uuid (I9), as `create` does on resume:
-        # observe it (waiting here for Adobe to show the test token's use) before any delete.
-        proven = prove_current(step, rotation, now, listed)
-        if isinstance(proven, Outcome):
-            return proven
-        step.identity = proven
-        orphans = [u for u in orphans if u != proven.uuid]
     uuids = {s.uuid for s in listed}
     shown = [u for u in (*own, *orphans) if u in uuids]
     deleted = list(rotation.detail.get("rolled_back") or [])

@@ -9,6 +9,7 @@ import structlog
 from rotator.domain.errors import ConfigError, StepError
 from rotator.domain.model import AdobeSecret, Rotation, State, Trigger
 from rotator.engine.context import StepContext
+from rotator.engine.identify import known_current
 
 if TYPE_CHECKING:
     from rotator.engine.driver import Engine
@@ -49,20 +50,27 @@ def survey(engine: Engine, name: str) -> None:
     try:
         secret = step.current_secret()
         listed = engine.adobe.list_secrets(step.ref, secret)
-        version = step.current().version_id
-        adopted = row.current_uuid if row and row.current_version == version else None
-        uuid = adopted or step.current_uuid() or (listed[0].uuid if len(listed) == 1 else None)
+        bound = known_current(step)
+        uuid = bound.uuid if bound else step.current_uuid()
+        if uuid is None and len(listed) == 1:
+            uuid = listed[0].uuid
         found = next((s for s in listed if s.uuid == uuid), None)
+        values: dict[str, object] = {"current_uuid": uuid}
+        if bound is not None:
+            # A binding (I12) is kept whatever this one answer lists: a list that leaves
+            # the secret out must not erase it (the next emergency would have to ask).
+            values["current_version"] = bound.version_id
+        else:
+            # Never make a binding from the AWS value's claim or a lone list entry.
+            values["current_version"] = None
+        if found is not None:
+            values["secret_created_at"] = found.created_at
         engine.store.record_survey(
             name,
             seen_rotated_at=seen,
             surveyed_at=now,
-            current_uuid=uuid,
-            # A binding (uuid for this exact version) is proof for a delete (I9): keep one
-            # that exists, never make one from the AWS value's claim or a lone list entry.
-            current_version=version if found and uuid == adopted else None,
-            secret_created_at=found.created_at if found else None,
-            last_error=None if found else "current uuid unknown: run `rotator adopt`",
+            last_error=None if found or bound else "current uuid unknown: run `rotator adopt`",
+            **values,
         )
     except StepError as exc:
         engine.store.record_survey(name, seen_rotated_at=seen, surveyed_at=now, last_error=str(exc))

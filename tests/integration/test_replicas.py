@@ -154,6 +154,7 @@ def test_a_replica_killed_mid_rotation_is_finished_by_another_after_its_lease(
     world: World, tmp_path: Path
 ) -> None:
     _make_due(world, 1)
+    world.adopt("cred000")  # an orphan is deleted only when AWSCURRENT is known (I12)
     store = _store(world)
     hold = world.admin.arm_hold("add_secret", "after", timeout_s=60)
 
@@ -219,6 +220,7 @@ def test_a_sqlite_daemon_killed_mid_rotation_is_finished_by_its_restart(
     world: World, tmp_path: Path
 ) -> None:
     _make_due(world, 1)
+    world.adopt("cred000")  # an orphan is deleted only when AWSCURRENT is known (I12)
     store = _store(world)
     hold = world.admin.arm_hold("add_secret", "after", timeout_s=60)
 
@@ -276,6 +278,7 @@ def test_postgresql_restarted_mid_rotation_and_the_daemon_completes_it(
 ) -> None:
     world = World(sandbox=sandbox, aws=local_aws, db_url=private_pg.url)
     _make_due(world, 1)
+    world.adopt("cred000")  # an orphan is deleted only when AWSCURRENT is known (I12)
     store = _store(world)
     hold = world.admin.arm_hold("add_secret", "after", timeout_s=60)
 

@@ -231,6 +231,19 @@ class Case:
     violations: list[str] = field(default_factory=list)
     _engine: Engine | None = None
 
+    def adopt_initial(self) -> None:
+        """`rotator adopt` with the first secret: AWSCURRENT known by construction, as after
+        a first rotation (an orphan's delete needs it, I12)."""
+        from rotator import app as app_mod
+        from rotator import config
+
+        app = app_mod.build(config.load(self.config))
+        try:
+            assert self.cred.secret is not None
+            app.engine.adopt(self.name, self.cred.secret.uuid, actor="test")
+        finally:
+            app.close()
+
     # --- what the world looks like --------------------------------------------------
 
     @property

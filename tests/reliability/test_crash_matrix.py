@@ -184,6 +184,7 @@ def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
     problems: list[str] = []
     log: list[str] = []
     case = rig.new_case(db, shared_db="crash-matrix" if db == "postgres" else None, defaults=FAST)
+    case.adopt_initial()  # a crash mid-add leaves an orphan: deleted once AWSCURRENT is known
     case.hostile(random.Random(f"{point.name}/{scenario}/{db}"), lag_ms=150, omit=False)
     emergency = ["--emergency", "--reason", "crash matrix"] if scenario == "emergency" else []
     command = ["rotate", case.name, "--wait", *emergency]

@@ -96,7 +96,9 @@ def test_finding2_a_null_or_older_answer_never_lowers_the_evidence(
     model: EngineModel, answer: str
 ) -> None:
     """Draining; the rotator saw a use; from then on Adobe's answers show the old secret's
-    usages as null (or an older use). It is deleted only a quiet period after that use."""
+    usages as null (or an older use). It is deleted only a quiet period after that use,
+    and not while the answers keep contradicting it (I13): null answers that last past
+    usage_lag and the quiet deadline hold the delete for as long as they last."""
     old_uuid, old_value = _old(model)
     model.start_normal()
     _step_until(model, State.DRAINING)
@@ -105,12 +107,16 @@ def test_finding2_a_null_or_older_answer_never_lowers_the_evidence(
     _tick(model)  # the rotator polls and sees the last use
     last_use = model.clock.now - 2 * TICK
     if answer == "null":
-        model.adobe.consistency.distort_usages(mode="null", uuid=old_uuid)
+        rule = model.adobe.consistency.distort_usages(mode="null", uuid=old_uuid)
+        for _ in range(int((QUIET + timedelta(hours=2)) / TICK)):  # past deadline and lag
+            _tick(model)
+            assert old_uuid in model.adobe.secrets  # the contradiction holds the delete
+        model.adobe.consistency.remove(rule)  # Adobe answers truly again: now it may go
     else:  # a replica 55 minutes behind: for a while, shows the use before the last one
         model.adobe.consistency.distort_usages(mode="stale", stale_ms=55 * 60_000, uuid=old_uuid)
-    for _ in range(3):
-        _tick(model)
-        assert old_uuid in model.adobe.secrets
+        for _ in range(3):
+            _tick(model)
+            assert old_uuid in model.adobe.secrets
     _finish(model)
     truth = model.adobe.oracle.secret(CREDENTIAL_ID, old_uuid)
     assert truth is not None and truth.deleted_at is not None
@@ -239,10 +245,11 @@ def test_soak_find_an_emergency_at_the_two_secret_limit_clears_the_stray_and_goe
 ) -> None:
     """The long soak (seed 503130265): Adobe holds a second secret that the emergency's
     planning never saw (a list that left it out), so the add is refused at the two-secret
-    limit. The emergency must not wait for a person forever: it lists again, proves which
-    secret AWSCURRENT holds, deletes the stray (an emergency deletes strays at once) and
-    adds again; AWSCURRENT's secret is never deleted before its replacement is promoted."""
+    limit. With a binding for AWSCURRENT (I12) the emergency does not wait for a person:
+    it lists again, deletes the stray (an emergency deletes strays at once) and adds
+    again; AWSCURRENT's secret is never deleted before its replacement is promoted."""
     current_uuid, _value = _old(model)
+    model.engine.adopt(NAME, current_uuid, actor="person")
     stray = model.adobe.seed()
     assert model.adobe.mint(stray.value)  # someone used it: not an orphan of ours
     model.adobe.consistency.omit(uuid=stray.uuid, count=2)  # the plan's lists leave it out
@@ -290,6 +297,7 @@ def test_long_run_find_an_emergency_cancelled_early_then_lists_that_leave_the_ne
     before the next put ends that process. The rolled-back secret must still be deleted:
     it was left at Adobe with its plaintext in no AWS version (I7)."""
     model.adobe_is_eventually_consistent(accept_delay=0, lag=(0, 0), seed=0)
+    model.engine.adopt(NAME, _old(model)[0], actor="person")  # AWSCURRENT known (I12)
     model.check()
     for operation in (
         model.start_emergency,
@@ -447,7 +455,9 @@ def test_a_lost_add_then_a_cancel_and_lists_that_leave_it_out_three_times(
     """An add took effect and its answer died with the process, so no uuid was recorded
     anywhere but Adobe; an operator cancels; the next three lists leave the new secret
     out. Two answers in a row ended the rollback with it at Adobe under no AWS label (I7):
-    a rollback that cannot name what it looks for asks for four. Fails on cba0eec."""
+    a rollback that cannot name what it looks for asks for four. Fails on cba0eec.
+    (Deleting that orphan needs AWSCURRENT's secret known by construction: adopted here.)"""
+    model.engine.adopt(NAME, _old(model)[0], actor="person")
     before = set(model.adobe.secrets)
     model.arm_fault(("add", "after"), "crash")
     model.start_normal()
@@ -596,3 +606,66 @@ def test_long_run_find_a_use_in_the_second_of_the_test_token_is_not_proof_after_
         operation()
         model.check()
     _finish(model)
+
+
+def test_model_find_a_rollback_that_asks_a_person_is_not_re_entered_by_a_cancel(
+    model: EngineModel,
+) -> None:
+    """The model on the issue-26 engine (shrunk by Hypothesis): a rollback that needs a
+    person (an orphan to delete, AWSCURRENT's secret not known by construction) went back
+    and forth between needs_attention and rolling_back under a pending cancel, so the
+    question never stayed asked and the settle found it still rolling back."""
+    state = model
+    state.adobe_is_eventually_consistent(accept_delay=400, skew=-120, seed=65535, lag=(900, 0))
+    state.rotate_through_a_fault(
+        call=("list", "after"), emergency=True, kind="transient", then="work"
+    )
+    state.crash_between_steps()
+    state.rotate_through_a_fault(
+        call=("add", "after"), emergency=False, kind="transient", then="cancel"
+    )
+    state.consumer_reads_current_and_mints()
+    state.start_normal()
+    state.work_until_idle(steps=10)
+    state.start_normal()
+    state.consumer_reads_current_and_mints()
+    state.start_normal()
+    state.rotate_through_a_fault(
+        call=("move", "before"), emergency=True, kind="crash", then="cancel"
+    )
+    state.rotate_through_a_fault(
+        call=("put", "before"), emergency=True, kind="transient", then="cancel"
+    )
+    state.cancel()
+    state.step_now()
+    state.time_passes(seconds=21600)
+    state.arm_fault(call=("stages", "before"), kind="crash")
+    state.consumer_keeps_using_what_it_read()
+    state.cancel()
+    state.consumer_keeps_using_what_it_read()
+    state.consumer_keeps_using_what_it_read()
+    state.step_now()
+    state.consumer_keeps_using_what_it_read()
+    state.step_now()
+    state.consumer_keeps_using_what_it_read()
+    state.step_when_due()
+    state.teardown()
+
+
+def test_model_find_an_orphan_of_an_abandoned_add_is_found_by_the_emergency_s_rollback(
+    model: EngineModel,
+) -> None:
+    """The model on the issue-26 engine (shrunk by Hypothesis): a normal rotation's add took
+    effect and the process died before the put; an emergency abandoned it, then was
+    cancelled. Its rollback must find the lost add's secret (first listed after that add's
+    intent) and, once a person named AWSCURRENT's secret, delete it (I7); a stale
+    resume_state made the rollback and the cancel flap instead."""
+    state = model
+    state.adobe_is_eventually_consistent(accept_delay=30, lag=(300, 0), seed=1567, skew=0)
+    state.rotate_through_a_fault(
+        call=("put", "before"), emergency=False, kind="crash", then="emergency"
+    )
+    state.rotate_through_a_fault(
+        call=("stages", "before"), emergency=True, kind="transient", then="cancel"
+    )
+    state.teardown()

@@ -213,6 +213,9 @@ def test_a_second_signal_exits_at_once_and_the_restart_deletes_the_orphan(
 ) -> None:
     system.daemon_settings["lease"] = "2s"  # the killed daemon's lease runs out quickly
     cred = system.credential()
+    assert cred.secret is not None  # the orphan is deleted once AWSCURRENT is known (I12)
+    assert system.rotator("db", "upgrade").code == 0
+    assert system.rotator("adopt", "analytics", "--uuid", cred.secret.uuid).code == 0
     consumer = Consumer(system)  # I8 holds across the crash too
     consumer.start()
     hold = system.admin.arm_hold("add_secret", "after")
