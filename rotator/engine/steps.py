@@ -86,7 +86,8 @@ def plan(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         return _ask(rotation, now, step, unknown(step, listed, why), evidence)
     deleted: list[str] = []
     if strays:
-        assert proven is not None
+        if proven is None:
+            raise InvariantError("strays are cleared only once AWSCURRENT's secret is known")
         step.rotation = rotation.evolve(old_uuid=old_uuid, evidence=evidence)
         cleared = _clear_strays(step, rotation, now, secret, strays, proven.uuid, evidence)
         if isinstance(cleared, Outcome):

@@ -8,10 +8,10 @@ consumer may be busy on the other secret while the rotator observes. Every invar
 the oracle are checked after each operation; safety only (these worlds break the bounds
 liveness rests on).
 
-On fae5c9a each fails on the engine's rule, not on the world: they are marked
-`xfail(strict=True)` with the engine behaviour that fails them, so they turn into
-failures ("XPASS strict") the moment the engine that fixes them is merged: then drop the
-mark.
+On fae5c9a each failed on the engine's rule, not on the world (a clock skew past
+CLOCK_SKEW let busy consumers prove the wrong secret; two null answers decided a proof; a
+contradiction outlasting usage_lag ended in a delete); the engine that destroys only what
+it knows by construction (I12, I13) passes them.
 """
 
 from __future__ import annotations
@@ -66,14 +66,6 @@ def _a_second_secret_in_use(model: EngineModel) -> tuple[str, str]:
     return a, b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine at fae5c9a: Probe.moved() drops uses older than the probe minus "
-    "CLOCK_SKEW (2 min) in Adobe's clock, so with Adobe 10 min behind the test tokens' own "
-    "uses vanish and the consumer's uses of the other secret prove it twice; the emergency "
-    "then deletes the secret AWSCURRENT holds (I2)",
-)
 def test_adobe_clock_behind_ours_never_lets_busy_consumers_prove_the_wrong_secret(
     model: EngineModel,
 ) -> None:
@@ -84,14 +76,6 @@ def test_adobe_clock_behind_ours_never_lets_busy_consumers_prove_the_wrong_secre
     assert not model.adobe.i2_violations
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine at fae5c9a: judge_probe takes two answers that show AWSCURRENT's "
-    "secret_usages as null (a contradiction it never checks) while a consumer uses the "
-    "other secret as proof that the other secret is AWSCURRENT's; the emergency then "
-    "deletes the secret AWSCURRENT holds (I2)",
-)
 def test_null_usages_of_awscurrent_never_let_busy_consumers_prove_the_wrong_secret(
     model: EngineModel,
 ) -> None:
@@ -102,13 +86,6 @@ def test_null_usages_of_awscurrent_never_let_busy_consumers_prove_the_wrong_secr
     assert not model.adobe.i2_violations
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine at fae5c9a: wait_for_fresh looks again for up to usage_lag, then the "
-    "quiet rule decides on the evidence it has: an old secret whose usages Adobe keeps "
-    "showing as null past usage_lag is deleted while a consumer still uses it (I8)",
-)
 def test_null_usages_past_usage_lag_never_end_in_a_delete_under_a_consumer(
     model: EngineModel,
 ) -> None:
