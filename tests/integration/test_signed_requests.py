@@ -464,3 +464,55 @@ def test_the_survey_does_not_sign_a_forged_lifted_hold(signed: World) -> None:
     assert store.refuse_unbacked_credential("analytics")
     assert store.credential_rows()["analytics"].held_at == held
     assert store.verify().ok
+
+
+def test_a_hold_lifted_under_a_daemon_key_stays_refused_after_later_events(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The event that last changed a hold must be an operator's, however many valid
+    events follow it: a daemon key's `resumed`, then a daemon-signed `surveyed` on top,
+    still leaves the credential refused (the claim's check is the chain walk's rule)."""
+    from rotator.adapters.db import migrate
+    from rotator.adapters.db.audit import AuditLog
+    from rotator.adapters.db.connect import make_engine
+    from rotator.adapters.db.store import Store
+    from rotator.audit import Keyring
+
+    public: dict[str, Any] = {}
+    signers: dict[str, Any] = {}
+    for key_id, role in (("daemon-1", "daemon"), ("ops-alice", "operator")):
+        path = tmp_path / f"{key_id}.key"
+        public.update(
+            keys.load_keyring(_ring(tmp_path, key_id, keys.generate_signing_key(path), role))
+        )
+        signers[key_id] = path
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+
+    def store(key_id: str) -> Store:
+        signer = keys.load_signer(signers[key_id], public)
+        return Store(engine, audit=AuditLog(Keyring(public=public, signer=signer)))
+
+    ops, daemon = store("ops-alice"), store("daemon-1")
+    ops.sync_credentials({"a": "h"})
+    ops.start("a", Trigger.MANUAL, actor="ops")
+    ops.request_cancel("a", actor="ops", reason="not today")
+    assert daemon.resume("a", actor="rotator", reason="") is not None  # the daemon's key
+    with engine.begin() as conn:
+        daemon.audit.append(
+            conn,
+            rotation_id=None,
+            credential="a",
+            actor="rotator",
+            kind="surveyed",
+            from_state=None,
+            to_state=None,
+            detail={},
+            at=datetime.now(UTC),
+        )
+
+    problems = daemon.refuse_unbacked_credential("a")
+
+    assert problems and "operator's" in problems[0], problems
+    assert any("hold changed by event" in p for p in daemon.verify().problems)
+    engine.dispose()
