@@ -85,6 +85,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self.identity = identity or (lambda: None)
         self.publish = publish or (lambda _cp: None)
+        self._signed_since: int | None = None
 
     def prefetch(self) -> None:
         """Load the keyring in the background, so the first append (which holds a write
@@ -256,14 +257,19 @@ class AuditLog:
         mismatch = audit.row_problems(f"credential {name}", recorded, actual)
         return ([mismatch], recorded) if mismatch else ([], None)
 
-    @staticmethod
-    def signed_since(conn: Connection) -> int | None:
+    def signed_since(self, conn: Connection) -> int | None:
         """The seq of the chain's first signed event (None: nothing signed yet). Events
-        before it were written under the older schemes; the claim accepts those only."""
-        found: int | None = conn.execute(
-            select(func.min(events.c.seq)).where(events.c.scheme == audit.SIGNED)
-        ).scalar()
-        return found
+        before it were written under the older schemes; the claim accepts those only.
+        Remembered once found: it never moves (a writer who deleted it would otherwise
+        widen what the claim accepts), and the claim path does not scan for it again."""
+        if self._signed_since is None:
+            self._signed_since = conn.execute(
+                select(events.c.seq)
+                .where(events.c.scheme == audit.SIGNED)
+                .order_by(events.c.seq)
+                .limit(1)
+            ).scalar()
+        return self._signed_since
 
     # --- read ----------------------------------------------------------------------------
 
