@@ -257,7 +257,15 @@ class Keyring:
         return bool(self.public)
 
     def scheme(self) -> tuple[str, str | None]:
-        """(scheme, key id) for a new event."""
+        """(scheme, key id) for a new event. A process given a public keyring but no
+        signing key must not write (its events would be unsigned, and refused)."""
+        if self.signer is None and self.signed:
+            from rotator.domain.errors import ConfigError
+
+            raise ConfigError(
+                "[audit] keyring is set but signing_key is not: this process cannot sign "
+                "the audit events it would write (set [audit] signing_key)"
+            )
         if self.signer is not None:
             return SIGNED, self.signer.id
         return (KEYED, self.signing) if self.signing else (PLAIN, None)
@@ -321,6 +329,19 @@ class Keyring:
             return f"event {event_id}: key {listed.id!r} was not valid at {_iso(at)}"
         return role_problem(row, listed.roles) if roles else None
 
+    def claim_problem(self, row: Row, signed_since: int | None) -> str | None:
+        """With a public keyring, the claim trusts only signed events, except those written
+        before the first signed event of the chain (`signed_since`: its seq; None when
+        there is none yet), which older writers made under the scheme of their day."""
+        if not self.signed or row["scheme"] == SIGNED:
+            return None
+        if signed_since is None or row["seq"] < signed_since:
+            return None
+        return (
+            f"event {row['id']}: not signed (scheme {row['scheme']!r}, written after "
+            "signing began): anyone with database access can write it"
+        )
+
     def roles_of(self, row: Row) -> frozenset[str] | None:
         """The roles of a signed event's key (None: not a signed event, or unknown key)."""
         if row["scheme"] != SIGNED:
@@ -354,7 +375,12 @@ def role_problem(row: Row, roles: frozenset[str]) -> str | None:
 
 
 def trail_problems(
-    rotation_id: int, events: Sequence[Row], keyring: Keyring, *, check_each: bool = True
+    rotation_id: int,
+    events: Sequence[Row],
+    keyring: Keyring,
+    *,
+    check_each: bool = True,
+    signed_since: int | None = None,
 ) -> list[str]:
     """What is wrong with one rotation's own events (in sequence order): with
     `check_each`, the events that decide what the engine may do must check out on their
@@ -365,7 +391,7 @@ def trail_problems(
         return [f"rotation {rotation_id} has no audit event (inserted outside rotator)"]
     if check_each:
         for row in (events[i] for i in sorted(_decisive(events))):
-            found = keyring.check(row)
+            found = keyring.check(row) or keyring.claim_problem(row, signed_since)
             if found:
                 problems.append(f"rotation {rotation_id}: {found}")
     first = events[0]

@@ -52,6 +52,7 @@ CSV_COLUMNS = (
     "outcome",
     "requested_by",
     "verified_actor",
+    "signed_by",
     "reason",
     "started_at",
     "promoted_at",
@@ -103,6 +104,7 @@ def render_csv(report: dict[str, Any]) -> str:
                 "outcome": rot["outcome"],
                 "requested_by": rot["requested_by"],
                 "verified_actor": rot["verified_actor"] or "",
+                "signed_by": rot.get("signed_by") or "",
                 "reason": rot["reason"],
                 "started_at": rot["started_at"],
                 "promoted_at": rot["promoted_at"] or "",
@@ -198,12 +200,14 @@ secret <code>{{ cred.oldest_secret or "—" }}</code>): <span id="verdict-{{ nam
 {% set t = cred.timeline %}@TIMELINE@
 <h3>Rotations (<span id="rotations-{{ name }}">{{ cred.rotations | length }}</span>)</h3>
 <table><tr><th>id</th><th>trigger</th><th>outcome</th><th>requested by (claimed)</th>\
-<th>verified identity</th><th>reason</th><th>steps</th></tr>
+<th>identity (self-reported)</th><th>signed by (key)</th><th>reason</th><th>steps</th></tr>
 {% for rot in cred.rotations %}<tr id="rotation-{{ rot.id }}"><td>{{ rot.id }}</td>\
 <td>{{ rot.trigger }}</td><td class="outcome">{{ rot.outcome }}</td>\
 <td>{{ rot.requested_by }}</td><td><code>{{ rot.verified_actor or "not recorded" }}</code></td>\
+<td class="signed-by"><code>{{ rot.signed_by or "not signed" }}</code></td>\
 <td>{{ rot.reason or "" }}{% for q in rot.requests %}<br><span class="muted">{{ q.kind }} by \
-{{ q.actor }} ({{ q.verified_actor or "unverified" }}): {{ q.reason }}</span>{% endfor %}</td>\
+{{ q.actor }} ({{ q.verified_actor or "identity not recorded" }}, self-reported; signed by \
+{{ q.signed_by or "no key" }}): {{ q.reason }}</span>{% endfor %}</td>\
 <td>{% for s in rot.steps %}{% if not loop.first %}<br>{% endif %}{{ s.state }} {{ when(s.at) }}\
 {% if s.actor and (loop.first or s.actor != loop.previtem.actor) %} \
 <span class="muted">by {{ s.actor }}</span>{% endif %}{% endfor %}</td></tr>

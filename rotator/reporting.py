@@ -4,11 +4,12 @@ Everything here comes from the events (each carries, under its MAC, the audited 
 its rotation and credential rows after the change) and from the result of verifying them,
 so the report says no more than the trail can prove. rotator/report.py renders it.
 
-Per credential: every rotation (trigger, claimed and verified actor, reason, time of each
-step), each secret's lifetime as AWSCURRENT and the oldest age a current secret reached in
-the period against `max_age`, the evidence behind each deletion (last use seen, quiet
-period, time of delete) and its kind (drain, emergency, stray, orphan, rollback,
-given_back: see DELETION_KEYS), and needs_attention episodes with how they ended.
+Per credential: every rotation (trigger, claimed actor, the identity its writer reported
+about itself (`verified_actor`, not proven), the key that signed it (`signed_by`), reason,
+time of each step), each secret's lifetime as AWSCURRENT and the oldest age a current
+secret reached in the period against `max_age`, the evidence behind each deletion (last
+use seen, quiet period, time of delete) and its kind (drain, emergency, stray, orphan,
+rollback, given_back: see DELETION_KEYS), and needs_attention episodes with how they ended.
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ class Event(Protocol):
 class CredentialPolicy:
     max_age: timedelta
     quiet_period: timedelta
+
+
+def signed_by(event: Event) -> str | None:
+    """The id of the key whose Ed25519 signature the event carries (None: not signed).
+    What the chain check proves, unlike `actor_verified`, which the writing process
+    reported about itself."""
+    if getattr(event, "scheme", None) != "ed25519":
+        return None
+    key_id = getattr(event, "key_id", None)
+    return str(key_id) if key_id else None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -140,7 +151,8 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
                 "id": event.rotation_id,
                 "trigger": snap.get("trigger") or event.detail.get("trigger"),
                 "requested_by": snap.get("actor") or event.actor,
-                "verified_actor": event.actor_verified,
+                "verified_actor": event.actor_verified,  # self-reported by the writer
+                "signed_by": signed_by(event),
                 "reason": snap.get("reason", event.detail.get("reason", "")),
                 "started_at": _iso(event.at),
                 "steps": [],
@@ -153,6 +165,7 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
                     "at": _iso(event.at),
                     "actor": event.actor,
                     "verified_actor": event.actor_verified,
+                    "signed_by": signed_by(event),
                     "reason": event.detail.get("reason", ""),
                 }
             )
@@ -164,6 +177,7 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
                     "at": _iso(event.at),
                     "actor": event.actor,
                     "verified_actor": event.actor_verified,
+                    "signed_by": signed_by(event),
                 }
             )
         rotation["outcome"] = snap.get("state") or event.to_state or rotation.get("outcome")

@@ -318,3 +318,201 @@ def test_the_scheduler_starts_nothing_on_a_forged_lifted_hold(db_url: str) -> No
     assert store.credential_rows()["alpha"].held_at == held
     assert [e.kind for e in store.events(limit=1)] == ["refused"]
     store.engine.dispose()
+
+
+def _append_as(world: World, keyring: Any, forge: Any, **event: Any) -> None:
+    """A raw UPDATE and one event appended after it, linked onto the chain head by a
+    writer holding `keyring` (no Ed25519 key: a plain sha256 link, or an old HMAC key)."""
+    audit_log = world.app.store.audit
+    real = audit_log.keyring()
+    audit_log._keyring = keyring
+    try:
+        with world.app.store.engine.begin() as conn:
+            forge(conn)
+            audit_log.append(conn, at=datetime.now(UTC), credential="analytics", **event)
+    finally:
+        audit_log._keyring = real
+
+
+def _attacker(world: World, scheme: str) -> Any:
+    """What a keyless writer (plain sha256) or the holder of a retired HMAC key (one the
+    defender still lists, to verify old events) appends with."""
+    from rotator.audit import Keyring
+
+    if scheme == "sha256":
+        return Keyring()
+    old = {"hmac-2025": b"k" * 32}
+    object.__setattr__(world.app.store.audit.keyring(), "keys", old)
+    return Keyring(old, signing="hmac-2025")
+
+
+@pytest.mark.parametrize("scheme", ["sha256", "hmac-sha256"])
+def test_an_unsigned_event_backs_no_forged_emergency(signed: World, scheme: str) -> None:
+    world = signed
+    rotation = _draining(world)
+    before = _as_it_was(world)
+    _append_as(
+        world,
+        _attacker(world, scheme),
+        lambda conn: conn.execute(
+            update(rotations).where(rotations.c.id == rotation.id).values(emergency_requested=True)
+        ),
+        rotation_id=rotation.id,
+        actor="ops",
+        kind="emergency_requested",
+        from_state="draining",
+        to_state="draining",
+        detail={},
+    )
+    _due_now(world, rotation.id)
+
+    refused = _refused(world, rotation.id, before)
+
+    assert "not signed" in (refused.last_error or "")
+    assert f"scheme {scheme!r}" in (refused.last_error or "")
+
+
+@pytest.mark.parametrize("scheme", ["sha256", "hmac-sha256"])
+def test_an_unsigned_event_backs_no_lifted_hold(signed: World, scheme: str) -> None:
+    world = signed
+    world.app.engine.request("analytics", Trigger.MANUAL, actor="ops")
+    world.app.store.request_cancel("analytics", actor="ops", reason="x")
+    held = world.app.store.credential_rows()["analytics"].held_at
+    assert held is not None
+    _append_as(
+        world,
+        _attacker(world, scheme),
+        lambda conn: conn.execute(
+            update(credentials)
+            .where(credentials.c.name == "analytics")
+            .values(held_at=None, held_by=None, hold_reason=None)
+        ),
+        rotation_id=None,
+        actor="ops",
+        kind="resumed",
+        from_state=None,
+        to_state=None,
+        detail={},
+    )
+
+    problems = world.app.store.refuse_unbacked_credential("analytics")  # the scheduler asks
+
+    assert problems and "not signed" in problems[0], problems
+
+
+def test_an_operator_request_does_not_sign_forged_destroy_inputs(signed: World) -> None:
+    """A forged `preempted` and previous_version on a draining rotation: the operator's
+    emergency request is refused (nothing written), so no signed event records them, and
+    the claim still refuses the row and puts it back."""
+    from rotator.domain.errors import RequestRefused
+
+    world = signed
+    store = world.app.store
+    rotation = _draining(world)
+    before = _as_it_was(world)
+    _forge(
+        world,
+        rotations,
+        rotations.c.id == rotation.id,
+        detail={**rotation.detail, "preempted": True},
+        previous_version="forged",
+    )
+    head = store.events(limit=1)[0].id
+
+    with pytest.raises(RequestRefused, match=rf"rotation {rotation.id}: .*previous_version"):
+        store.request_emergency("analytics", actor="ops", reason="leak")
+
+    assert store.events(limit=1)[0].id == head  # nothing signed
+    _verify_names(world, f"rotation {rotation.id}", "previous_version")
+    _due_now(world, rotation.id)
+    refused = _refused(world, rotation.id, before)
+    assert refused.previous_version == rotation.previous_version
+    assert not refused.detail.get("preempted")
+
+
+def test_the_survey_does_not_sign_a_forged_lifted_hold(signed: World) -> None:
+    """A raw UPDATE lifts a hold and skews a surveyed field; the daemon's next survey
+    writes nothing (no signed `surveyed` event records the forgery), and the scheduler's
+    check puts the hold back."""
+    from rotator.domain.errors import RequestRefused
+
+    world = signed
+    store = world.app.store
+    world.app.engine.request("analytics", Trigger.MANUAL, actor="ops")
+    store.request_cancel("analytics", actor="ops", reason="x")
+    claim = world.app.engine.claim(store.active("analytics").id)  # type: ignore[union-attr]
+    while claim is not None:
+        claim = world.app.engine.step(claim)
+    held = store.credential_rows()["analytics"].held_at
+    assert held is not None and store.active("analytics") is None
+    _forge(
+        world,
+        credentials,
+        credentials.c.name == "analytics",
+        held_at=None,
+        held_by=None,
+        hold_reason=None,
+        secret_created_at=datetime(2000, 1, 1, tzinfo=UTC),
+    )
+    head = store.events(limit=1)[0].id
+
+    with pytest.raises(RequestRefused, match=r"credential analytics: .*held_at"):
+        world.app.engine.survey("analytics")
+
+    assert store.events(limit=1)[0].id == head
+    _verify_names(world, "credential analytics", "held_at")
+    assert store.refuse_unbacked_credential("analytics")
+    assert store.credential_rows()["analytics"].held_at == held
+    assert store.verify().ok
+
+
+def test_a_hold_lifted_under_a_daemon_key_stays_refused_after_later_events(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The event that last changed a hold must be an operator's, however many valid
+    events follow it: a daemon key's `resumed`, then a daemon-signed `surveyed` on top,
+    still leaves the credential refused (the claim's check is the chain walk's rule)."""
+    from rotator.adapters.db import migrate
+    from rotator.adapters.db.audit import AuditLog
+    from rotator.adapters.db.connect import make_engine
+    from rotator.adapters.db.store import Store
+    from rotator.audit import Keyring
+
+    public: dict[str, Any] = {}
+    signers: dict[str, Any] = {}
+    for key_id, role in (("daemon-1", "daemon"), ("ops-alice", "operator")):
+        path = tmp_path / f"{key_id}.key"
+        public.update(
+            keys.load_keyring(_ring(tmp_path, key_id, keys.generate_signing_key(path), role))
+        )
+        signers[key_id] = path
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+
+    def store(key_id: str) -> Store:
+        signer = keys.load_signer(signers[key_id], public)
+        return Store(engine, audit=AuditLog(Keyring(public=public, signer=signer)))
+
+    ops, daemon = store("ops-alice"), store("daemon-1")
+    ops.sync_credentials({"a": "h"})
+    ops.start("a", Trigger.MANUAL, actor="ops")
+    ops.request_cancel("a", actor="ops", reason="not today")
+    assert daemon.resume("a", actor="rotator", reason="") is not None  # the daemon's key
+    with engine.begin() as conn:
+        daemon.audit.append(
+            conn,
+            rotation_id=None,
+            credential="a",
+            actor="rotator",
+            kind="surveyed",
+            from_state=None,
+            to_state=None,
+            detail={},
+            at=datetime.now(UTC),
+        )
+
+    problems = daemon.refuse_unbacked_credential("a")
+
+    assert problems and "operator's" in problems[0], problems
+    assert any("hold changed by event" in p for p in daemon.verify().problems)
+    engine.dispose()

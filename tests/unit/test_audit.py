@@ -212,3 +212,20 @@ def test_replay_ignores_fields_an_older_event_did_not_record() -> None:
         {7: {"state": "creating", "request_token": "t"}}, {"analytics": {"current_uuid": "u1"}}
     )
     assert w.result.ok, w.result.problems
+
+
+def test_a_writer_with_public_keys_but_no_signing_key_refuses_to_write() -> None:
+    """Only public keys (an auditor's setup): reading and checking work, writing an event
+    is a one-line configuration error instead of a silently unsigned event."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from rotator.audit import PublicKey, Signer
+    from rotator.domain.errors import ConfigError
+
+    private = Ed25519PrivateKey.generate()
+    public = {"w": PublicKey("w", private.public_key())}
+    reader = Keyring(public=public)
+    with pytest.raises(ConfigError, match=r"signing_key is not"):
+        reader.scheme()
+    assert reader.check({**chain(Keyring(), 1)[0], "id": 1}) is None  # still checks
+    assert Keyring(public=public, signer=Signer("w", private)).scheme() == ("ed25519", "w")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,8 @@ class Ev:
     credential: str = "analytics"
     actor: str = "rotator"
     actor_verified: str | None = "aws:arn:aws:sts::1:assumed-role/ops os:ops(uid 1)"
+    scheme: str = "ed25519"
+    key_id: str | None = "daemon-1"
 
 
 def rot(state: str, **extra: Any) -> dict[str, Any]:
@@ -179,6 +181,28 @@ def test_the_renderings_agree_with_the_data() -> None:
     assert '<b id="oldest-analytics">110.00 d</b>' in html
     assert "VIOLATION" in html and "old secret still in use" in html
     assert "<svg" in html and "<script" not in html
+
+
+def test_each_row_names_the_key_that_signed_it_apart_from_the_self_reported_identity() -> None:
+    report = build()
+    (rotation,) = report["credentials"][0]["rotations"]
+    assert rotation["signed_by"] == "daemon-1"
+    assert {s["signed_by"] for s in rotation["steps"]} == {"daemon-1"}
+    (row,) = csv.DictReader(io.StringIO(render(report, "csv")))
+    assert row["signed_by"] == "daemon-1"
+    html = render(report, "html")
+    assert '<td class="signed-by"><code>daemon-1</code></td>' in html
+    assert "identity (self-reported)" in html
+    unsigned = reporting.build(
+        [replace(e, scheme="hmac-sha256", key_id="k1") for e in trail()],
+        POLICY,
+        VERIFIED,
+        since=T0,
+        until=T0 + 20 * DAY,
+        generated_at=T0 + 20 * DAY,
+    )
+    assert unsigned["credentials"][0]["rotations"][0]["signed_by"] is None
+    assert '<td class="signed-by"><code>not signed</code></td>' in render(unsigned, "html")
 
 
 def test_deletes_recorded_by_every_event_that_records_one_are_in_the_report() -> None:

@@ -85,6 +85,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self.identity = identity or (lambda: None)
         self.publish = publish or (lambda _cp: None)
+        self._signed_since: int | None = None
 
     def prefetch(self) -> None:
         """Load the keyring in the background, so the first append (which holds a write
@@ -194,12 +195,15 @@ class AuditLog:
             .mappings()
             .all()
         )
-        problems = audit.trail_problems(row["id"], trail, keyring)
+        since = self.signed_since(conn) if keyring.signed else None
+        problems = audit.trail_problems(row["id"], trail, keyring, signed_since=since)
         if not trail:
             return problems, None
         newest = trail[-1]
         if newest["scheme"] == audit.LEGACY:
-            return problems, None  # last changed by rotator 0.1: nothing recorded to compare
+            # Last changed by rotator 0.1, nothing recorded to compare. Accepted only when
+            # written before signing began (a later one is a problem above).
+            return problems, None
         recorded = (newest["state"] or {}).get("rotation")
         trusted = None if problems else recorded  # events at fault: nothing to restore
         mismatch = audit.row_problems(
@@ -221,16 +225,17 @@ class AuditLog:
             .first()
         )
         actual = audit.snapshot(row, audit.CREDENTIAL_FIELDS) or {}
-        newest = (
+        recent = (
             conn.execute(
                 select(events)
                 .where(events.c.credential == name)
                 .order_by(events.c.seq.desc())
-                .limit(1)
+                .limit(_HOLD_LOOKBACK)
             )
             .mappings()
-            .first()
+            .all()
         )
+        newest = recent[0] if recent else None
         if newest is None:
             changed = sorted(k for k, v in actual.items() if v is not None)
             if not changed:
@@ -239,14 +244,32 @@ class AuditLog:
                 f"credential {name}: {', '.join(changed)} set with no audit event "
                 "(edited outside rotator)"
             ], dict.fromkeys(actual)
-        if newest["scheme"] == audit.LEGACY:
-            return [], None
-        found = keyring.check(newest)  # an adoption or a hold must be an operator's
+        since = self.signed_since(conn) if keyring.signed else None
+        found = keyring.check(newest) or keyring.claim_problem(newest, since)
         if found:
             return [f"credential {name}: {found}"], None
+        if newest["scheme"] == audit.LEGACY:
+            return [], None  # rotator 0.1, before signing began: nothing recorded to compare
+        held = _hold_problem(name, recent, keyring, since)
+        if held:
+            return [held], None
         recorded = (newest["state"] or {}).get("credential")
         mismatch = audit.row_problems(f"credential {name}", recorded, actual)
         return ([mismatch], recorded) if mismatch else ([], None)
+
+    def signed_since(self, conn: Connection) -> int | None:
+        """The seq of the chain's first signed event (None: nothing signed yet). Events
+        before it were written under the older schemes; the claim accepts those only.
+        Remembered once found: it never moves (a writer who deleted it would otherwise
+        widen what the claim accepts), and the claim path does not scan for it again."""
+        if self._signed_since is None:
+            self._signed_since = conn.execute(
+                select(events.c.seq)
+                .where(events.c.scheme == audit.SIGNED)
+                .order_by(events.c.seq)
+                .limit(1)
+            ).scalar()
+        return self._signed_since
 
     # --- read ----------------------------------------------------------------------------
 
@@ -369,6 +392,39 @@ class AuditLog:
                 }
                 walk.replay(rotation_rows, credential_rows)
         return result
+
+
+_HOLD_LOOKBACK = 500  # events of one credential read back to find who last changed its hold
+
+
+def _hold_problem(name: str, recent: Any, keyring: Keyring, since: int | None) -> str | None:
+    """The event that last changed the credential's hold (newest first in `recent`) must
+    be an operator's and, with a public keyring, signed: the chain walk's rule."""
+    for index, row in enumerate(recent):
+        mine = ((row["state"] or {}).get("credential")) or {}
+        older = next(
+            (
+                ((r["state"] or {}).get("credential")) or {}
+                for r in recent[index + 1 :]
+                if (r["state"] or {}).get("credential") is not None
+            ),
+            {},
+        )
+        if not any(k in mine for k in audit.HOLD_FIELDS):
+            continue
+        if all(mine.get(k) == older.get(k) for k in audit.HOLD_FIELDS if k in mine):
+            continue
+        found = keyring.check(row) or keyring.claim_problem(row, since)
+        if found:
+            return f"credential {name}: its hold was last changed by an invalid event: {found}"
+        roles = keyring.roles_of(row)
+        if roles is not None and audit.OPERATOR not in roles:
+            return (
+                f"credential {name}: hold changed by event {row['id']}, signed by "
+                f"{row.get('key_id')!r}, which is not an operator's key"
+            )
+        return None
+    return None
 
 
 def _json(value: Any) -> Any:

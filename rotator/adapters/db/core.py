@@ -16,7 +16,7 @@ from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.rows import to_rotation
 from rotator.adapters.db.tables import rotations
 from rotator.audit import Checkpoint
-from rotator.domain.errors import InvariantError
+from rotator.domain.errors import InvariantError, RequestRefused
 from rotator.domain.model import Rotation, State, Trigger
 
 # Entering one of these is an outcome: its event's checkpoint is published on commit.
@@ -102,6 +102,28 @@ class StoreCore:
             return now
         with self._tx() as conn:
             return self._db_now(conn)
+
+    def _require_backed(
+        self, conn: Connection, credential: str, rotation_id: int | None = None
+    ) -> None:
+        """Before a write whose event would snapshot these rows: refuse (RequestRefused,
+        nothing written) when the credential row, or the rotation row, does not agree
+        with its newest valid signed event. Otherwise rotator's own signed event would
+        copy a forged field into a valid record. Only with a public keyring: without one
+        nothing is signed, and the claim's own check is all there is."""
+        if not self.audit.keyring().signed:
+            return
+        problems, _ = self.audit.credential_problems(conn, credential)
+        if rotation_id is not None:
+            row = conn.execute(select(rotations).where(rotations.c.id == rotation_id))
+            found = row.mappings().first()
+            if found is not None:
+                problems += self.audit.rotation_problems(conn, found)[0]
+        if problems:
+            raise RequestRefused(
+                f"{problems[0]}; refused: the rows are not backed by their signed audit "
+                "events (run `rotator audit verify`)"
+            )
 
     def _append(
         self,

@@ -37,6 +37,7 @@ class OperatorRequests(StoreCore):
                     active = self._active(conn, credential, lock=True)
                     if active is not None and active.emergency:
                         return active
+                    self._require_backed(conn, credential, active.id if active else None)
                     if active is not None and self._abandon(
                         conn, active, now, actor=actor, reason=reason
                     ):
@@ -111,6 +112,7 @@ class OperatorRequests(StoreCore):
                 unbacked = self._unbacked(conn, active)
                 if unbacked:
                     return self._close_unbacked(conn, active, unbacked, actor=actor, reason=reason)
+                self._require_backed(conn, credential, active.id)
                 if active.emergency and machine.past_promotion(active):
                     raise RequestRefused(
                         f"rotation {active.id} of {credential} is an emergency rotation past "
@@ -154,6 +156,7 @@ class OperatorRequests(StoreCore):
             )
             if row is None:
                 return None
+            self._require_backed(conn, credential)
             now = self._db_now(conn)
             conn.execute(
                 update(credentials)

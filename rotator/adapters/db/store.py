@@ -75,6 +75,7 @@ class Store(OperatorRequests, Leases):
                         insert(credentials).values(name=name, config_hash=digest, updated_at=now)
                     )
                 elif existing[name] != digest:
+                    self._require_backed(conn, name)  # its event snapshots the row
                     conn.execute(
                         update(credentials)
                         .where(credentials.c.name == name)
@@ -124,6 +125,7 @@ class Store(OperatorRequests, Leases):
 
     def update_credential(self, name: str, **values: Any) -> None:
         with self._tx() as conn:
+            self._require_backed(conn, name)
             before = self._audited_credential(conn, name)
             values["updated_at"] = self._db_now(conn)
             conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
@@ -133,6 +135,7 @@ class Store(OperatorRequests, Leases):
         """An operator tells rotator which Adobe uuid AWSCURRENT (at `version`) holds.
         False, and nothing written, when that binding is already recorded."""
         with self._tx() as conn:
+            self._require_backed(conn, name)
             now = self._db_now(conn)
             changed = conn.execute(
                 update(credentials)
@@ -164,6 +167,7 @@ class Store(OperatorRequests, Leases):
         """Write what a survey learnt, unless a rotation started or finished meanwhile
         (its promotion wrote fresher facts than the survey read)."""
         with self._tx() as conn:
+            self._require_backed(conn, name)
             before = self._audited_credential(conn, name)
             busy = (
                 select(rotations.c.id)
@@ -223,6 +227,7 @@ class Store(OperatorRequests, Leases):
         """Insert a planned rotation; the unique index refuses a second unfinished one (I3)."""
         try:
             with self._tx() as conn:
+                self._require_backed(conn, credential)
                 return self._insert(
                     conn, credential, trigger, actor=actor, reason=reason, detail=detail or {}
                 )
