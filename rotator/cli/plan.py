@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
@@ -17,6 +17,7 @@ import click
 from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_OK, errors, say, ts
+from rotator.cli.progress import human
 from rotator.domain.outlook import Outlook, Step
 
 _TICK = {
@@ -103,18 +104,7 @@ def headline(o: Outlook) -> str:
 def _at(moment: datetime | None, now: datetime) -> str:
     if moment is None or moment <= now:
         return "now"
-    return f"at {ts(moment)} (in {_human(moment - now)})"
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d"
+    return f"at {ts(moment)} (in {human(moment - now)})"
 
 
 def _iso(moment: datetime | None) -> str | None:

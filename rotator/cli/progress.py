@@ -205,7 +205,7 @@ class Live:
         if rotation.next_attempt_at and not rotation.state.terminal:
             wait = rotation.next_attempt_at - datetime.now(UTC)
             if wait > timedelta(seconds=1):
-                text += f" · next check in {_human(wait)}"
+                text += f" · next check in {human(wait)}"
         return redaction.redact(text)
 
 
@@ -240,7 +240,8 @@ def _evidence(rotation: Rotation) -> tuple[Any, ...]:
     )
 
 
-def _human(delta: timedelta) -> str:
+def human(delta: timedelta) -> str:
+    """A wait, rounded for a glance: 45s, 12m, 3h05m, 4d."""
     seconds = int(delta.total_seconds())
     if seconds < 90:
         return f"{seconds}s"

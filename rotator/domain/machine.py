@@ -133,7 +133,7 @@ def judge_strays(
             waits.append(deadline)  # our own old secret, kept: drained like one
             continue
         elif kept is not None:
-            why = f"it is still used {_human(now - kept)} after the rotation that kept it"
+            why = f"it is still used {human_duration(now - kept)} after the rotation that kept it"
         elif seen_use is not None and seen_use > first:
             why = "rotator saw it used while watching it"
         else:
@@ -272,8 +272,8 @@ def judge_drain(
             next_poll_at=next_poll,
             overdue=(
                 f"old secret {rotation.old_uuid} last used at {used} by some consumer, "
-                f"{_human(now - rotation.promoted_at)} after promotion (max_drain "
-                f"{_human(policy.max_drain)}); update that consumer to read AWSCURRENT, "
+                f"{human_duration(now - rotation.promoted_at)} after promotion (max_drain "
+                f"{human_duration(policy.max_drain)}); update that consumer to read AWSCURRENT, "
                 f"or `rotator cancel` to keep both secrets"
             ),
         )
@@ -400,7 +400,8 @@ def on_step_error(
     return Failure(S.NEEDS_ATTENTION, retry, resume, message)
 
 
-def _human(delta: timedelta) -> str:
+def human_duration(delta: timedelta) -> str:
+    """A duration as config spells it (25h, 14d), for the sentences a person reads."""
     seconds = int(delta.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:

@@ -19,6 +19,7 @@ from typing import Literal
 
 from rotator.domain import machine
 from rotator.domain import policy as rules
+from rotator.domain.machine import human_duration as _human
 from rotator.domain.model import Policy, Rotation, State
 
 NextFire = Callable[[datetime], datetime | None]
@@ -425,13 +426,3 @@ def next_open(window: rules.Window, after: datetime) -> datetime:
 
 def _iso(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "never"
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds}s"
