@@ -1,9 +1,10 @@
 """The auditor's report leaves no deletion out (issue 28): a history made by the real engine
-against the sandbox and moto, with a stray cleared while planning, an orphan of a crash,
-the old secret after draining, a stray cleared to make room at Adobe's limit, a rollback's
-own secret, and an emergency's leaked secret and "every other" secret. JSON, CSV and the
-HTML as headless Chromium renders it list the same deletions with the same kinds, each on
-the timeline; an unkeyed chain is amber.
+against the sandbox and moto, with a stray cleared while planning, an orphan of a lost add
+answer, the old secret after draining, a stray cleared to make room at Adobe's limit, a
+rollback's own secret, and an emergency's leaked secret and "every other" secret, each made
+under the rules of issue 26 (a binding first; strays watched unused; an orphan only from an
+add of ours). JSON, CSV and the HTML as headless Chromium renders it list the same
+deletions with the same kinds, each on the timeline; an unkeyed chain is amber.
 """
 
 from __future__ import annotations
@@ -93,22 +94,41 @@ def test_every_deletion_is_in_json_csv_and_the_rendered_html(
     app = world.app
     deleted: dict[str, str] = {}  # uuid -> kind, as made below
 
-    # 1. A stray cleared while planning, an orphan of a crash, then the old secret drained.
+    # 1. A stray cleared while planning, an orphan of a lost add, then the old secret
+    # drained. Rotator deletes only what it knows by construction (issue 26): the binding
+    # of AWSCURRENT's secret comes first (`rotator adopt`); the stray is deleted only once
+    # rotator itself has watched it unused for quiet_period + usage_lag (1 s + 0 s here,
+    # two answers apart in time); the orphan is a secret an add of OURS made whose answer
+    # was lost (Adobe creates it, then answers 500), not one that merely appeared.
     first_uuid = world.adobe_uuids()[0]
+    world.adopt()
     stray = world.admin.add_secret(cred.credential_id)
     world.admin.set_secret_times(
         cred.credential_id, stray.uuid, created_ago_s=40 * 3600, last_used_ago_s=30 * 3600
     )
-    rotation = app.engine.request("analytics", Trigger.MANUAL, actor="test")
-    _step_until(world, rotation.id, {State.CREATING})
-    orphan = world.admin.add_secret(cred.credential_id)  # Adobe made it; its value was lost
-    normal = _follow(world, rotation.id)
+    world.admin.add_fault(
+        "add_secret", status=500, count=1, phase="after", client_id=cred.client_id
+    )
+    before = set(world.adobe_uuids())
+    adds = world.admin.count("add_secret")
+    normal = world.rotate(timeout=30)
     assert normal.state is State.COMPLETED, normal.last_error
-    deleted |= {stray.uuid: "stray", orphan.uuid: "orphan", first_uuid: "drain"}
+    assert world.admin.count("add_secret") - adds == 2  # the lost add, then the one kept
+    events = app.store.events(rotation_id=normal.id)
+    orphans = [u for e in events for u in e.detail.get("orphans_deleted") or ()]
+    assert len(orphans) == 1 and orphans[0] not in before | {normal.new_uuid}, events
+    (orphan,) = orphans
+    kinds = [e.kind for e in sorted(events, key=lambda e: e.id)]
+    planned = next(e for e in events if e.kind == "planned")
+    assert planned.detail["strays_deleted"] == [stray.uuid], planned.detail
+    assert kinds.index("strays_wait") < kinds.index("planned"), kinds  # watched first
+    deleted |= {stray.uuid: "stray", orphan: "orphan", first_uuid: "drain"}
 
-    # 2. A stray the plan's list left out, cleared to make room when Adobe refuses the add
-    # at its two-secret limit (recorded by the retry that follows); then a rollback: Adobe
-    # never accepts the new secret, so it is given back.
+    # 2. A stray the plan's list left out, cleared to make room when the add finds Adobe at
+    # its two-secret limit (recorded by the retry that follows): the binding recorded at
+    # the first promotion names AWSCURRENT's secret, and the stray is watched unused for
+    # quiet_period + usage_lag before it goes, as in planning. Then a rollback: Adobe never
+    # accepts the new secret, so it is given back.
     hidden = world.admin.add_secret(cred.credential_id)
     world.admin.set_secret_times(
         cred.credential_id, hidden.uuid, created_ago_s=40 * 3600, last_used_ago_s=30 * 3600
@@ -121,6 +141,8 @@ def test_every_deletion_is_in_json_csv_and_the_rendered_html(
     assert failed.new_uuid and failed.new_uuid not in world.adobe_uuids()
     made_room = [e for e in app.store.events(rotation_id=failed.id) if e.kind == "retry"]
     assert [e.detail.get("strays_deleted") for e in made_room] == [[hidden.uuid]], made_room
+    waited = [e for e in app.store.events(rotation_id=failed.id) if e.kind == "strays_wait"]
+    assert waited and min(e.id for e in waited) < made_room[0].id, waited  # watched first
     deleted |= {hidden.uuid: "stray", failed.new_uuid: "rollback"}
 
     # 3. An emergency: the leaked secret, and "every other": one that appeared after the
