@@ -100,3 +100,28 @@ def local_aws() -> Iterator[LocalAws]:
     """moto's Secrets Manager server on 127.0.0.1; tests keep apart by unique secret names."""
     with LocalAws() as aws:
         yield aws
+
+
+# The longest tests outside the reliability suite (which orders its own): started first, so
+# xdist's workers do not end the run waiting on one of them (a two-minute outage test that
+# starts last adds two minutes to the wall time of the whole suite).
+_LONGEST_ELSEWHERE = (
+    "test_a_receiver_down_for_two_minutes_across_a_restart_gets_everything_once_in_order",
+    "test_who_did_it_a_keyed_chain_and_the_report_in_a_browser",
+    "test_the_staging_guide_ends_in_a_completed_rotation",
+    "test_the_image_installs_the_lock_and_its_command_starts_the_daemon",
+    "test_three_daemons_rotate_every_due_credential_exactly_once",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = getattr(item, "originalname", item.name)
+        return (
+            _LONGEST_ELSEWHERE.index(name)
+            if name in _LONGEST_ELSEWHERE
+            else len(_LONGEST_ELSEWHERE)
+        )
+
+    items.sort(key=rank)  # stable: the reliability suite's own order stays behind these
