@@ -35,7 +35,7 @@ from rotator import config as config_mod
 from rotator.adapters.db import migrate
 from rotator.adapters.db.store import make_engine
 from rotator.adapters.db.tables import credentials
-from rotator.sandbox.client import CreatedCredential, SandboxAdmin
+from rotator.devkit.sandbox.client import CreatedCredential, SandboxAdmin
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from rotator import keys
 from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.store import Store
 from rotator.adapters.db.tables import rotations
-from rotator.audit import Keyring
+from rotator.audit.chain import Keyring, keys
 from rotator.domain.model import Trigger
 
 LEASE = timedelta(seconds=30)

@@ -17,7 +17,7 @@ from rotator.adapters.db import migrate, outbox
 from rotator.adapters.db.connect import make_engine, safe_url
 from rotator.adapters.db.fleet import WriteBudget
 from rotator.adapters.db.store import Store
-from rotator.checkpoints import audit_log
+from rotator.audit.checkpoints import audit_log
 from rotator.config import Settings
 from rotator.domain.errors import ConfigError, RotatorError
 from rotator.engine import Engine

@@ -24,10 +24,10 @@ from pydantic import (
     model_validator,
 )
 
+from rotator.audit.keys import KeySource
 from rotator.domain.errors import ConfigError
 from rotator.domain.model import Policy
 from rotator.domain.policy import WEEKDAYS, Window
-from rotator.keys import KeySource
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -336,7 +336,7 @@ class NotificationsConfig(_Section):
 
 
 class KeySourceConfig(_Section):
-    """Where one secret key lives (rotator.keys.KeySource): exactly one of aws_secret
+    """Where one secret key lives (rotator.audit.keys.KeySource): exactly one of aws_secret
     (with an optional json_key), file, env. The id is recorded; the key never is."""
 
     id: str

@@ -65,17 +65,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rotator import app as app_mod
-from rotator import daemon_lock, hardening, notify, redaction
+from rotator import daemon_lock, hardening, redaction
 from rotator.adapters.db.connect import safe_url
 from rotator.adapters.db.fleet import Fleet
 from rotator.adapters.db.store import AlreadyActive
-from rotator.audit import Checkpoint
+from rotator.audit.chain import Checkpoint
 from rotator.config import Settings
 from rotator.domain import outlook
 from rotator.domain.errors import ConfigError, InvariantError
 from rotator.domain.model import Trigger
-from rotator.insights import Insights, credential_rules, facts
-from rotator.metrics import FleetCollector, Metrics, ProcessCollector
+from rotator.observe import notify
+from rotator.observe.insights import Insights, credential_rules, facts
+from rotator.observe.metrics import FleetCollector, Metrics, ProcessCollector
 
 log = structlog.get_logger("rotator.daemon")
 SURVEY_EVERY = outlook.SURVEY_EVERY

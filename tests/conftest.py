@@ -12,10 +12,10 @@ import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from rotator.localaws import LocalAws
+from rotator.devkit.localaws import LocalAws
 
 # The Adobe sandbox's fixtures (`sandbox`, `sandbox_server`) for every suite.
-pytest_plugins = ("rotator.sandbox.testing",)
+pytest_plugins = ("rotator.devkit.sandbox.testing",)
 
 PG_ADMIN_URL = os.environ.get(
     "ROTATOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

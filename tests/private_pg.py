@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rotator.localaws import free_port
+from rotator.devkit.localaws import free_port
 
 
 def _bin(name: str) -> str:

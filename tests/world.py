@@ -17,10 +17,10 @@ from rotator import app as app_mod
 from rotator import config
 from rotator.app import App
 from rotator.cli import follow
+from rotator.devkit.localaws import LocalAws
+from rotator.devkit.sandbox.client import CreatedCredential, SandboxAdmin
+from rotator.devkit.sandbox.server import SandboxServer
 from rotator.domain.model import Rotation, Trigger
-from rotator.localaws import LocalAws
-from rotator.sandbox.client import CreatedCredential, SandboxAdmin
-from rotator.sandbox.server import SandboxServer
 
 FAST = {"quiet_period": "1s", "poll_interval": "200ms", "verify_timeout": "3s", "max_drain": "1h"}
 

@@ -49,8 +49,8 @@ COMMANDS: dict[str, str] = {
     "db": "rotator.cli.admin:db",
     "check": "rotator.cli.admin:check",
     "run": "rotator.cli.admin:run",
-    "sandbox": "rotator.sandbox.cli:sandbox",
-    "demo": "rotator.demo:demo",
+    "sandbox": "rotator.devkit.sandbox.cli:sandbox",
+    "demo": "rotator.devkit.demo:demo",
     "completion": "rotator.cli.completion:completion",
 }
 # What `rotator --help` says of commands whose modules import servers, so that listing

@@ -12,7 +12,7 @@ from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_FAILED, EXIT_USAGE, die, errors, say
 
 if TYPE_CHECKING:
-    from rotator.audit import Checkpoint
+    from rotator.audit.chain import Checkpoint
     from rotator.config import Settings
 
 
@@ -23,7 +23,7 @@ def audit() -> None:
 
 def read_checkpoint(given: str) -> Checkpoint:
     """A checkpoint from a file (JSON, or JSON lines: the newest wins) or inline JSON."""
-    from rotator.audit import Checkpoint
+    from rotator.audit.chain import Checkpoint
 
     text = given
     if not given.lstrip().startswith("{"):
@@ -40,7 +40,7 @@ def read_checkpoint(given: str) -> Checkpoint:
 def latest_checkpoint(settings: Settings, given: str | None) -> tuple[Checkpoint | None, str]:
     """The checkpoint to verify against, and where it came from: --checkpoint, else the
     newest line of [audit] checkpoint_file, else none."""
-    from rotator.audit import Checkpoint
+    from rotator.audit.chain import Checkpoint
 
     if given:
         return read_checkpoint(given), "--checkpoint"
@@ -116,7 +116,7 @@ def audit_checkpoint(ctx: Ctx) -> None:
     Keep the line somewhere the database's writers cannot change (a ticket, a log store):
     `rotator audit verify --checkpoint` checks against it later.
     """
-    from rotator.checkpoints import CheckpointSink
+    from rotator.audit.checkpoints import CheckpointSink
 
     with errors(), ctx.store() as store:
         head = store.checkpoint()
@@ -165,7 +165,7 @@ def audit_keygen(out: str, key_id: str, roles: tuple[str, ...], keyring_file: st
     import re
     from datetime import UTC, datetime
 
-    from rotator import keys
+    from rotator.audit import keys
 
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", key_id):
         die(f"--id: {key_id!r} is not a valid key id (letters, digits, . _ : -)", EXIT_USAGE)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rotator.adapters.identity import IdentityProbe
     from rotator.app import App
     from rotator.config import Settings
-    from rotator.notify import Deliverer
+    from rotator.observe.notify import Deliverer
 
 
 class Ctx:
@@ -48,7 +48,7 @@ class Ctx:
         sender: Deliverer | None = None
         try:
             if notify and self.settings.notifications.webhooks:
-                from rotator.notify import deliverer
+                from rotator.observe.notify import deliverer
 
                 sender = deliverer(self.settings, built.store.engine)
             yield built

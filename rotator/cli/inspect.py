@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def _status_rows(app: App) -> list[dict[str, Any]]:
     """Every configured credential, judged as `rotator plan` and the daemon's tick judge it
     (rotator/domain/outlook.py), on the database's clock."""
-    from rotator.insights import Insights, credential_rules
+    from rotator.observe.insights import Insights, credential_rules
 
     settings = app.settings
     rows = app.store.credential_rows()

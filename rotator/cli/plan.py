@@ -2,7 +2,7 @@
 
 A dry run that needs no dry-run mode: the tick's own judgment (`rotator.domain.outlook`)
 applied to the state database's rows on the database's clock, through the read service
-(`rotator.insights`). It opens the database read-only and calls neither Adobe nor AWS.
+(`rotator.observe.insights`). It opens the database read-only and calls neither Adobe nor AWS.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def plan(ctx: Ctx, names: tuple[str, ...], as_json: bool) -> None:
     the daemon's own rules) and calls neither Adobe nor AWS. Exit 0, or 3 when a
     rotation needs attention.
     """
-    from rotator.insights import Insights, credential_rules
+    from rotator.observe.insights import Insights, credential_rules
 
     with errors():
         settings = ctx.settings

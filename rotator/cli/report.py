@@ -40,7 +40,7 @@ def build_report(
     checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Verify the chain (against the latest checkpoint), then assemble the report."""
-    from rotator import reporting
+    from rotator.audit import trail as reporting
 
     now = datetime.now(UTC)
     events = store.events(limit=None, ascending=True)
@@ -96,7 +96,7 @@ def report(
     each step), the oldest age its secret reached against max_age, the evidence behind
     each deletion, needs_attention episodes; and the audit chain verified against the
     latest checkpoint. HTML is one self-contained file (no scripts, nothing fetched)."""
-    from rotator.report import render
+    from rotator.audit.render import render
 
     start = _moment(since, "--since", end_of_day=False)
     end = _moment(until, "--until", end_of_day=True)

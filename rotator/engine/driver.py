@@ -267,7 +267,7 @@ class Engine:
             to_state=outcome.state.value,
             **{k: v for k, v in outcome.detail.items() if isinstance(v, str | int | bool | None)},
         )
-        # Notices of this outcome were written to the outbox by the save (rotator/notify.py).
+        # The save wrote this outcome's notices to the outbox (rotator/observe/notify.py).
         return None if keep is None else saved
 
     def check_lease(self) -> None:

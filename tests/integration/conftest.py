@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotator.localaws import LocalAws
-from rotator.sandbox.server import SandboxServer
+from rotator.devkit.localaws import LocalAws
+from rotator.devkit.sandbox.server import SandboxServer
 from tests.world import World
 
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from rotator.adapters.adobe import AdobeClient
+from rotator.devkit.sandbox.server import SandboxServer
+from rotator.devkit.sandbox.testing import running_sandbox
 from rotator.domain.errors import AccessDenied, InvalidClient, NotFound, SecretLimit
 from rotator.ports import CredentialRef
-from rotator.sandbox.server import SandboxServer
-from rotator.sandbox.testing import running_sandbox
 
 
 @pytest.fixture(

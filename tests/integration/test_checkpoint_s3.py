@@ -10,9 +10,9 @@ import boto3
 import structlog
 
 from rotator import config
-from rotator.audit import KEYED, Checkpoint
-from rotator.checkpoints import audit_log
-from rotator.localaws import LocalAws
+from rotator.audit.chain import KEYED, Checkpoint
+from rotator.audit.checkpoints import audit_log
+from rotator.devkit.localaws import LocalAws
 
 
 def test_each_checkpoint_is_an_object_in_the_bucket(local_aws: LocalAws) -> None:

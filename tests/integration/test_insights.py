@@ -13,8 +13,8 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.outbox import Receiver
 from rotator.adapters.db.store import Store, make_engine
 from rotator.domain.model import Evidence, Policy, State, Trigger
-from rotator.insights import Insights
-from rotator.metrics import FleetCollector
+from rotator.observe.insights import Insights
+from rotator.observe.metrics import FleetCollector
 
 MINUTE = timedelta(minutes=1)
 

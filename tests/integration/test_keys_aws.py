@@ -10,9 +10,9 @@ import boto3
 import pytest
 
 from rotator import redaction
+from rotator.audit.keys import KeySource
+from rotator.devkit.localaws import LocalAws
 from rotator.domain.errors import ConfigError
-from rotator.keys import KeySource
-from rotator.localaws import LocalAws
 
 
 def test_keys_from_aws_secrets_manager(local_aws: LocalAws) -> None:

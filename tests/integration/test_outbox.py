@@ -26,14 +26,15 @@ from sqlalchemy import Engine, func, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from rotator import config, notify
+from rotator import config
 from rotator.adapters.db import migrate
 from rotator.adapters.db.outbox import Outbox, Receiver
 from rotator.adapters.db.store import Claim, Store, make_engine
 from rotator.adapters.db.tables import outbox
+from rotator.audit.keys import Key
 from rotator.domain.errors import LeaseLost
 from rotator.domain.model import State, Trigger
-from rotator.keys import Key
+from rotator.observe import notify
 
 MINUTE = timedelta(minutes=1)
 

@@ -25,7 +25,7 @@ from rotator.adapters.db.store import Store, make_engine
 from rotator.domain.evidence import Evidence
 from rotator.domain.machine import drain_deadline
 from rotator.domain.model import State, Trigger
-from rotator.insights import Insights, credential_rules
+from rotator.observe.insights import Insights, credential_rules
 
 DAY = timedelta(days=1)
 
@@ -218,7 +218,7 @@ def test_plan_uses_the_database_clock(store: Store, monkeypatch: pytest.MonkeyPa
         def now(cls, tz: Any = None) -> Any:
             return datetime.now(tz) + timedelta(days=100)
 
-    import rotator.insights as insights_mod
+    import rotator.observe.insights as insights_mod
 
     monkeypatch.setattr(insights_mod, "datetime", Ahead)
     plan = {o.name: o for o in Insights(store.engine).outlooks(credential_rules(settings))}

@@ -22,9 +22,9 @@ from sqlalchemy import func, select, update
 
 from rotator.adapters.db.store import Store, make_engine
 from rotator.adapters.db.tables import events, rotations
+from rotator.devkit.localaws import LocalAws, free_port
+from rotator.devkit.sandbox.server import SandboxServer
 from rotator.domain.model import State, Trigger
-from rotator.localaws import LocalAws, free_port
-from rotator.sandbox.server import SandboxServer
 from tests.private_pg import PrivatePostgres
 from tests.world import World
 

@@ -20,9 +20,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from rotator.audit.render import render
 from rotator.cli.report import build_report
 from rotator.domain.model import State, Trigger
-from rotator.report import render
 from tests.world import World
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

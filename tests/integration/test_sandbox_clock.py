@@ -14,8 +14,8 @@ import time
 import httpx
 
 from rotator.adapters.adobe import AdobeClient
+from rotator.devkit.sandbox.testing import running_sandbox
 from rotator.ports import CredentialRef
-from rotator.sandbox.testing import running_sandbox
 
 SKEW_S = -600  # Adobe ten minutes behind this host
 

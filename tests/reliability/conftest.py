@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from rotator.localaws import LocalAws
-from rotator.sandbox.server import SandboxServer
+from rotator.devkit.localaws import LocalAws
+from rotator.devkit.sandbox.server import SandboxServer
 from tests.reliability import figures
 from tests.reliability.awsproxy import AwsProxy
 from tests.reliability.harness import Databases, Rig

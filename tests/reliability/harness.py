@@ -28,10 +28,10 @@ from sqlalchemy.pool import NullPool
 
 from rotator.adapters.db import migrate
 from rotator.adapters.db.store import Store, make_engine
-from rotator.sandbox.client import CreatedCredential
-from rotator.sandbox.faults import Hold as SandboxHold
-from rotator.sandbox.server import SandboxServer
-from rotator.sandbox.state import SandboxState
+from rotator.devkit.sandbox.client import CreatedCredential
+from rotator.devkit.sandbox.faults import Hold as SandboxHold
+from rotator.devkit.sandbox.server import SandboxServer
+from rotator.devkit.sandbox.state import SandboxState
 from tests.reliability.awsproxy import AwsProxy
 from tests.reliability.awsproxy import Hold as ProxyHold
 from tests.reliability.launcher import Launcher, Proc, base_env

@@ -18,7 +18,7 @@ Both record every deletion of the secret AWSCURRENT held at that instant (I2), a
 take one-shot faults: a transient error before or after the call takes effect, or a
 `Crash` (a BaseException, so nothing in the engine catches it) standing for SIGKILL.
 
-Adobe is as hostile as the sandbox (the very same switches, `rotator.sandbox.consistency`,
+Adobe is as hostile as the sandbox (the very same switches, `rotator.devkit.sandbox.consistency`,
 aimed at client id `CLIENT_ID`): uses show in `last_used_at` late (`usage_lag` plus
 jitter), a list answer may leave a secret out or show its usages as null or stale, a new
 secret is accepted late, a deleted secret is still listed for a while, and its clock may
@@ -27,7 +27,7 @@ it, as its `Date` header would). Consumers of the *other* secret (`busy_other`: 
 secret a consumer could know that AWSCURRENT does not hold) mint with it at every call
 the rotator makes and whenever the model lets time pass (`consumers_tick`), so an
 observation never happens in a quiet world. And it keeps the
-same oracle (`rotator.sandbox.oracle`): the true time of every use (the rotator's own,
+same oracle (`rotator.devkit.sandbox.oracle`): the true time of every use (the rotator's own,
 tagged `rotator`, and consumers', tagged `consumer`), every refusal and every deletion, in
 milliseconds of the fake clock.
 """
@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rotator.devkit.sandbox.consistency import Consistency
+from rotator.devkit.sandbox.oracle import Oracle, UseSource
 from rotator.domain.errors import (
     InvalidClient,
     NotFound,
@@ -50,8 +52,6 @@ from rotator.domain.errors import (
 )
 from rotator.domain.model import AdobeSecret
 from rotator.ports import CredentialRef, NewSecret, SecretVersion
-from rotator.sandbox.consistency import Consistency
-from rotator.sandbox.oracle import Oracle, UseSource
 
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 CLIENT_ID, CREDENTIAL_ID = "client", "cred"

@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import text
 
 from rotator.adapters.db.tables import metadata
-from rotator.localaws import free_port
+from rotator.devkit.localaws import free_port
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
 from tests.reliability.harness import Case, Rig

@@ -1,7 +1,7 @@
 """Oracle checks: the rotator judged against what really happened, not what Adobe said.
 
 Both worlds (the HTTP sandbox and the in-memory Adobe of `inmemory.py`) keep the same
-oracle (`rotator.sandbox.oracle`): every true use of every secret with who made it, every
+oracle (`rotator.devkit.sandbox.oracle`): every true use of every secret with who made it, every
 refusal, every deletion and whether the value deleted was AWSCURRENT's at that instant.
 These functions read it beside the database's rotations and return what is wrong:
 
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from rotator.sandbox.oracle import SecretTruth
+from rotator.devkit.sandbox.oracle import SecretTruth
 
 
 @dataclass(frozen=True)

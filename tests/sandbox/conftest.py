@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rotator.sandbox import CreatedCredential, SandboxAdmin, SandboxServer
-from rotator.sandbox.testing import sandbox, sandbox_server
+from rotator.devkit.sandbox import CreatedCredential, SandboxAdmin, SandboxServer
+from rotator.devkit.sandbox.testing import sandbox, sandbox_server
 
 __all__ = ["sandbox", "sandbox_server"]
 

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from rotator.sandbox import SandboxAdmin, SandboxAdminError, SandboxServer
+from rotator.devkit.sandbox import SandboxAdmin, SandboxAdminError, SandboxServer
 
 from .conftest import Adobe
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from rotator.sandbox.cli import sandbox
+from rotator.devkit.sandbox.cli import sandbox
 
-RUN = "from rotator.sandbox.cli import sandbox; sandbox()"
+RUN = "from rotator.devkit.sandbox.cli import sandbox; sandbox()"
 
 
 def test_help_explains_how_to_point_rotator_at_it() -> None:

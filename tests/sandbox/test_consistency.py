@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rotator.sandbox import SandboxAdmin
-from rotator.sandbox.state import SandboxState
+from rotator.devkit.sandbox import SandboxAdmin
+from rotator.devkit.sandbox.state import SandboxState
 
 from .conftest import Adobe
 

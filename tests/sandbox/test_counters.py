@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rotator.sandbox import ENDPOINTS, SandboxAdmin
+from rotator.devkit.sandbox import ENDPOINTS, SandboxAdmin
 
 from .conftest import Adobe
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from rotator.sandbox import SandboxAdmin, SandboxAdminError
+from rotator.devkit.sandbox import SandboxAdmin, SandboxAdminError
 
 from .conftest import Adobe
 

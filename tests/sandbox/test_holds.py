@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from rotator.sandbox import SandboxAdmin, SandboxServer
+from rotator.devkit.sandbox import SandboxAdmin, SandboxServer
 
 from .conftest import Adobe
 

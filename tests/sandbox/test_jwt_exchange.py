@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from rotator.sandbox import CreatedCredential, SandboxAdmin, SandboxAdminError, SandboxServer
-from rotator.sandbox.rs256 import b64url_encode
-from rotator.sandbox.testing import generate_rsa_key_pair, jwt_for
+from rotator.devkit.sandbox import CreatedCredential, SandboxAdmin, SandboxAdminError, SandboxServer
+from rotator.devkit.sandbox.rs256 import b64url_encode
+from rotator.devkit.sandbox.testing import generate_rsa_key_pair, jwt_for
 
 from .conftest import Adobe
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from rotator.sandbox import SandboxAdmin
+from rotator.devkit.sandbox import SandboxAdmin
 
 from .conftest import Adobe
 
@@ -36,7 +36,7 @@ def test_nothing_secret_reaches_the_logs(
 
 
 def test_an_access_line_that_does_get_written_loses_its_query_string() -> None:
-    from rotator.sandbox.server import _StripQueryStrings
+    from rotator.devkit.sandbox.server import _StripQueryStrings
 
     record = logging.LogRecord(
         "uvicorn.access",

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from rotator.sandbox import SandboxAdmin
+from rotator.devkit.sandbox import SandboxAdmin
 
 from .conftest import Adobe
 

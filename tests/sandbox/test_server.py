@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from rotator.sandbox import SandboxServer
-from rotator.sandbox.testing import running_sandbox
+from rotator.devkit.sandbox import SandboxServer
+from rotator.devkit.sandbox.testing import running_sandbox
 
 
 def test_servers_get_their_own_free_ports_and_stop_cleanly() -> None:

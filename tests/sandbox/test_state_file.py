@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from rotator.sandbox import SandboxServer
-from rotator.sandbox.testing import running_sandbox
+from rotator.devkit.sandbox import SandboxServer
+from rotator.devkit.sandbox.testing import running_sandbox
 
 from .conftest import Adobe
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rotator.sandbox.state import (
+from rotator.devkit.sandbox.state import (
     CLIENT_CREDENTIALS,
     Reply,
     SandboxState,

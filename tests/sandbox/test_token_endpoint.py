@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from rotator.sandbox import CreatedCredential, SandboxAdmin
+from rotator.devkit.sandbox import CreatedCredential, SandboxAdmin
 
 from .conftest import Adobe
 

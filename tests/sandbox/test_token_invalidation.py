@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rotator.sandbox import SandboxAdmin
+from rotator.devkit.sandbox import SandboxAdmin
 
 from .conftest import Adobe
 

@@ -31,9 +31,9 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from rotator.adapters.db.tables import events, rotations
-from rotator.localaws import LocalAws, free_port
-from rotator.sandbox.client import CreatedCredential, SandboxAdmin
-from rotator.sandbox.server import SandboxServer
+from rotator.devkit.localaws import LocalAws, free_port
+from rotator.devkit.sandbox.client import CreatedCredential, SandboxAdmin
+from rotator.devkit.sandbox.server import SandboxServer
 from tests.world import World
 
 ROTATOR = Path(sys.executable).parent / "rotator"

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, update
 
-from rotator import keys
 from rotator.adapters.db.tables import metadata, rotations
+from rotator.audit import keys
 from tests.system.conftest import System, to_toml
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

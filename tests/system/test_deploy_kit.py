@@ -44,7 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from rotator import config
-from rotator.localaws import LocalAws, free_port
+from rotator.devkit.localaws import LocalAws, free_port
 from tests.system.conftest import System
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ one line, the documented exit code, nothing changed."""
 
 from __future__ import annotations
 
-from rotator.localaws import free_port
+from rotator.devkit.localaws import free_port
 from tests.system.conftest import System, to_toml
 from tests.system.test_truthful_errors import _one_error, _run, _with
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rotator.localaws import LocalAws, free_port
-from rotator.sandbox.server import SandboxServer
+from rotator.devkit.localaws import LocalAws, free_port
+from rotator.devkit.sandbox.server import SandboxServer
 from tests.system.conftest import DaemonProcess, System, _system
 
 PROCESS_SERIES = (

@@ -294,7 +294,7 @@ def _lease_owner(db_url: str) -> str:
 
 
 def _free_port() -> int:
-    from rotator.localaws import free_port
+    from rotator.devkit.localaws import free_port
 
     return free_port()
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from markupsafe import escape
 
-from rotator import reporting
-from rotator.report import render
+from rotator.audit import trail as reporting
+from rotator.audit.render import render
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

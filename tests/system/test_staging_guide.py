@@ -26,8 +26,8 @@ import boto3
 import pytest
 from sqlalchemy import create_engine, text
 
-from rotator.localaws import LocalAws, free_port
-from rotator.sandbox.server import SandboxServer
+from rotator.devkit.localaws import LocalAws, free_port
+from rotator.devkit.sandbox.server import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"

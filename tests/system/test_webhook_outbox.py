@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, select
 from standardwebhooks import Webhook
 
 from rotator.adapters.db.tables import outbox
-from rotator.localaws import free_port
+from rotator.devkit.localaws import free_port
 from tests.system.conftest import System, to_toml
 
 OUTAGE_S = 120

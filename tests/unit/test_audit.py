@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from rotator.audit import (
+from rotator.audit.chain import (
     GENESIS,
     KEYED,
     LEGACY,
@@ -21,7 +21,7 @@ from rotator.audit import (
     Keyring,
     snapshot,
 )
-from rotator.checkpoints import CheckpointSink
+from rotator.audit.checkpoints import CheckpointSink
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -219,7 +219,7 @@ def test_a_writer_with_public_keys_but_no_signing_key_refuses_to_write() -> None
     is a one-line configuration error instead of a silently unsigned event."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from rotator.audit import PublicKey, Signer
+    from rotator.audit.chain import PublicKey, Signer
     from rotator.domain.errors import ConfigError
 
     private = Ed25519PrivateKey.generate()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rotator import redaction
+from rotator.audit.keys import KeySource, load_all
 from rotator.domain.errors import ConfigError
-from rotator.keys import KeySource, load_all
 
 
 def test_a_key_from_a_file_is_read_registered_and_hidden(tmp_path: Path) -> None:

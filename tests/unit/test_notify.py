@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from standardwebhooks import Webhook
 
-from rotator import notify
+from rotator.observe import notify
 
 NOTICE = {
     "event": "needs_attention",

@@ -31,9 +31,9 @@ from sqlalchemy import create_engine
 
 from rotator import config
 from rotator.cli import main
+from rotator.devkit.localaws import LocalAws, free_port
+from rotator.devkit.sandbox.server import SandboxServer
 from rotator.domain.model import Policy, State
-from rotator.localaws import LocalAws, free_port
-from rotator.sandbox.server import SandboxServer
 from tests.world import World
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rotator import reporting
-from rotator.report import render
+from rotator.audit import trail as reporting
+from rotator.audit.render import render
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -267,7 +267,7 @@ def test_an_unkeyed_chain_is_amber_a_keyed_one_green_a_broken_one_red() -> None:
 
 
 def test_a_csv_cell_hiding_a_formula_behind_control_characters_or_blanks_stays_text() -> None:
-    from rotator.report import cell
+    from rotator.audit.render import cell
 
     assert cell('\x01=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
     assert cell(" =1+1") == "' =1+1"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from rotator import keys
-from rotator.audit import (
+from rotator.audit import keys
+from rotator.audit.chain import (
     GENESIS,
     KEYED,
     SIGNED,

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from rotator import config, notify
+from rotator import config
+from rotator.observe import notify
 
 
 def _serve(answer: Callable[[socket.socket], None]) -> Iterator[str]:

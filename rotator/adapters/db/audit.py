@@ -1,7 +1,7 @@
 """The audit chain in SQL: append one linked event inside the caller's transaction, read
 events back, and verify the chain (links, checkpoint, rows past the head, replay).
 
-The link arithmetic lives in rotator/audit.py (pure); this module only moves rows. An
+The link arithmetic lives in rotator/audit/chain.py (pure); this module only moves rows. An
 append locks the one `chain_head` row, so appends are serialised and the chain cannot
 fork; `chain_head` is a convenience, not a trust anchor (a database writer can rewind it):
 the published checkpoint is.
@@ -19,9 +19,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
-from rotator import audit, redaction
+from rotator import redaction
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
-from rotator.audit import Checkpoint, Keyring, Verification
+from rotator.audit import chain as audit
+from rotator.audit.chain import Checkpoint, Keyring, Verification
 
 
 @dataclass(frozen=True)

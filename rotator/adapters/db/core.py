@@ -15,7 +15,7 @@ from rotator.adapters.db import outbox
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.rows import to_rotation
 from rotator.adapters.db.tables import rotations
-from rotator.audit import Checkpoint
+from rotator.audit.chain import Checkpoint
 from rotator.domain.errors import InvariantError, RequestRefused
 from rotator.domain.model import Rotation, State, Trigger
 

@@ -22,14 +22,14 @@ from rotator.adapters.db.leases import Claim, LeaseInfo, Leases
 from rotator.adapters.db.requests import OperatorRequests
 from rotator.adapters.db.rows import CredentialRow, credential_row, to_rotation
 from rotator.adapters.db.tables import credentials, rotations
-from rotator.audit import GENESIS, Checkpoint, Verification
-from rotator.audit import legacy_hash as event_hash
+from rotator.audit.chain import GENESIS, Checkpoint, Verification
+from rotator.audit.chain import legacy_hash as event_hash
 from rotator.domain.model import Rotation, Trigger
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "GENESIS",  # the chain's names, now in rotator.audit
+    "GENESIS",  # the chain's names, now in rotator.audit.chain
     "AlreadyActive",
     "AuditEvent",
     "Claim",
@@ -208,7 +208,7 @@ class Store(OperatorRequests, Leases):
 
     @staticmethod
     def _audited_credential(conn: Connection, name: str) -> dict[str, Any]:
-        from rotator import audit
+        from rotator.audit import chain as audit
 
         row = conn.execute(select(credentials).where(credentials.c.name == name)).mappings().first()
         return audit.snapshot(row, audit.CREDENTIAL_FIELDS) or {}

@@ -154,7 +154,7 @@ events = Table(
     Column("detail", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    # Audit chain (rotator/audit.py): contiguous position, how `hash` was made (hmac-sha256
+    # Audit chain (rotator/audit/chain.py): contiguous position, how `hash` was made (hmac-sha256
     # with key `key_id`, unkeyed sha256, or 0.1's sha256-v1), the verified identity beside
     # the claimed `actor`, and the audited fields of the rotation/credential row after it.
     Column("seq", Id, nullable=False),

@@ -1,7 +1,7 @@
 """/metrics: fleet series read from the database at scrape time, plus this process's own work.
 
 The names are docs/metrics.md's, exactly. Fleet series (rotations, attention, holds, secret
-ages, drains, the outbox) come from `rotator.insights` when Prometheus scrapes, so every
+ages, drains, the outbox) come from `rotator.observe.insights` when Prometheus scrapes, so every
 replica reports the whole fleet, the CLI's rotations included; a counter kept in memory
 would count only what this process did. Process series (ticks, steps, calls to Adobe and
 AWS) are this replica's. Every series exists from the first scrape (a missing series is
@@ -24,9 +24,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rotator.domain.model import State, Trigger
-from rotator.insights import ENDINGS, Insights
+from rotator.observe.insights import ENDINGS, Insights
 
-log = structlog.get_logger("rotator.metrics")
+log = structlog.get_logger("rotator.observe.metrics")
 
 ADOBE_OPERATIONS = ("token", "list", "add", "delete", "invalidate")
 AWS_OPERATIONS = ("get", "describe", "put", "stage")

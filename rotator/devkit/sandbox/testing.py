@@ -2,7 +2,7 @@
 
 In a ``conftest.py``::
 
-    from rotator.sandbox.testing import sandbox, sandbox_server  # noqa: F401
+    from rotator.devkit.sandbox.testing import sandbox, sandbox_server  # noqa: F401
 
 ``sandbox_server`` is one server per test session (starting uvicorn costs ~50 ms, a
 thousand tests would feel it); ``sandbox`` hands each test that server freshly reset
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from rotator.sandbox.rs256 import generate_rsa_key_pair, sign_rs256
-from rotator.sandbox.server import SandboxServer
-from rotator.sandbox.state import PRODUCTION_IMS, Settings
+from rotator.devkit.sandbox.rs256 import generate_rsa_key_pair, sign_rs256
+from rotator.devkit.sandbox.server import SandboxServer
+from rotator.devkit.sandbox.state import PRODUCTION_IMS, Settings
 
 __all__ = [
     "generate_rsa_key_pair",

@@ -20,10 +20,10 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from rotator.sandbox.app import create_app
-from rotator.sandbox.client import SandboxAdmin
-from rotator.sandbox.persistence import load_state
-from rotator.sandbox.state import SandboxState, Settings
+from rotator.devkit.sandbox.app import create_app
+from rotator.devkit.sandbox.client import SandboxAdmin
+from rotator.devkit.sandbox.persistence import load_state
+from rotator.devkit.sandbox.state import SandboxState, Settings
 
 __all__ = ["SandboxServer", "uvicorn_config"]
 

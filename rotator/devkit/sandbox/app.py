@@ -13,7 +13,7 @@ Adobe endpoints (names used by counters, faults and holds): ``token`` POST /ims/
 /console/organizations/{org}/credentials/{credential}.
 
 Admin endpoints (JSON, no auth, never counted or faulted) are listed in
-:func:`_admin_routes`; :class:`rotator.sandbox.client.SandboxAdmin` wraps each of them.
+:func:`_admin_routes`; :class:`rotator.devkit.sandbox.client.SandboxAdmin` wraps each of them.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rotator.sandbox.faults import Hold, Phase
-from rotator.sandbox.persistence import save_state
-from rotator.sandbox.state import (
+from rotator.devkit.sandbox.faults import Hold, Phase
+from rotator.devkit.sandbox.persistence import save_state
+from rotator.devkit.sandbox.state import (
     CLIENT_CREDENTIALS,
     PRODUCTION_IMS,
     Reply,
@@ -55,7 +55,7 @@ from rotator.sandbox.state import (
 __all__ = ["ADMIN_PREFIX", "create_app"]
 
 ADMIN_PREFIX: Final = "/sandbox"
-_CYCLE_KEY: Final = "rotator.sandbox.cycle"
+_CYCLE_KEY: Final = "rotator.devkit.sandbox.cycle"
 _POLL_S: Final = 0.005
 _log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ the sandbox reports (``created_at``, ``last_used_at``) and its ``Date`` header f
 Every switch above lasts ``count`` answers or, with no count, until removed: longer than
 any ``usage_lag`` or ``max_drain`` a client is told, if a test wants it so.
 
-The truth (every real use and deletion) is kept by :mod:`rotator.sandbox.oracle`, never
+The truth (every real use and deletion) is kept by :mod:`rotator.devkit.sandbox.oracle`, never
 touched by these switches. Names are listed in :data:`SWITCHES`; each is reachable through
-the admin API and :class:`~rotator.sandbox.client.SandboxAdmin`.
+the admin API and :class:`~rotator.devkit.sandbox.client.SandboxAdmin`.
 """
 
 from __future__ import annotations

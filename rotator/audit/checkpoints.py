@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from rotator.adapters.db.audit import AuditLog
-from rotator.audit import Checkpoint, Keyring
+from rotator.audit.chain import Checkpoint, Keyring
 
 if TYPE_CHECKING:
     from rotator.config import Settings
 
-log = structlog.get_logger("rotator.audit")
+log = structlog.get_logger("rotator.audit.chain")
 
 
 class CheckpointSink:
@@ -92,7 +92,7 @@ def keyring_loader(settings: Settings) -> Callable[[], Keyring]:
     the public keyring, this writer's private key, and the HMAC keys of older events."""
 
     def load() -> Keyring:
-        from rotator import keys
+        from rotator.audit import keys
 
         audit = settings.audit
         public = keys.load_keyring(config_path(settings, audit.keyring)) if audit.keyring else {}

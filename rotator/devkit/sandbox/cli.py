@@ -1,7 +1,7 @@
 """``rotator sandbox``: run the fake Adobe in the foreground, and set up a staging world in it.
 
 ``rotator sandbox`` alone runs the server (as it always did). Its subcommands talk to a
-running sandbox through its admin API (:class:`rotator.sandbox.client.SandboxAdmin`):
+running sandbox through its admin API (:class:`rotator.devkit.sandbox.client.SandboxAdmin`):
 ``create-credential`` makes a credential there and publishes its first secret to AWS
 Secrets Manager (moto's server in staging), printing the ``[[credentials]]`` table for a
 rotator config; ``list`` shows what the sandbox holds. Neither ever prints a secret value.
@@ -50,7 +50,7 @@ The steps of a whole staging run are in docs/operations.md ("Staging"). The
 subcommands use the admin API under /sandbox (POST /sandbox/credentials). Other
 admin calls: GET /sandbox/state, POST /sandbox/reset, PUT /sandbox/clock,
 POST /sandbox/faults/rules, POST /sandbox/holds, GET /sandbox/counters (see
-rotator.sandbox.client.SandboxAdmin). The admin API has no authentication: keep
+rotator.devkit.sandbox.client.SandboxAdmin). The admin API has no authentication: keep
 the sandbox on 127.0.0.1.
 
 With --state FILE the world is saved to FILE (JSON, mode 0600) and restored on
@@ -112,10 +112,10 @@ def sandbox(
         return  # a subcommand talks to a sandbox that runs elsewhere
     import uvicorn
 
-    from rotator.sandbox.app import create_app
-    from rotator.sandbox.persistence import load_state
-    from rotator.sandbox.server import uvicorn_config
-    from rotator.sandbox.state import SandboxState, Settings
+    from rotator.devkit.sandbox.app import create_app
+    from rotator.devkit.sandbox.persistence import load_state
+    from rotator.devkit.sandbox.server import uvicorn_config
+    from rotator.devkit.sandbox.state import SandboxState, Settings
 
     settings = Settings(
         add_status=int(add_status),
@@ -225,7 +225,7 @@ def create_credential(
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
     from rotator.config import parse_duration
-    from rotator.sandbox.client import SandboxAdmin, SandboxAdminError
+    from rotator.devkit.sandbox.client import SandboxAdmin, SandboxAdminError
 
     secret_id = secret_id or f"adobe/{name}"
     if not _valid_name(name):
@@ -295,7 +295,7 @@ def list_credentials(url: str, as_json: bool, wait: float) -> None:
     """The sandbox's credentials and their secrets (uuids and times, never values)."""
     import httpx
 
-    from rotator.sandbox.client import SandboxAdmin
+    from rotator.devkit.sandbox.client import SandboxAdmin
 
     with SandboxAdmin(url) as admin:
         state: dict[str, Any] = _patiently(

@@ -40,11 +40,11 @@ from standardwebhooks import Webhook
 
 from rotator import redaction
 from rotator.adapters.db.outbox import Delivery, Outbox
+from rotator.audit.keys import Key
 from rotator.config import Settings
 from rotator.domain import policy
-from rotator.keys import Key
 
-log = structlog.get_logger("rotator.notify")
+log = structlog.get_logger("rotator.observe.notify")
 
 FIRST_RETRY = timedelta(seconds=1)
 EXPIRE_EVERY = 10.0  # seconds between sweeps for rows past the delivery expiry

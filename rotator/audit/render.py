@@ -1,4 +1,4 @@
-"""Renders the auditor's report (rotator/reporting.py) as JSON, CSV or one HTML file.
+"""Renders the auditor's report (rotator/audit/trail.py) as JSON, CSV or one HTML file.
 
 The HTML is self-contained (inline CSS and SVG, no script, no fonts or images fetched), so
 it opens offline and can be attached to an audit ticket as it is. Each credential gets a

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from rotator.sandbox.state import SandboxState
+from rotator.devkit.sandbox.state import SandboxState
 
 __all__ = ["load_state", "save_state"]
 

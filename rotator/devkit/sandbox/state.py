@@ -44,10 +44,10 @@ from hashlib import sha256
 from http import HTTPStatus
 from typing import Any, Final, cast
 
-from rotator.sandbox.consistency import ADD_STATUSES
-from rotator.sandbox.faults import IMS_ENDPOINTS, FaultPlan
-from rotator.sandbox.oracle import Oracle, UseSource
-from rotator.sandbox.rs256 import JWTError, b64url_encode, load_public_key, verify_rs256
+from rotator.devkit.sandbox.consistency import ADD_STATUSES
+from rotator.devkit.sandbox.faults import IMS_ENDPOINTS, FaultPlan
+from rotator.devkit.sandbox.oracle import Oracle, UseSource
+from rotator.devkit.sandbox.rs256 import JWTError, b64url_encode, load_public_key, verify_rs256
 
 __all__ = [
     "CLIENT_CREDENTIALS",

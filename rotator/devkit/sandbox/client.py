@@ -404,7 +404,7 @@ class SandboxAdmin:
 
     def oracle(self, credential_id: str | None = None) -> dict[str, Any]:
         """The truth: every secret's uses (with source), refusals, deletion and what the
-        list answers showed and hid. See ``rotator.sandbox.oracle``."""
+        list answers showed and hid. See ``rotator.devkit.sandbox.oracle``."""
         path = "/oracle" if credential_id is None else f"/credentials/{credential_id}/oracle"
         result: dict[str, Any] = self._call("GET", path)
         return result

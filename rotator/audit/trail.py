@@ -2,7 +2,7 @@
 
 Everything here comes from the events (each carries, under its MAC, the audited state of
 its rotation and credential rows after the change) and from the result of verifying them,
-so the report says no more than the trail can prove. rotator/report.py renders it.
+so the report says no more than the trail can prove. rotator/audit/render.py renders it.
 
 Per credential: every rotation (trigger, claimed actor, the identity its writer reported
 about itself (`verified_actor`, not proven), the key that signed it (`signed_by`), reason,

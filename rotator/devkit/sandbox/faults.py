@@ -20,7 +20,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from rotator.sandbox.consistency import Consistency
+from rotator.devkit.sandbox.consistency import Consistency
 
 __all__ = [
     "ANY_ENDPOINT",

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
     from rotator.adapters.db.audit import AuditEvent
     from rotator.app import App
+    from rotator.devkit.sandbox.client import SandboxAdmin
     from rotator.domain.model import Rotation, State
-    from rotator.sandbox.client import SandboxAdmin
 
 __all__ = ["demo"]
 
@@ -109,7 +109,7 @@ def demo(quiet_period: str, keep_running: bool) -> None:
     except KeyboardInterrupt:
         die("interrupted", EXIT_FAILED)
     except Exception as exc:  # one redacted line, as every rotator command does
-        logging.getLogger("rotator.demo").debug("demo failed", exc_info=True)
+        logging.getLogger("rotator.devkit.demo").debug("demo failed", exc_info=True)
         from rotator import redaction
 
         first = redaction.clip(str(exc), 300, first_line=True)
@@ -406,9 +406,9 @@ class _Demo:
         self.problems: list[str] = []
 
     def run(self) -> bool:
-        from rotator.localaws import LocalAws
-        from rotator.sandbox.server import SandboxServer
-        from rotator.sandbox.state import Settings as SandboxSettings
+        from rotator.devkit.localaws import LocalAws
+        from rotator.devkit.sandbox.server import SandboxServer
+        from rotator.devkit.sandbox.state import Settings as SandboxSettings
 
         started = time.monotonic()
         out = self.out
@@ -474,7 +474,7 @@ class _Demo:
         )
         # The audit chain's signing key, kept outside the database (here: a file of its
         # own), and the public keyring that verifies it. One key plays operator and daemon.
-        from rotator import keys
+        from rotator.audit import keys
 
         public = keys.generate_signing_key(self.audit_key)
         self.keyring.write_text(
@@ -713,7 +713,7 @@ secret_id = {q(AWS_NAME)}
             f"   every event, with its raw detail: "
             f"`{_program()} --config {self.config_path} history --all --json`"
         )
-        from rotator.audit import Checkpoint
+        from rotator.audit.chain import Checkpoint
 
         checkpoint = Checkpoint.parse(self.checkpoints.read_text("utf-8"))
         result = app.store.verify(checkpoint)
@@ -730,8 +730,8 @@ secret_id = {q(AWS_NAME)}
 
     def _report(self, app: App) -> str:
         """The auditor's report of this run (HTML, and the same as JSON beside it)."""
+        from rotator.audit.render import render
         from rotator.cli.report import build_report
-        from rotator.report import render
 
         report = build_report(app.settings, app.store)
         html = render(report, "html")
