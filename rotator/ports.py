@@ -6,11 +6,17 @@ in memory; no port persists or logs them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rotator.domain.model import AdobeSecret
+from rotator.domain.model import AdobeSecret, Rotation
+from rotator.domain.outlook import Facts
+
+if TYPE_CHECKING:
+    from rotator.audit.chain import Checkpoint, Verification
+    from rotator.audit.trail import Event
 
 
 @dataclass(frozen=True)
@@ -86,3 +92,90 @@ class SecretsStore(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+# --- the read service (rotator.observe.insights) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state database's credentials and unfinished rotations, read together."""
+
+    now: datetime  # the store's clock (I10) at the read
+    facts: Mapping[str, Facts]  # by credential name, in name order
+    unfinished: Mapping[str, Rotation]  # by credential (one at most each, I3)
+    lease_owners: Mapping[str, str]  # credential -> the owner whose lease is still live
+
+
+class OutboxBacklog(Protocol):
+    """The webhook notices not yet delivered."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def oldest_pending_at(self) -> datetime | None: ...
+    @property
+    def expired(self) -> int: ...
+
+
+class InsightsReader(Protocol):
+    """What the read service asks of the state database; reads only, never a write."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def ended(self) -> dict[tuple[str, str], int]:
+        """(end state, trigger) -> rotations that ever reached it."""
+
+    def backlog(self) -> OutboxBacklog: ...
+
+    def events(self) -> Sequence[Event]:
+        """The whole audit trail, oldest first."""
+
+    def verify(self, checkpoint: Checkpoint | None) -> Verification: ...
+
+
+# --- the webhook outbox (rotator.observe.notify sends what it holds) -----------------------
+
+
+class Notice(Protocol):
+    """One claimed outbox row: what to send, to whom, and how many tries it took so far."""
+
+    @property
+    def event_id(self) -> int: ...
+    @property
+    def receiver(self) -> str: ...
+    @property
+    def credential(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+class ExpiredNotice(Protocol):
+    @property
+    def event_id(self) -> int: ...
+    @property
+    def receiver(self) -> str: ...
+    @property
+    def credential(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+
+class NoticeOutbox(Protocol):
+    """The senders' side of the durable outbox (rotator/adapters/db/outbox.py)."""
+
+    def expire(self, expiry: timedelta) -> Sequence[ExpiredNotice]: ...
+
+    def claim(
+        self, owner: str, receivers: Iterable[str], *, hold: timedelta, limit: int = 20
+    ) -> Sequence[Notice]: ...
+
+    def delivered(self, delivery: Any) -> None: ...
+
+    def failed(self, delivery: Any, owner: str, *, error: str, retry_in: timedelta) -> None: ...
+
+    def release(self, delivery: Any, owner: str, *, retry_in: timedelta) -> None: ...

@@ -7,21 +7,18 @@ A SQLite file that does not exist yet is reported, not created.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.engine import make_url
 
 from rotator import redaction
-from rotator.adapters.adobe import AdobeClient
-from rotator.adapters.aws_secrets import AwsSecrets
-from rotator.adapters.db import migrate
-from rotator.adapters.db.connect import make_engine
-from rotator.adapters.db.store import CredentialRow, Store
 from rotator.config import CredentialConfig, Settings
 from rotator.domain.errors import RotatorError
-from rotator.ports import CredentialRef
+from rotator.ports import AdobeApi, CredentialRef, SecretsStore
 
 DATABASE = "(database)"
 
@@ -35,30 +32,41 @@ class CheckResult:
     blocks_rotation: bool = True
 
 
-def run_checks(settings: Settings) -> list[CheckResult]:
-    """The database's result first, then one per configured credential."""
-    database, rows = _database(settings)
-    adobe = AdobeClient(
-        settings.adobe.ims_url,
-        settings.adobe.api_url,
-        timeout=settings.adobe.timeout.total_seconds(),
-        retry_attempts=2,
-    )
-    aws = AwsSecrets(
-        region=settings.aws.region,
-        endpoint_url=settings.aws.endpoint_url,
-        max_attempts=2,
-        public_keys=frozenset(settings.uuid_key(c) for c in settings.credentials),
-    )
-    try:
-        return [database] + [
-            _check(settings, cfg, adobe, aws, rows.get(cfg.name)) for cfg in settings.credentials
-        ]
-    finally:
-        adobe.close()
+class KnownRow(Protocol):
+    """What the pre-flight reads of a credential's row (an adopted uuid and its version)."""
+
+    @property
+    def current_uuid(self) -> str | None: ...
+    @property
+    def current_version(self) -> str | None: ...
 
 
-def _database(settings: Settings) -> tuple[CheckResult, dict[str, CredentialRow]]:
+@dataclass(frozen=True)
+class DatabaseState:
+    """The schema's revision, the current one, and the credential rows (read when current)."""
+
+    current: str | None
+    head: str
+    rows: Mapping[str, KnownRow] = field(default_factory=dict)
+
+
+def run_checks(
+    settings: Settings,
+    inspect: Callable[[Settings], DatabaseState],
+    adobe: AdobeApi,
+    aws: SecretsStore,
+) -> list[CheckResult]:
+    """The database's result first (read by `inspect`), then one per configured credential,
+    with the clients the composition root made for it (`rotator.app.check`)."""
+    database, rows = _database(settings, inspect)
+    return [database] + [
+        _check(settings, cfg, adobe, aws, rows.get(cfg.name)) for cfg in settings.credentials
+    ]
+
+
+def _database(
+    settings: Settings, inspect: Callable[[Settings], DatabaseState]
+) -> tuple[CheckResult, Mapping[str, KnownRow]]:
     url = settings.database.url
     if url.startswith("sqlite"):
         path = make_url(url).database
@@ -67,30 +75,24 @@ def _database(settings: Settings) -> tuple[CheckResult, dict[str, CredentialRow]
                 DATABASE, True, f"{path} does not exist yet; `rotator run` creates it"
             ), {}
     try:
-        engine = make_engine(url)
-        try:
-            current, head = migrate.current(engine), migrate.HEAD
-            if current != head:
-                return CheckResult(
-                    DATABASE,
-                    True,
-                    f"schema at {current or 'empty'}, current is {head}; "
-                    f"`rotator run` (or `rotator db upgrade`) migrates it",
-                ), {}
-            return CheckResult(DATABASE, True, f"schema current ({head})"), Store(
-                engine
-            ).credential_rows()
-        finally:
-            engine.dispose()
+        state = inspect(settings)
     except RotatorError as exc:
         return CheckResult(DATABASE, False, str(exc)), {}
     except Exception as exc:
         first = redaction.clip(str(exc), 200, first_line=True)
         return CheckResult(DATABASE, False, f"cannot read: {type(exc).__name__}: {first}"), {}
+    if state.current != state.head:
+        return CheckResult(
+            DATABASE,
+            True,
+            f"schema at {state.current or 'empty'}, current is {state.head}; "
+            f"`rotator run` (or `rotator db upgrade`) migrates it",
+        ), {}
+    return CheckResult(DATABASE, True, f"schema current ({state.head})"), state.rows
 
 
 def check_one(
-    settings: Settings, name: str, adobe: AdobeClient, aws: AwsSecrets, row: CredentialRow | None
+    settings: Settings, name: str, adobe: AdobeApi, aws: SecretsStore, row: KnownRow | None
 ) -> CheckResult:
     """The pre-flight of one credential, with the caller's adapters (used before `rotate`)."""
     return _check(settings, settings.credential(name), adobe, aws, row)
@@ -99,9 +101,9 @@ def check_one(
 def _check(
     settings: Settings,
     cfg: CredentialConfig,
-    adobe: AdobeClient,
-    aws: AwsSecrets,
-    row: CredentialRow | None,
+    adobe: AdobeApi,
+    aws: SecretsStore,
+    row: KnownRow | None,
 ) -> CheckResult:
     secret_key, uuid_key = settings.secret_key(cfg), settings.uuid_key(cfg)
     try:

@@ -1,4 +1,4 @@
-"""Publishing the audit chain's head outside the database, and wiring the audit log.
+"""Publishing the audit chain's head outside the database, and loading the audit keys.
 
 A checkpoint (sequence number, event id, MAC) that left the database is what lets
 `rotator audit verify --checkpoint` prove that no event up to it was removed: the chain
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from rotator.adapters.db.audit import AuditLog
 from rotator.audit.chain import Checkpoint, Keyring
 
 if TYPE_CHECKING:
@@ -31,7 +30,8 @@ log = structlog.get_logger("rotator.audit.chain")
 
 class CheckpointSink:
     """Logs every checkpoint, appends it to `path` (JSON lines) and puts it to S3
-    (`s3://bucket/prefix/<seq>.json`) when those are set."""
+    (`s3://bucket/prefix/<seq>.json`, through the client `s3_client` makes) when those are
+    set. Built by the composition root (`rotator.app.checkpoint_sink`)."""
 
     def __init__(
         self, path: str = "", s3_uri: str = "", s3_client: Callable[[], Any] | None = None
@@ -68,23 +68,14 @@ class CheckpointSink:
         key = f"{prefix.strip('/')}/{checkpoint.seq:012d}.json".lstrip("/")
         body = json.dumps({"event": "audit checkpoint", **checkpoint.as_dict()})
         try:
-            client = self._s3_client() if self._s3_client else _s3(None)
+            if self._s3_client is None:
+                raise LookupError("no S3 client for checkpoints")
+            client = self._s3_client()
             client.put_object(
                 Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
             )
         except Exception as exc:  # best effort: the log line and the file still carry it
             log.warning("audit checkpoint not put to S3", uri=self.s3_uri, error=type(exc).__name__)
-
-
-def _s3(settings: Settings | None) -> Any:
-    import boto3
-
-    aws = settings.aws if settings else None
-    return boto3.session.Session().client(
-        "s3",
-        region_name=aws.region if aws else None,
-        endpoint_url=(aws.endpoint_url or None) if aws else None,
-    )
 
 
 def keyring_loader(settings: Settings) -> Callable[[], Keyring]:
@@ -120,16 +111,3 @@ def config_path(settings: Settings, path: str) -> Path:
     if given.is_absolute() or settings.source.startswith("<"):
         return given
     return Path(settings.source).resolve().parent / given
-
-
-def audit_log(settings: Settings) -> AuditLog:
-    """The audit log a Store appends with: keys from [audit], checkpoints to its sinks."""
-    client: list[Any] = []  # made on the first put, then reused
-
-    def s3_client() -> Any:
-        if not client:
-            client.append(_s3(settings))
-        return client[0]
-
-    sink = CheckpointSink(settings.audit.checkpoint_file, settings.audit.checkpoint_s3, s3_client)
-    return AuditLog(keyring_loader(settings), publish=sink)

@@ -30,19 +30,9 @@ def db() -> None:
 def db_upgrade(ctx: Ctx) -> None:
     """Create or migrate the state database to the current schema (idempotent)."""
     with errors():
-        from rotator.adapters.db import migrate
-        from rotator.adapters.db.connect import make_engine
-        from rotator.app import database_failure, require_driver, require_folder
+        from rotator.app import upgrade_database
 
-        require_driver(ctx.settings)
-        require_folder(ctx.settings)
-        engine = make_engine(ctx.settings.database.url)
-        try:
-            before, after = migrate.upgrade(engine)
-        except Exception as exc:
-            raise database_failure(ctx.settings, exc, "migrate") from None
-        finally:
-            engine.dispose()
+        before, after = upgrade_database(ctx.settings)
     say(
         f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})")
     )
@@ -60,7 +50,7 @@ def check(ctx: Ctx, as_json: bool) -> None:
     last-used time at Adobe).
     """
     with errors():
-        from rotator.preflight import run_checks
+        from rotator.app import check as run_checks
 
         results = run_checks(ctx.settings)
     ok = all(r.ok for r in results)

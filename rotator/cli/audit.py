@@ -116,13 +116,13 @@ def audit_checkpoint(ctx: Ctx) -> None:
     Keep the line somewhere the database's writers cannot change (a ticket, a log store):
     `rotator audit verify --checkpoint` checks against it later.
     """
-    from rotator.audit.checkpoints import CheckpointSink
+    from rotator.app import checkpoint_sink
 
     with errors(), ctx.store() as store:
         head = store.checkpoint()
     if head is None:
         die("no audit events yet: nothing to checkpoint", EXIT_FAILED)
-    CheckpointSink(ctx.settings.audit.checkpoint_file)(head)
+    checkpoint_sink(ctx.settings, s3=False)(head)
     say(json.dumps(head.as_dict()))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,7 +12,6 @@ from rotator.cli import startup
 
 if TYPE_CHECKING:
     from rotator.adapters.db.store import Store
-    from rotator.adapters.identity import IdentityProbe
     from rotator.app import App
     from rotator.config import Settings
     from rotator.observe.notify import Deliverer
@@ -25,7 +24,6 @@ class Ctx:
         self.log_format = log_format
         self._settings: Settings | None = None
         self.claimed_actor: str | None = None  # --actor: recorded as claimed, never verified
-        self._probe: IdentityProbe | None = None
 
     @property
     def settings(self) -> Settings:
@@ -41,16 +39,14 @@ class Ctx:
         before the command exits; any that fail stay owed, for the daemon or the next command."""
         from rotator import app as app_mod
 
-        built = app_mod.build(self.settings)
-        built.store.audit.identity = self.identity_probe(built.aws.session).result
+        # The verified identity (AWS caller ARN, OS user) is asked for in the background.
+        built = app_mod.build(self.settings, verified_identity=True)
         built.store.audit.prefetch()  # an audit key in AWS is read while the command works
         startup.settle()  # set up: the garbage collector resumes
         sender: Deliverer | None = None
         try:
             if notify and self.settings.notifications.webhooks:
-                from rotator.observe.notify import deliverer
-
-                sender = deliverer(self.settings, built.store.engine)
+                sender = app_mod.deliverer(self.settings, built.store.engine)
             yield built
         finally:
             try:
@@ -60,22 +56,12 @@ class Ctx:
             finally:
                 built.close()
 
-    def identity_probe(self, session: Any = None) -> IdentityProbe:
-        """The verified identity (AWS caller ARN, OS user), asked for once per command, in
-        the background (through `session`, the app's botocore session, when given)."""
-        if self._probe is None:
-            from rotator.adapters.identity import IdentityProbe
-
-            aws = self.settings.aws
-            self._probe = IdentityProbe(aws.region, aws.endpoint_url, session=session)
-        return self._probe
-
     @contextmanager
     def store(self) -> Iterator[Store]:
         """The state database alone, for commands that only read it."""
         from rotator import app as app_mod
 
-        opened = app_mod.open_store(self.settings)
+        opened = app_mod.read_store(self.settings)
         startup.settle()
         try:
             yield opened
@@ -94,6 +80,6 @@ def actor() -> str:
     obj = context.find_object(Ctx) if context is not None else None
     if obj is not None and obj.claimed_actor:
         return obj.claimed_actor
-    from rotator.adapters.identity import os_user
+    from rotator.app import local_user
 
-    return "cli:" + os_user().removeprefix("os:").split("(", 1)[0]
+    return "cli:" + local_user().removeprefix("os:").split("(", 1)[0]

@@ -14,72 +14,66 @@ from rotator import redaction
 from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_OK, errors, say, ts
-from rotator.domain.machine import drain_deadline
-from rotator.domain.model import Policy, Rotation, State
+from rotator.domain.model import Rotation
 
 if TYPE_CHECKING:
     from rotator.adapters.db.audit import AuditEvent
     from rotator.app import App
+    from rotator.observe.insights import CredentialStatus
 
 
-def _status_rows(app: App) -> list[dict[str, Any]]:
-    """Every configured credential, judged as `rotator plan` and the daemon's tick judge it
-    (rotator/domain/outlook.py), on the database's clock."""
-    from rotator.observe.insights import Insights, credential_rules
+def _status_rows(app: App, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every configured credential (or `names`), judged as `rotator plan` and the daemon's
+    tick judge it (rotator/domain/outlook.py), on the database's clock, from one read of
+    the read service."""
+    from rotator.observe.insights import credential_rules
 
-    settings = app.settings
-    rows = app.store.credential_rows()
-    rules = credential_rules(settings)
-    outlooks = {o.name: o for o in Insights(app.store.engine).outlooks(rules)}
-    result = []
-    for cfg in settings.credentials:
-        row = rows.get(cfg.name)
-        policy = rules[cfg.name].policy
-        seen = outlooks[cfg.name]
-        now = seen.now
-        created = row.secret_created_at if row else None
-        active = seen.rotation
-        # The moment a scheduled rotation may start (window, cooldown included); while a
-        # person must act (a hold), when it became due by age or cron.
-        due = seen.now if seen.due else (seen.starts_at or seen.due_at)
-        entry: dict[str, Any] = {
-            "name": cfg.name,
-            "current_uuid": row.current_uuid if row else None,
-            "secret_created_at": created.isoformat() if created else None,
-            "secret_age_days": round((now - created).total_seconds() / 86400, 2)
-            if created
-            else None,
-            "due_at": due.isoformat() if due else None,
-            "surveyed": seen.surveyed,
-            "holds": [h.text for h in seen.holds if h.kind != "needs_attention"],
-            "last_rotated_at": row.last_rotated_at.isoformat()
-            if row and row.last_rotated_at
-            else None,
-            "last_error": row.last_error if row else None,
-            # Set by `rotator cancel`: no scheduled rotation until `rotator resume`.
-            "hold": {"since": row.held_at.isoformat(), "by": row.held_by, "reason": row.hold_reason}
-            if row and row.held_at
-            else None,
-            "rotation": None,
-        }
-        if active is not None:
-            entry["rotation"] = {
-                "id": active.id,
-                "trigger": active.trigger.value,
-                "state": active.state.value,
-                "resume_state": active.resume_state.value if active.resume_state else None,
-                "old_uuid": active.old_uuid,
-                "new_uuid": active.new_uuid,
-                "evidence": active.evidence.as_dict() if active.evidence else None,
-                # When the old secret may be deleted if no use shows up: the engine's rule.
-                "drain_deadline": _drain_deadline(active, policy),
-                "next_attempt_at": active.next_attempt_at.isoformat()
-                if active.next_attempt_at
-                else None,
-                "last_error": active.last_error,
-            }
-        result.append(entry)
-    return result
+    rules = credential_rules(app.settings)
+    return [_status_entry(seen) for seen in app.insights.status(rules, names)]
+
+
+def _status_entry(seen: CredentialStatus) -> dict[str, Any]:
+    row, judged = seen.facts, seen.outlook
+    created = row.secret_created_at if row else None
+    # The moment a scheduled rotation may start (window, cooldown included); while a
+    # person must act (a hold), when it became due by age or cron.
+    due = judged.now if judged.due else (judged.starts_at or judged.due_at)
+    return {
+        "name": judged.name,
+        "current_uuid": row.current_uuid if row else None,
+        "secret_created_at": created.isoformat() if created else None,
+        "secret_age_days": round((judged.now - created).total_seconds() / 86400, 2)
+        if created
+        else None,
+        "due_at": due.isoformat() if due else None,
+        "surveyed": judged.surveyed,
+        "holds": [h.text for h in judged.holds if h.kind != "needs_attention"],
+        "last_rotated_at": row.last_rotated_at.isoformat() if row and row.last_rotated_at else None,
+        "last_error": row.last_error if row else None,
+        # Set by `rotator cancel`: no scheduled rotation until `rotator resume`.
+        "hold": {"since": row.held_at.isoformat(), "by": row.held_by, "reason": row.hold_reason}
+        if row and row.held_at
+        else None,
+        "rotation": _rotation_entry(judged.rotation, seen.drain_deadline),
+    }
+
+
+def _rotation_entry(active: Rotation | None, deadline: datetime | None) -> dict[str, Any] | None:
+    if active is None:
+        return None
+    return {
+        "id": active.id,
+        "trigger": active.trigger.value,
+        "state": active.state.value,
+        "resume_state": active.resume_state.value if active.resume_state else None,
+        "old_uuid": active.old_uuid,
+        "new_uuid": active.new_uuid,
+        "evidence": active.evidence.as_dict() if active.evidence else None,
+        # When the old secret may be deleted if no use shows up: the engine's rule.
+        "drain_deadline": deadline.isoformat() if deadline else None,
+        "next_attempt_at": active.next_attempt_at.isoformat() if active.next_attempt_at else None,
+        "last_error": active.last_error,
+    }
 
 
 @click.command()
@@ -100,7 +94,7 @@ def status(ctx: Ctx, name: str | None, as_json: bool, wide: bool) -> None:
         if name:
             ctx.settings.credential(name)  # an unknown name: exit 2 before anything is opened
         with ctx.app() as app:
-            rows = [r for r in _status_rows(app) if name is None or r["name"] == name]
+            rows = _status_rows(app, [name] if name else None)
     attention = any(r["rotation"] and r["rotation"]["state"] == "needs_attention" for r in rows)
     if as_json:
         say(json.dumps(rows, indent=2))
@@ -112,13 +106,6 @@ def status(ctx: Ctx, name: str | None, as_json: bool, wide: bool) -> None:
         for r in rows:
             say(_status_line(r))
     sys.exit(EXIT_ATTENTION if attention else EXIT_OK)
-
-
-def _drain_deadline(active: Rotation, policy: Policy) -> str | None:
-    draining = State.DRAINING in {active.state, active.resume_state}
-    if not draining or active.promoted_at is None:
-        return None
-    return drain_deadline(active, active.evidence, policy).isoformat()
 
 
 def _when(iso: str | None) -> str:

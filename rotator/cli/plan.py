@@ -45,7 +45,8 @@ def plan(ctx: Ctx, names: tuple[str, ...], as_json: bool) -> None:
     the daemon's own rules) and calls neither Adobe nor AWS. Exit 0, or 3 when a
     rotation needs attention.
     """
-    from rotator.observe.insights import Insights, credential_rules
+    from rotator.app import insights
+    from rotator.observe.insights import credential_rules
 
     with errors():
         settings = ctx.settings
@@ -54,7 +55,7 @@ def plan(ctx: Ctx, names: tuple[str, ...], as_json: bool) -> None:
         rules = credential_rules(settings)
         wanted = list(dict.fromkeys(names)) or list(rules)
         with ctx.store() as store:
-            outlooks = Insights(store.engine).outlooks(rules, wanted)
+            outlooks = insights(settings, store).outlooks(rules, wanted)
     if as_json:
         say(json.dumps([as_dict(o) for o in outlooks], indent=2))
     elif not outlooks:

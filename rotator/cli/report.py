@@ -40,10 +40,12 @@ def build_report(
     checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Verify the chain (against the latest checkpoint), then assemble the report."""
+    from rotator.app import insights
     from rotator.audit import trail as reporting
 
+    reads = insights(settings, store)
     now = datetime.now(UTC)
-    events = store.events(limit=None, ascending=True)
+    events = reads.trail()
     start = since or (events[0].at if events else now)
     end = until or now
     if start > end:
@@ -51,7 +53,7 @@ def build_report(
     from rotator.cli.audit import latest_checkpoint
 
     cp, source = latest_checkpoint(settings, checkpoint)
-    verification = store.verify(cp).as_dict()
+    verification = reads.verification(cp)
     verification["checkpoint_source"] = source
     if cp is None and source != "none":  # a configured checkpoint missing or damaged
         verification["ok"] = False

@@ -35,14 +35,13 @@ from typing import Any
 import anyio
 import httpx
 import structlog
-from sqlalchemy import Engine
 from standardwebhooks import Webhook
 
 from rotator import redaction
-from rotator.adapters.db.outbox import Delivery, Outbox
 from rotator.audit.keys import Key
 from rotator.config import Settings
 from rotator.domain import policy
+from rotator.ports import Notice, NoticeOutbox
 
 log = structlog.get_logger("rotator.observe.notify")
 
@@ -130,7 +129,7 @@ class Deliverer:
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: NoticeOutbox,
         settings: Settings,
         keys: Mapping[str, Key],
         *,
@@ -182,7 +181,7 @@ class Deliverer:
                 failing.add(delivery.receiver)
         return delivered
 
-    def _send(self, delivery: Delivery) -> bool:
+    def _send(self, delivery: Notice) -> bool:
         hook = self.hooks[delivery.receiver]
         body = redaction.redact(render(delivery.payload, hook.format).decode()).encode()
         msg_id = webhook_id(delivery.event_id)
@@ -291,8 +290,3 @@ def load_keys(settings: Settings) -> dict[str, Key]:
                 region=settings.aws.region, endpoint_url=settings.aws.endpoint_url
             )
     return keys
-
-
-def deliverer(settings: Settings, engine: Engine, *, owner: str | None = None) -> Deliverer:
-    """A sender for the state database at `engine`, its signing secrets read now."""
-    return Deliverer(Outbox(engine), settings, load_keys(settings), owner=owner)

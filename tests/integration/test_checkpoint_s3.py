@@ -10,8 +10,8 @@ import boto3
 import structlog
 
 from rotator import config
+from rotator.app import audit_log
 from rotator.audit.chain import KEYED, Checkpoint
-from rotator.audit.checkpoints import audit_log
 from rotator.devkit.localaws import LocalAws
 
 

@@ -17,6 +17,7 @@ from rotator import config
 from rotator import daemon as daemon_mod
 from rotator.adapters.db import migrate
 from rotator.adapters.db.store import Store, make_engine
+from rotator.app import insights
 
 CREDENTIAL = {
     "name": "alpha",
@@ -51,7 +52,9 @@ def _started_by_a_tick(store: Store, secret_age: timedelta) -> list[str]:
     daemon = daemon_mod.Daemon(
         config.from_mapping({"database": {"url": "sqlite://"}, "credentials": [CREDENTIAL]})
     )
-    daemon.app = SimpleNamespace(store=store, engine=SimpleNamespace(owner="test"))  # type: ignore[assignment]
+    daemon.app = SimpleNamespace(  # type: ignore[assignment]
+        store=store, engine=SimpleNamespace(owner="test"), insights=insights(daemon.settings, store)
+    )
     daemon._survey = lambda name, period: None  # type: ignore[method-assign]
     daemon._start_due()
     daemon.pool.shutdown()

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
 from rotator.adapters.db import migrate
+from rotator.adapters.db.insights import InsightsDb
 from rotator.adapters.db.outbox import Receiver
 from rotator.adapters.db.store import Store, make_engine
 from rotator.domain.model import Evidence, Policy, State, Trigger
@@ -57,7 +58,7 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     store.save(claim, claim.rotation.evolve(state=State.NEEDS_ATTENTION), kind="x", actor="w")
 
     policy = Policy(quiet_period=timedelta(hours=25), max_age=timedelta(days=30))
-    fleet = Insights(engine, {"alpha": policy, "beta": policy}).fleet()
+    fleet = Insights(InsightsDb(engine), {"alpha": policy, "beta": policy}).fleet()
 
     assert fleet.ended == {("completed", "manual"): 1}
     assert fleet.unfinished == {"draining": 1, "needs_attention": 1}
@@ -75,7 +76,9 @@ def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:
     assert fleet.outbox.pending == 3  # three rotations started, one receiver of `started`
 
     registry = CollectorRegistry()
-    registry.register(FleetCollector(Insights(engine, {"alpha": policy, "beta": policy})))
+    registry.register(
+        FleetCollector(Insights(InsightsDb(engine), {"alpha": policy, "beta": policy}))
+    )
     text = generate_latest(registry).decode()
     assert 'rotator_rotations_total{outcome="completed",trigger="manual"} 1.0' in text
     assert 'rotator_rotations_total{outcome="abandoned",trigger="emergency"} 0.0' in text

@@ -31,6 +31,7 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.outbox import Outbox, Receiver
 from rotator.adapters.db.store import Claim, Store, make_engine
 from rotator.adapters.db.tables import outbox
+from rotator.app import deliverer
 from rotator.audit.keys import Key
 from rotator.domain.errors import LeaseLost
 from rotator.domain.model import State, Trigger
@@ -137,7 +138,7 @@ def test_a_failed_delivery_is_logged_with_its_event_kind(engine: Engine) -> None
     s = settings({"url": f"http://127.0.0.1:{closed_port()}/hook", "events": ["failed"]})
     st = store_for(engine, s)
     walk(st, "alpha", State.CREATING, State.FAILED)
-    sender = notify.deliverer(s, engine)
+    sender = deliverer(s, engine)
     with structlog.testing.capture_logs() as logs:
         assert sender.deliver_due() == 0
     sender.close()
@@ -232,7 +233,7 @@ def test_two_senders_deliver_each_notice_once_and_in_order_per_credential(
         expected = len(rows(engine))
         assert expected == 18
 
-        senders = [notify.deliverer(s, engine, owner=f"replica-{i}") for i in range(2)]
+        senders = [deliverer(s, engine, owner=f"replica-{i}") for i in range(2)]
         stop = threading.Event()
         threads = [
             threading.Thread(target=d.run, args=(stop,), kwargs={"interval": 0.05}) for d in senders
@@ -277,7 +278,7 @@ def test_a_notice_past_the_expiry_is_given_up_and_the_next_goes(
     walk(st, "alpha", State.CREATING, State.FAILED)  # started + failed
     time.sleep(1.2)
     walk(st, "alpha", State.CREATING, State.FAILED)  # two more, fresh
-    sender = notify.deliverer(s, engine)
+    sender = deliverer(s, engine)
     with structlog.testing.capture_logs() as logs:
         delivered = sender.deliver_due() + sender.deliver_due()
     sender.close()
@@ -303,7 +304,7 @@ def test_after_a_receiver_fails_its_other_notices_wait_for_the_next_pass(
         st = store_for(engine, s)
         for name in ("alpha", "beta", "gamma"):
             st.start(name, Trigger.MANUAL, actor="t")
-        sender = notify.deliverer(s, engine)
+        sender = deliverer(s, engine)
         assert sender.deliver_due() == 0
         sender.close()
     finally:

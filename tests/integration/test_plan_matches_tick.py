@@ -21,6 +21,7 @@ import pytest
 from rotator import config
 from rotator import daemon as daemon_mod
 from rotator.adapters.db import migrate
+from rotator.adapters.db.insights import InsightsDb
 from rotator.adapters.db.store import Store, make_engine
 from rotator.domain.evidence import Evidence
 from rotator.domain.machine import drain_deadline
@@ -54,6 +55,10 @@ def store(db_url: str) -> Iterator[Store]:
     migrate.upgrade(made.engine)
     yield made
     made.engine.dispose()
+
+
+def _insights(store: Store) -> Insights:
+    return Insights(InsightsDb(store.engine, store.audit))
 
 
 def _situations(store: Store) -> config.Settings:
@@ -121,7 +126,7 @@ def _situations(store: Store) -> config.Settings:
 
 def test_plan_says_what_the_next_tick_does(store: Store) -> None:
     settings = _situations(store)
-    plan = {o.name: o for o in Insights(store.engine).outlooks(credential_rules(settings))}
+    plan = {o.name: o for o in _insights(store).outlooks(credential_rules(settings))}
 
     # What plan says, situation by situation.
     ticks = {name: o.tick for name, o in plan.items()}
@@ -176,7 +181,9 @@ def test_plan_says_what_the_next_tick_does(store: Store) -> None:
         return real_start(name, trigger, actor=actor, reason=reason)
 
     store.start = start  # type: ignore[method-assign]
-    daemon.app = type("App", (), {"store": store, "engine": None})()  # type: ignore[assignment]
+    daemon.app = type(  # type: ignore[assignment]
+        "App", (), {"store": store, "engine": None, "insights": _insights(store)}
+    )()
     daemon._survey = lambda name, period: surveyed.append(name)  # type: ignore[method-assign]
     try:
         with_work = daemon._start_due()
@@ -202,7 +209,7 @@ def test_plan_reads_only(store: Store) -> None:
     """Judging writes nothing: the rows and the audit trail are as they were."""
     settings = _situations(store)
     before = (store.credential_rows(), store.unfinished(), store.events(limit=1000))
-    Insights(store.engine).outlooks(credential_rules(settings))
+    _insights(store).outlooks(credential_rules(settings))
     assert (store.credential_rows(), store.unfinished(), store.events(limit=1000)) == before
 
 
@@ -221,6 +228,6 @@ def test_plan_uses_the_database_clock(store: Store, monkeypatch: pytest.MonkeyPa
     import rotator.observe.insights as insights_mod
 
     monkeypatch.setattr(insights_mod, "datetime", Ahead)
-    plan = {o.name: o for o in Insights(store.engine).outlooks(credential_rules(settings))}
+    plan = {o.name: o for o in _insights(store).outlooks(credential_rules(settings))}
     assert plan["not_due"].tick == "wait"
     assert abs(plan["not_due"].now - datetime.now(UTC)) < timedelta(minutes=5)

@@ -280,6 +280,7 @@ def test_the_scheduler_starts_nothing_on_a_forged_lifted_hold(db_url: str) -> No
     from rotator.adapters.db import migrate
     from rotator.adapters.db.connect import make_engine
     from rotator.adapters.db.store import Store
+    from rotator.app import insights
 
     store = Store(make_engine(db_url))
     migrate.upgrade(store.engine)
@@ -308,7 +309,9 @@ def test_the_scheduler_starts_nothing_on_a_forged_lifted_hold(db_url: str) -> No
     )
     requested: list[str] = []
     daemon.app = SimpleNamespace(  # type: ignore[assignment]
-        store=store, engine=SimpleNamespace(request=lambda name, *_, **__: requested.append(name))
+        store=store,
+        engine=SimpleNamespace(request=lambda name, *_, **__: requested.append(name)),
+        insights=insights(daemon.settings, store),
     )
     daemon._survey = lambda name, period: None  # type: ignore[method-assign]
     daemon._start_due()
