@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import FrameType
 
 import structlog
@@ -55,6 +55,7 @@ from rotator import daemon_lock, hardening, redaction
 from rotator.adapters.db.store import AlreadyActive
 from rotator.audit.chain import Checkpoint
 from rotator.config import Settings
+from rotator.daemon_clock import open_app, schedule
 from rotator.daemon_health import Health, Progress, takeover_interval, volume_full
 from rotator.daemon_http import HttpServer, bind, http_app
 from rotator.daemon_workers import Workers
@@ -118,34 +119,6 @@ class Daemon:
             if lock is not None:
                 lock.release()
 
-    def _open(self) -> app_mod.App:
-        """Build the app, waiting for an unreachable database up to `[database] start_wait`
-        (a Kubernetes CrashLoopBackOff would delay recovery by minutes), logging each try.
-        Its audit events record the daemon's verified identity (AWS caller, OS user)."""
-        limit = self.settings.database.start_wait.total_seconds()
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return app_mod.build(
-                    self.settings, upgrade=True, owner=self.owner, verified_identity=True
-                )
-            except app_mod.DatabaseUnreachable as exc:
-                waited = time.monotonic() - started
-                if waited >= limit or self._stop.is_set():
-                    raise
-                pause = min(2.0 ** min(attempt - 1, 4) / 2, 5.0, limit - waited)
-                log.warning(
-                    "database unreachable at start; waiting for it",
-                    attempt=attempt,
-                    waited_s=round(waited, 1),
-                    start_wait_s=limit,
-                    error=str(exc)[:300],
-                )
-                if self._stop.wait(pause):
-                    raise
-
     def _run(self) -> int:
         app = self._start()
         try:
@@ -175,7 +148,7 @@ class Daemon:
         listener = bind(self.settings.daemon.listen)
         try:
             self._serve_http(listener)
-            self.app = app = self._open()
+            self.app = app = open_app(self.settings, self.owner, self._stop)
             if self.settings.notifications.webhooks:
                 self.deliverer = app_mod.deliverer(
                     self.settings, app.store.engine, owner=app.engine.owner
@@ -193,41 +166,15 @@ class Daemon:
         return app
 
     def _start_clock(self) -> None:
-        """APScheduler is only the clock: the tick, the takeover check, the write probe
-        and the audit checkpoint, each at most one at a time."""
-        daemon = self.settings.daemon
-        tick = daemon.tick.total_seconds()
-        self.scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=tick,
-            id="tick",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(tick)),
-            jitter=daemon.jitter.total_seconds() or None,
-            next_run_time=datetime.now(UTC),
+        schedule(
+            self.scheduler,
+            self.settings,
+            tick=self.tick,
+            takeover=self.takeover,
+            probe=self.probe,
+            checkpoint=self.checkpoint,
+            probe_interval=self.health.probe_interval(),
         )
-        for name, job, seconds, grace in (
-            ("takeover", self.takeover, takeover_interval(daemon.lease, daemon.tick), 1),
-            ("probe", self.probe, self.health.probe_interval(), 1),
-            (
-                "audit-checkpoint",
-                self.checkpoint,
-                self.settings.audit.checkpoint_interval.total_seconds(),
-                60,
-            ),
-        ):
-            self.scheduler.add_job(
-                job,
-                "interval",
-                seconds=seconds,
-                id=name,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=grace,
-            )
-        self.scheduler.start()
         self.health.ready = True
 
     def checkpoint(self) -> None:

@@ -29,10 +29,10 @@ def _status_rows(app: App, names: list[str] | None = None) -> list[dict[str, Any
     from rotator.observe.insights import credential_rules
 
     rules = credential_rules(app.settings)
-    return [_status_entry(seen) for seen in app.insights.status(rules, names)]
+    return [status_row(seen) for seen in app.insights.status(rules, names)]
 
 
-def _status_entry(seen: CredentialStatus) -> dict[str, Any]:
+def status_row(seen: CredentialStatus) -> dict[str, Any]:
     row, judged = seen.facts, seen.outlook
     created = row.secret_created_at if row else None
     # The moment a scheduled rotation may start (window, cooldown included); while a

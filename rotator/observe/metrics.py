@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from importlib import metadata
 from typing import Any
 
@@ -24,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rotator.domain.model import State, Trigger
-from rotator.observe.insights import ENDINGS, Insights
+from rotator.observe.insights import ENDINGS, CredentialFigures, Fleet, Insights
 
 log = structlog.get_logger("rotator.observe.metrics")
 
@@ -49,93 +50,105 @@ class FleetCollector(Collector):
         except Exception as exc:  # the database is away: rotator_ready says so
             log.warning("metrics: cannot read the fleet", error=type(exc).__name__)
             return
-        rotations = CounterMetricFamily(
-            "rotator_rotations",
-            "Rotations that reached an end state, ever.",
-            labels=["outcome", "trigger"],
+        yield from _rotation_series(fleet)
+        yield from _credential_series(fleet)
+        yield from _outbox_series(fleet)
+
+
+def _rotation_series(fleet: Fleet) -> Iterator[Metric]:
+    """Rotations ended ever (by outcome and trigger), unfinished ones by state, attention."""
+    rotations = CounterMetricFamily(
+        "rotator_rotations",
+        "Rotations that reached an end state, ever.",
+        labels=["outcome", "trigger"],
+    )
+    for outcome in ENDINGS:
+        for trigger in Trigger:
+            count = fleet.ended.get((outcome, trigger.value), 0)
+            rotations.add_metric([outcome, trigger.value], count)
+    yield rotations
+    unfinished = GaugeMetricFamily(
+        "rotator_rotations_unfinished", "Rotations not yet ended, by state.", labels=["state"]
+    )
+    for state in State:
+        if not state.terminal:
+            unfinished.add_metric([state.value], fleet.unfinished.get(state.value, 0))
+    yield unfinished
+    yield GaugeMetricFamily(
+        "rotator_credentials_needing_attention",
+        "Credentials whose rotation waits for a person.",
+        value=fleet.needing_attention,
+    )
+
+
+# name -> help of the series with one sample per credential
+_PER_CREDENTIAL = (
+    (
+        "rotator_credential_needs_attention",
+        "1 while this credential waits for a person, else 0.",
+    ),
+    (
+        "rotator_credential_on_hold",
+        "1 while scheduled rotations are held (rotator cancel, until rotator resume).",
+    ),
+    ("rotator_secret_age_seconds", "Age of the current Adobe secret (Adobe's created_at)."),
+    ("rotator_secret_max_age_seconds", "The credential's max_age policy."),
+    (
+        "rotator_drain_deadline_timestamp_seconds",
+        "While draining: when the old secret may be deleted.",
+    ),
+    (
+        "rotator_drain_old_secret_last_used_timestamp_seconds",
+        "While draining: the latest use of the old secret ever seen (0: never).",
+    ),
+)
+
+
+def _credential_series(fleet: Fleet) -> Iterator[Metric]:
+    """One sample per credential (and per series that applies to it now)."""
+    family = {
+        name: GaugeMetricFamily(name, text, labels=["credential"]) for name, text in _PER_CREDENTIAL
+    }
+    for c in fleet.credentials:
+        for name, value in _credential_samples(c, fleet.now):
+            family[name].add_metric([c.name], value)
+    yield from family.values()
+
+
+def _credential_samples(c: CredentialFigures, now: datetime) -> Iterator[tuple[str, float]]:
+    yield "rotator_credential_needs_attention", 1 if c.needs_attention else 0
+    yield "rotator_credential_on_hold", 1 if c.on_hold else 0
+    if c.secret_created_at is not None:
+        yield "rotator_secret_age_seconds", (now - c.secret_created_at).total_seconds()
+    if c.max_age is not None:
+        yield "rotator_secret_max_age_seconds", c.max_age.total_seconds()
+    if c.draining and c.drain_deadline is not None:
+        yield "rotator_drain_deadline_timestamp_seconds", c.drain_deadline.timestamp()
+        last = c.drain_old_last_used_at
+        yield (
+            "rotator_drain_old_secret_last_used_timestamp_seconds",
+            (last.timestamp() if last else 0),
         )
-        for outcome in ENDINGS:
-            for trigger in Trigger:
-                count = fleet.ended.get((outcome, trigger.value), 0)
-                rotations.add_metric([outcome, trigger.value], count)
-        yield rotations
-        unfinished = GaugeMetricFamily(
-            "rotator_rotations_unfinished", "Rotations not yet ended, by state.", labels=["state"]
-        )
-        for state in State:
-            if not state.terminal:
-                unfinished.add_metric([state.value], fleet.unfinished.get(state.value, 0))
-        yield unfinished
-        yield GaugeMetricFamily(
-            "rotator_credentials_needing_attention",
-            "Credentials whose rotation waits for a person.",
-            value=fleet.needing_attention,
-        )
-        per_credential: dict[str, GaugeMetricFamily] = {
-            name: GaugeMetricFamily(name, text, labels=["credential"])
-            for name, text in (
-                (
-                    "rotator_credential_needs_attention",
-                    "1 while this credential waits for a person, else 0.",
-                ),
-                (
-                    "rotator_credential_on_hold",
-                    "1 while scheduled rotations are held (rotator cancel, until rotator resume).",
-                ),
-                (
-                    "rotator_secret_age_seconds",
-                    "Age of the current Adobe secret (Adobe's created_at).",
-                ),
-                ("rotator_secret_max_age_seconds", "The credential's max_age policy."),
-                (
-                    "rotator_drain_deadline_timestamp_seconds",
-                    "While draining: when the old secret may be deleted.",
-                ),
-                (
-                    "rotator_drain_old_secret_last_used_timestamp_seconds",
-                    "While draining: the latest use of the old secret ever seen (0: never).",
-                ),
-            )
-        }
-        for c in fleet.credentials:
-            labels = [c.name]
-            per_credential["rotator_credential_needs_attention"].add_metric(
-                labels, 1 if c.needs_attention else 0
-            )
-            per_credential["rotator_credential_on_hold"].add_metric(labels, 1 if c.on_hold else 0)
-            if c.secret_created_at is not None:
-                age = (fleet.now - c.secret_created_at).total_seconds()
-                per_credential["rotator_secret_age_seconds"].add_metric(labels, age)
-            if c.max_age is not None:
-                per_credential["rotator_secret_max_age_seconds"].add_metric(
-                    labels, c.max_age.total_seconds()
-                )
-            if c.draining and c.drain_deadline is not None:
-                per_credential["rotator_drain_deadline_timestamp_seconds"].add_metric(
-                    labels, c.drain_deadline.timestamp()
-                )
-                last = c.drain_old_last_used_at
-                per_credential["rotator_drain_old_secret_last_used_timestamp_seconds"].add_metric(
-                    labels, last.timestamp() if last else 0
-                )
-        yield from per_credential.values()
-        backlog = fleet.outbox
-        yield GaugeMetricFamily(
-            "rotator_outbox_pending",
-            "Notifications not yet delivered nor expired.",
-            value=backlog.pending,
-        )
-        oldest = backlog.oldest_pending_at
-        yield GaugeMetricFamily(
-            "rotator_outbox_oldest_pending_age_seconds",
-            "Age of the oldest undelivered notification (0 when none).",
-            value=max(0.0, (fleet.now - oldest).total_seconds()) if oldest else 0.0,
-        )
-        yield CounterMetricFamily(
-            "rotator_outbox_expired",
-            "Notifications given up after the delivery expiry.",
-            value=backlog.expired,
-        )
+
+
+def _outbox_series(fleet: Fleet) -> Iterator[Metric]:
+    backlog = fleet.outbox
+    yield GaugeMetricFamily(
+        "rotator_outbox_pending",
+        "Notifications not yet delivered nor expired.",
+        value=backlog.pending,
+    )
+    oldest = backlog.oldest_pending_at
+    yield GaugeMetricFamily(
+        "rotator_outbox_oldest_pending_age_seconds",
+        "Age of the oldest undelivered notification (0 when none).",
+        value=max(0.0, (fleet.now - oldest).total_seconds()) if oldest else 0.0,
+    )
+    yield CounterMetricFamily(
+        "rotator_outbox_expired",
+        "Notifications given up after the delivery expiry.",
+        value=backlog.expired,
+    )
 
 
 class ProcessCollector(Collector):

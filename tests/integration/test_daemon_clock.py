@@ -61,10 +61,20 @@ def _started_by_a_tick(store: Store, secret_age: timedelta) -> list[str]:
     return [r.credential for r in store.unfinished()]
 
 
+def _host_clock_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skew the host clock of the daemon's modules and of the read service its tick judges
+    through (the store's own clock, in rotator/adapters/db, stays real)."""
+    from rotator import daemon_clock
+    from rotator.observe import insights
+
+    for module in (daemon_mod, daemon_clock, insights):
+        monkeypatch.setattr(module, "datetime", _HostClockAhead, raising=False)
+
+
 def test_a_host_clock_ahead_starts_nothing_early(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon_mod, "datetime", _HostClockAhead)
+    _host_clock_ahead(monkeypatch)
     assert _started_by_a_tick(store, timedelta(days=10)) == []
 
 
@@ -72,6 +82,6 @@ def test_a_credential_due_by_the_store_clock_starts(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control: the same tick does start a rotation that is due by the store's clock."""
-    monkeypatch.setattr(daemon_mod, "datetime", _HostClockAhead)
+    _host_clock_ahead(monkeypatch)
     assert _started_by_a_tick(store, timedelta(days=91)) == ["alpha"]
     assert datetime.now(UTC) < store.now() + timedelta(days=1)  # the store's clock is real

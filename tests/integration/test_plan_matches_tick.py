@@ -23,6 +23,7 @@ from rotator import daemon as daemon_mod
 from rotator.adapters.db import migrate
 from rotator.adapters.db.insights import InsightsDb
 from rotator.adapters.db.store import Store, make_engine
+from rotator.cli.inspect import status_row
 from rotator.domain.evidence import Evidence
 from rotator.domain.machine import drain_deadline
 from rotator.domain.model import State, Trigger
@@ -231,3 +232,56 @@ def test_plan_uses_the_database_clock(store: Store, monkeypatch: pytest.MonkeyPa
     plan = {o.name: o for o in _insights(store).outlooks(credential_rules(settings))}
     assert plan["not_due"].tick == "wait"
     assert abs(plan["not_due"].now - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_status_says_what_the_tick_does(store: Store) -> None:
+    """`rotator status` shows the tick's own judgment (window, cron, cooldown, hold included,
+    on the database's clock), not `created + max_age`: a credential it shows due now is one
+    the tick starts, and one the tick leaves alone shows when it may start, or a hold."""
+    settings = _situations(store)
+    rules = credential_rules(settings)
+    seen = _insights(store).status(rules)
+    now = {s.outlook.name: s.outlook.now for s in seen}
+    rows = {r["name"]: r for r in (status_row(s) for s in seen)}
+
+    daemon = daemon_mod.Daemon(settings)
+    started: list[str] = []
+    real_start = store.start
+
+    def start(name: str, trigger: Trigger, *, actor: str, reason: str) -> Any:
+        started.append(name)
+        return real_start(name, trigger, actor=actor, reason=reason)
+
+    store.start = start  # type: ignore[method-assign]
+    daemon.app = type(  # type: ignore[assignment]
+        "App", (), {"store": store, "engine": None, "insights": _insights(store)}
+    )()
+    daemon._survey = lambda name, period: None  # type: ignore[method-assign]
+    try:
+        daemon._start_due()
+    finally:
+        store.start = real_start  # type: ignore[method-assign]
+        daemon.pool.shutdown()
+
+    def due_now(row: dict[str, Any]) -> bool:
+        due = row["due_at"]
+        return due is not None and datetime.fromisoformat(due) <= now[row["name"]]
+
+    shown_due = {
+        name for name, r in rows.items() if r["rotation"] is None and not r["hold"] and due_now(r)
+    }
+    assert shown_due == set(started) == {"by_age", "by_cron"}
+    # What holds the others back shows in their due date, not an age long past.
+    created_plus_max_age = {
+        name: datetime.fromisoformat(r["secret_created_at"]) + timedelta(days=90)
+        for name, r in rows.items()
+        if r["secret_created_at"]
+    }
+    for name in ("outside_window", "cooldown"):
+        assert created_plus_max_age[name] < now[name]  # due by age alone ...
+        assert datetime.fromisoformat(rows[name]["due_at"]) > now[name]  # ... not yet started
+    assert rows["cooldown"]["holds"] and rows["outside_window"]["holds"]
+    assert rows["on_hold"]["hold"] is not None and "on_hold" not in started
+    by_cron = datetime.fromisoformat(rows["by_cron"]["due_at"])
+    assert by_cron == now["by_cron"] < created_plus_max_age["by_cron"]  # the cron made it due
+    assert rows["never_surveyed"]["due_at"] is None and not rows["never_surveyed"]["surveyed"]
