@@ -61,7 +61,7 @@ from rotator.daemon_http import HttpServer, bind, http_app
 from rotator.daemon_workers import Workers
 from rotator.domain import outlook
 from rotator.domain.errors import InvariantError
-from rotator.domain.model import Trigger
+from rotator.domain.model import Rotation, Trigger
 from rotator.observe.insights import credential_rules
 from rotator.observe.metrics import FleetCollector, Metrics, ProcessCollector
 from rotator.observe.notify import Deliverer
@@ -349,36 +349,43 @@ class Daemon:
         # secret may be replaced outside rotator), an unknown age every poll interval; an
         # unknown age or a hold starts nothing; else age, cron, window, cooldown.
         configured = [c.name for c in self.settings.credentials]
+        active: list[Rotation] = []  # unfinished rotations, started ones included
         for seen in self.app.insights.status(self._rules, configured):
             judged = seen.outlook
             if self._stop.is_set():
                 break
             if judged.rotation is not None:
+                active.append(judged.rotation)
                 continue
             if judged.survey:
                 policy = self._rules[judged.name].policy
                 self._survey(judged.name, outlook.survey_period(seen.facts, policy))
-            if judged.due:
-                self._start_rotation(judged.name)
-        # "Work now" is one rule, the SQL a worker's claim selects with (asked on the
-        # store's clock, so the rotations started just now count). `outlook.has_work` is
-        # the same rule over a rotation already read, for `rotator plan`, which claims
-        # nothing; tests/integration/test_plan_matches_tick.py holds the two together.
-        return self.app.store.claimable()
+            if judged.due and (rotation := self._start_rotation(judged.name)) is not None:
+                active.append(rotation)
+        # Rotations started in this very tick were inserted after the read: judge them by a
+        # fresh clock, or they would wait a whole tick for a worker.
+        # "Work now" is written twice on purpose: `outlook.has_work` judges rotations already
+        # read (here and in `rotator plan`, which claim nothing: no write transaction), and
+        # the claim's SQL (adapters/db/leases._due) selects them atomically under the lock;
+        # tests/integration/test_plan_matches_tick.py holds the two together.
+        later = self.app.store.now()
+        return sum(1 for r in active if outlook.has_work(r, later))
 
-    def _start_rotation(self, name: str) -> None:
+    def _start_rotation(self, name: str) -> Rotation | None:
         """Start a scheduled rotation through the store directly, not engine.request: a
-        replica that loses the race (the unique index, I3) learns it here and logs nothing."""
+        replica that loses the race (the unique index, I3) learns it here and logs nothing.
+        Returns the credential's unfinished rotation (None: refused)."""
         if self.app is None:
             raise InvariantError("the daemon works only once its app is built")
         store = self.app.store
         if store.refuse_unbacked_credential(name):
-            return  # its row (a hold lifted?) disagrees with its signed events
+            return None  # its row (a hold lifted?) disagrees with its signed events
         try:
             rotation = store.start(name, Trigger.SCHEDULED, actor="scheduler", reason="due")
-        except AlreadyActive:
-            return
+        except AlreadyActive as exc:  # another replica started it
+            return exc.rotation
         log.info("rotation started", credential=name, rotation_id=rotation.id)
+        return rotation
 
     def _survey(self, name: str, period: timedelta) -> None:
         """Survey `name` on a worker, unless this process or another replica already does:

@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select
+from sqlalchemy import Connection, Engine, insert, or_, select
 
 from rotator.adapters.db import outbox
 from rotator.adapters.db.audit import AuditLog
+from rotator.adapters.db.clock import db_now
 from rotator.adapters.db.rows import to_rotation
 from rotator.adapters.db.tables import rotations
 from rotator.audit.chain import Checkpoint
@@ -83,15 +84,7 @@ class StoreCore:
 
     def _db_now(self, conn: Connection) -> datetime:
         """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
-        if self._pg:
-            value = conn.execute(select(func.now())).scalar_one()
-            if not isinstance(value, datetime):
-                raise InvariantError(f"the database clock gave {type(value).__name__}")
-            return value.astimezone(UTC)
-        now = self._now()
-        if not isinstance(now, datetime):
-            raise InvariantError(f"the clock gave {type(now).__name__}")
-        return now
+        return db_now(conn, self._now)
 
     def now(self) -> datetime:
         """The one clock every comparison with a stored time uses (I10): the engine's too."""

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from rotator import redaction
+from rotator.adapters.db.clock import db_now
 from rotator.adapters.db.tables import outbox, rotations
-from rotator.domain.errors import InvariantError
 
 # The notices a receiver may subscribe to; every other audit event kind sends nothing.
 NOTICES = ("started", "completed", "failed", "cancelled", "abandoned", "needs_attention")
@@ -171,12 +171,7 @@ class Outbox:
 
     def _now(self, conn: Connection) -> datetime:
         """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
-        if self._pg:
-            value = conn.execute(select(func.now())).scalar_one()
-            if not isinstance(value, datetime):
-                raise InvariantError(f"the database clock gave {type(value).__name__}")
-            return value.astimezone(UTC)
-        return datetime.now(UTC)
+        return db_now(conn)
 
     def expire(self, expiry: timedelta) -> list[Expired]:
         """Give up every open row older than `expiry` (the rows after it may then go)."""
