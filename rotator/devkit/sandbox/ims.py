@@ -236,20 +236,18 @@ class Ims:
 
     def revoke(self, form: Mapping[str, str], basic: tuple[str, str] | None = None) -> Reply:
         """``POST /ims/revoke``: RFC 7009, the client authenticating itself (Basic)."""
-        with self._world.lock:
-            now = self._world.now_ms()
-            credential = self._client_auth(form, basic, now)
-            if isinstance(credential, Reply):
-                return credential
-            value = form.get("token")
-            if not value:
-                return ims_error("invalid_request", "missing token parameter")
-            return self._invalidate(credential, value, now) or Reply(200)
+        return self._client_invalidates(form, basic, typed=False)
 
     def invalidate_token(
         self, form: Mapping[str, str], basic: tuple[str, str] | None = None
     ) -> Reply:
         """``POST /ims/invalidate_token/v2`` as Adobe's aio-lib-ims calls it."""
+        return self._client_invalidates(form, basic, typed=True)
+
+    def _client_invalidates(
+        self, form: Mapping[str, str], basic: tuple[str, str] | None, *, typed: bool
+    ) -> Reply:
+        """A client invalidating a token of its own; ``typed``: ``token_type`` is checked."""
         with self._world.lock:
             now = self._world.now_ms()
             credential = self._client_auth(form, basic, now)
@@ -259,7 +257,7 @@ class Ims:
             if not value:
                 return ims_error("invalid_request", "missing token parameter")
             token_type = form.get("token_type", "access_token")
-            if token_type not in ("access_token", "refresh_token"):
+            if typed and token_type not in ("access_token", "refresh_token"):
                 return ims_error("invalid_request", "invalid token_type parameter")
             return self._invalidate(credential, value, now) or Reply(200)
 
