@@ -35,6 +35,7 @@ from rotator.devkit.sandbox.client import (
     SecretValue,
 )
 from rotator.devkit.sandbox.consistency import SWITCHES, Consistency
+from rotator.devkit.sandbox.controls_client import SandboxControls
 from rotator.devkit.sandbox.faults import ENDPOINTS, FaultPlan
 from rotator.devkit.sandbox.oracle import Oracle
 from rotator.devkit.sandbox.server import SandboxServer
@@ -50,6 +51,7 @@ __all__ = [
     "Oracle",
     "SandboxAdmin",
     "SandboxAdminError",
+    "SandboxControls",
     "SandboxServer",
     "SandboxState",
     "SecretValue",

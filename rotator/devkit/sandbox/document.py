@@ -22,10 +22,10 @@ from rotator.devkit.sandbox.model import (
 )
 from rotator.devkit.sandbox.world import World
 
-__all__ = ["load_document", "to_document"]
+__all__ = ["dump_world", "load_world"]
 
 
-def to_document(world: World) -> JSON:
+def dump_world(world: World) -> JSON:
     """The durable part of the world (secret values included) as JSON-ready data.
 
     Faults, holds and counters are about one test run and are not kept.
@@ -62,8 +62,8 @@ def to_document(world: World) -> JSON:
         }
 
 
-def load_document(world: World, document: Mapping[str, Any]) -> None:
-    """Replace the world with a saved one (see :func:`to_document`)."""
+def load_world(world: World, document: Mapping[str, Any]) -> None:
+    """Replace the world with a saved one (see :func:`dump_world`)."""
     if document.get("format") != PERSIST_FORMAT:
         raise ValueError(f"unsupported sandbox state format {document.get('format')!r}")
     with world.lock:

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from rotator.devkit.sandbox import document
 from rotator.devkit.sandbox.admin import Admin
 from rotator.devkit.sandbox.admin_views import AdminViews
+from rotator.devkit.sandbox.document import dump_world, load_world
 from rotator.devkit.sandbox.faults import FaultPlan
 from rotator.devkit.sandbox.ims import Ims
 from rotator.devkit.sandbox.model import (
@@ -248,8 +248,8 @@ class SandboxState:
 
     def to_document(self) -> JSON:
         """The durable part of the world (secret values included) as JSON-ready data."""
-        return document.to_document(self.world)
+        return dump_world(self.world)
 
-    def load_document(self, saved: Mapping[str, Any]) -> None:
+    def load_document(self, document: Mapping[str, Any]) -> None:
         """Replace the world with a saved one (see :meth:`to_document`)."""
-        document.load_document(self.world, saved)
+        load_world(self.world, document)
