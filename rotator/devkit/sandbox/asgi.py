@@ -42,7 +42,6 @@ __all__ = [
     "path_param",
     "payload",
     "render",
-    "sandbox_of",
 ]
 
 ADMIN_PREFIX: Final = "/sandbox"
@@ -94,14 +93,14 @@ class AdobeDate:
         await self.app(scope, receive, dated)
 
 
-class Drop:
+class _Drop:
     """Sentinel: the answer to this request is a closed connection."""
 
 
-DROP: Final = Drop()
+_DROP: Final = _Drop()
 
 
-async def drop_connection(request: Request) -> None:
+async def _drop_connection(request: Request) -> None:
     cycle = request.scope.get(_CYCLE_KEY)
     transport = getattr(cycle, "transport", None)
     if transport is None:
@@ -128,7 +127,7 @@ def render(reply: Reply) -> Response:
     )
 
 
-async def read_form(request: Request) -> dict[str, str]:
+async def _read_form(request: Request) -> dict[str, str]:
     """``application/x-www-form-urlencoded`` body as a dict (first value wins).
 
     Parsed here rather than with ``request.form()`` because that needs python-multipart,
@@ -157,7 +156,7 @@ def basic_auth(request: Request) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def match_key(request: Request, form: Mapping[str, str]) -> str | None:
+def _match_key(request: Request, form: Mapping[str, str]) -> str | None:
     """The client id a request is for: what fault and hold ``client_id`` filters match."""
     basic = basic_auth(request)
     return (
@@ -168,7 +167,7 @@ def match_key(request: Request, form: Mapping[str, str]) -> str | None:
     )
 
 
-def sandbox_of(request: Request) -> SandboxState:
+def _sandbox_of(request: Request) -> SandboxState:
     state: SandboxState = request.app.state.sandbox
     return state
 
@@ -199,7 +198,7 @@ def admin_endpoint(
 
     async def handle(request: Request) -> Response:
         try:
-            result = await handler(sandbox_of(request), request)
+            result = await handler(_sandbox_of(request), request)
         except ValidationError as exc:
             return json_response(
                 {"detail": exc.errors(include_url=False, include_input=False)}, 422
@@ -233,17 +232,17 @@ async def _wait_released(state: SandboxState, hold: Hold) -> None:
 
 async def _checkpoint(
     state: SandboxState, endpoint: str, key: str | None, phase: Phase
-) -> Reply | Drop | None:
+) -> Reply | _Drop | None:
     hold = state.faults.catch_hold(endpoint, key, phase)
     if hold is not None:
         await _wait_released(state, hold)
         if hold.drop:
-            return DROP
+            return _DROP
     fault = state.faults.take(endpoint, key, phase)
     if fault is None:
         return None
     if fault.action == "drop":
-        return DROP
+        return _DROP
     return fault_reply(endpoint, fault.status, fault.retry_after_s)
 
 
@@ -251,9 +250,9 @@ def adobe_endpoint(endpoint: str, effect: Effect) -> Callable[[Request], Awaitab
     """Wrap an Adobe operation with counters, latency, holds and faults."""
 
     async def handle(request: Request) -> Response:
-        state = sandbox_of(request)
-        form = await read_form(request)
-        key = match_key(request, form)
+        state = _sandbox_of(request)
+        form = await _read_form(request)
+        key = _match_key(request, form)
         state.faults.begin_request(endpoint)
         outcome = "500"
         try:
@@ -264,9 +263,9 @@ def adobe_endpoint(endpoint: str, effect: Effect) -> Callable[[Request], Awaitab
             if result is None:
                 reply = effect(state, request, form)
                 result = await _checkpoint(state, endpoint, key, "after") or reply
-            if isinstance(result, Drop):
+            if isinstance(result, _Drop):
                 outcome = "dropped"
-                await drop_connection(request)
+                await _drop_connection(request)
                 return Response(status_code=500)  # never sent: the connection is gone
             outcome = str(result.status)
             return render(result)
