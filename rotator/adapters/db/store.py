@@ -22,8 +22,9 @@ from rotator.adapters.db.leases import Claim, LeaseInfo, Leases
 from rotator.adapters.db.requests import OperatorRequests
 from rotator.adapters.db.rows import CredentialRow, credential_row, to_rotation
 from rotator.adapters.db.tables import credentials, rotations
-from rotator.audit.chain import GENESIS, Checkpoint, Verification
+from rotator.audit.chain import GENESIS, Checkpoint
 from rotator.audit.chain import legacy_hash as event_hash
+from rotator.audit.verify import Verification
 from rotator.domain.model import Rotation, Trigger
 
 log = logging.getLogger(__name__)
