@@ -26,6 +26,7 @@ from pydantic import (
 
 from rotator.audit.keys import KeySource
 from rotator.domain.errors import ConfigError
+from rotator.domain.events import NOTICES
 from rotator.domain.model import Policy
 from rotator.domain.policy import WEEKDAYS, Window
 
@@ -289,10 +290,9 @@ class WebhookConfig(_Section):
     @field_validator("events")
     @classmethod
     def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        allowed = {"completed", "failed", "needs_attention", "cancelled", "abandoned", "started"}
-        unknown = sorted(set(value) - allowed)
+        unknown = sorted(set(value) - set(NOTICES))
         if unknown:
-            raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(allowed)}")
+            raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(NOTICES)}")
         return value
 
     @field_validator("url")
