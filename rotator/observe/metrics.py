@@ -54,8 +54,7 @@ class FleetCollector(Collector):
             "Rotations that reached an end state, ever.",
             labels=["outcome", "trigger"],
         )
-        for ending in ENDINGS:
-            outcome = ending.value
+        for outcome in (ending.value for ending in ENDINGS):
             for trigger in Trigger:
                 count = fleet.ended.get((outcome, trigger.value), 0)
                 rotations.add_metric([outcome, trigger.value], count)
