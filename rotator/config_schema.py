@@ -23,6 +23,7 @@ from pydantic import (
 
 from rotator.audit.keys import KeySource
 from rotator.domain.errors import ConfigError
+from rotator.domain.events import NOTICES
 from rotator.domain.policy import WEEKDAYS, Window
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -263,10 +264,9 @@ class WebhookConfig(Section):
     @field_validator("events")
     @classmethod
     def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        allowed = {"completed", "failed", "needs_attention", "cancelled", "abandoned", "started"}
-        unknown = sorted(set(value) - allowed)
+        unknown = sorted(set(value) - set(NOTICES))
         if unknown:
-            raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(allowed)}")
+            raise ValueError(f"unknown event(s) {unknown}; choose from {sorted(NOTICES)}")
         return value
 
     @field_validator("url")

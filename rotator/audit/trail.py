@@ -196,7 +196,7 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
 
 # Where each kind of deletion is recorded: the event detail key that names the deleted
 # uuids, and what the deletion was. Every delete the engine makes at Adobe lands in one of
-# these keys of the event its step writes (rotator/engine/steps.py): a stray cleared while
+# these keys of the event its step writes (rotator/engine/steps/): a stray cleared while
 # planning (`planned`) or while making room at Adobe's limit (a `retry`), an orphan of an
 # earlier crash (`staged`), the rotation's own secret given back (`token_renewed`, a
 # `retry` after a failed put), the old secret after draining or every other secret in an
