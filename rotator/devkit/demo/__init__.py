@@ -3,7 +3,7 @@
 Everything runs in this process on 127.0.0.1: the Adobe sandbox (a real HTTP fake of IMS and
 the I/O Management API), moto's server standing in for AWS Secrets Manager, and a SQLite
 state database in a fresh directory that is kept afterwards. The rotations are driven by
-the real engine (`app.build`, `engine.request`, `rotator.cli.follow`): the same code, the
+the real engine (`app.build`, `engine.request`, `rotator.engine.follow`): the same code, the
 same state machine and the same audit trail as in production; only the quiet period is
 shortened from 25 hours to seconds.
 
@@ -15,7 +15,7 @@ the normal rotation it never gets ``invalid_client``.
 Nothing here prints a secret value: every line passes the redactor, and at the end the demo
 checks its own output against every client secret and access token the sandbox issued.
 Heavy imports (moto, boto3, the engine) happen inside the command, so `rotator --help`
-stays fast and importing this module does not import `rotator.cli` (which imports this).
+stays fast and importing this package does not import `rotator.cli` (which loads it by name).
 
 The parts: ``command.py`` (the click command and the run), ``context.py`` (what every part
 shares: files, output, problems), ``output.py`` (plain lines or live boards), ``consumer.py``

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rotator.devkit.console import say
 from rotator.devkit.demo.constants import (
     AWS_NAME,
     CREDENTIAL,
@@ -126,7 +127,7 @@ def _rotate(
     path: list[State],
     title: str,
 ) -> Rotation:
-    from rotator.cli import follow
+    from rotator.engine.follow import follow
 
     board = Board(title, path, consumer, phase, ctx.quiet)
     if not ctx.out.live:
@@ -138,10 +139,11 @@ def _rotate(
         show = _plain_step(ctx, board)
     with ctx.out.board(board):
         final = follow(
-            app,
+            app.engine,
             rotation,
             wait=True,
             show=show,
+            note=say,
             poll=0.1,
             deadline=time.monotonic()
             + SETTLE_TIMEOUT_S
