@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
+from rotator.adapters.db.audit import NewEvent
 from rotator.adapters.db.tables import credentials, events, outbox, rotations
 from rotator.audit import keys
 from rotator.domain.model import Rotation, State, Trigger
@@ -329,7 +330,7 @@ def _append_as(world: World, keyring: Any, forge: Any, **event: Any) -> None:
     try:
         with world.app.store.engine.begin() as conn:
             forge(conn)
-            audit_log.append(conn, at=datetime.now(UTC), credential="analytics", **event)
+            audit_log.append(conn, NewEvent(at=datetime.now(UTC), credential="analytics", **event))
     finally:
         audit_log._keyring = real
 
@@ -501,14 +502,16 @@ def test_a_hold_lifted_under_a_daemon_key_stays_refused_after_later_events(
     with engine.begin() as conn:
         daemon.audit.append(
             conn,
-            rotation_id=None,
-            credential="a",
-            actor="rotator",
-            kind="surveyed",
-            from_state=None,
-            to_state=None,
-            detail={},
-            at=datetime.now(UTC),
+            NewEvent(
+                rotation_id=None,
+                credential="a",
+                actor="rotator",
+                kind="surveyed",
+                from_state=None,
+                to_state=None,
+                detail={},
+                at=datetime.now(UTC),
+            ),
         )
 
     problems = daemon.refuse_unbacked_credential("a")

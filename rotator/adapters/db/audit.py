@@ -13,7 +13,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from rotator.audit import chain as audit
 from rotator.audit.chain import Checkpoint
 from rotator.audit.signing import HOLD_FIELDS, OPERATOR, Keyring
 from rotator.audit.verify import ChainWalk, Verification, row_problems, trail_problems
+from rotator.domain.model import Rotation, State
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,44 @@ class AuditEvent:
             "to": self.to_state,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """The event recording a change just written: who did what to which rows, and the
+    state it moved from and to (None: the change moves no rotation state)."""
+
+    credential: str
+    kind: str
+    actor: str
+    at: datetime
+    rotation_id: int | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        rotation: Rotation,
+        to: State,
+        *,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> NewEvent:
+        """The event of a change to `rotation` (as it was before it), moving it to `to`."""
+        return cls(
+            rotation_id=rotation.id,
+            credential=rotation.credential,
+            actor=actor,
+            kind=kind,
+            from_state=rotation.state.value,
+            to_state=to.value,
+            detail=detail,
+            at=at,
+        )
 
 
 # Execution option for a long read-only transaction (audit verify): on SQLite the store
@@ -109,19 +148,7 @@ class AuditLog:
 
     # --- append --------------------------------------------------------------------------
 
-    def append(
-        self,
-        conn: Connection,
-        *,
-        rotation_id: int | None,
-        credential: str,
-        actor: str,
-        kind: str,
-        from_state: str | None,
-        to_state: str | None,
-        detail: dict[str, Any],
-        at: datetime,
-    ) -> tuple[int, Checkpoint]:
+    def append(self, conn: Connection, event: NewEvent) -> tuple[int, Checkpoint]:
         """Insert the next linked event (after the row changes it records); return its id
         and the checkpoint it makes."""
         keyring = self.keyring()  # before the lock: a key read from AWS takes a moment
@@ -133,16 +160,16 @@ class AuditLog:
         scheme, key_id = keyring.scheme()
         row: dict[str, Any] = {
             "seq": head.seq + 1,
-            "rotation_id": rotation_id,
-            "credential": credential,
-            "at": at,
-            "actor": actor,
+            "rotation_id": event.rotation_id,
+            "credential": event.credential,
+            "at": event.at,
+            "actor": event.actor,
             "actor_verified": self.identity(),
-            "kind": kind,
-            "from_state": from_state,
-            "to_state": to_state,
-            "detail": _json(detail),
-            "state": _json(self._state(conn, rotation_id, credential)),
+            "kind": event.kind,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "detail": _json(event.detail),
+            "state": _json(self._state(conn, event.rotation_id, event.credential)),
             "scheme": scheme,
             "key_id": key_id,
         }
@@ -157,7 +184,8 @@ class AuditLog:
             .where(chain_head.c.id == 1)
             .values(hash=digest, last_event_id=event_id, seq=row["seq"])
         )
-        return event_id, Checkpoint(row["seq"], event_id, digest, scheme, key_id, at.isoformat())
+        at = event.at.isoformat()
+        return event_id, Checkpoint(row["seq"], event_id, digest, scheme, key_id, at)
 
     @staticmethod
     def _state(conn: Connection, rotation_id: int | None, credential: str) -> dict[str, Any]:
@@ -345,56 +373,62 @@ class AuditLog:
                     select(chain_head.c.hash, chain_head.c.seq, chain_head.c.last_event_id)
                 ).first()
                 newest = head.seq if head is not None else None
-                last_seq = 0
-                while True:
-                    query = (
-                        select(events)
-                        .where(events.c.seq > last_seq)
-                        .order_by(events.c.seq)
-                        .limit(batch)
-                    )
-                    if newest is not None:
-                        query = query.where(events.c.seq <= newest)
-                    rows = conn.execute(query).mappings().all()
-                    for row in rows:
-                        walk.feed(row)
-                    if len(rows) < batch:
-                        break
-                    last_seq = rows[-1]["seq"]
+                _walk_chain(conn, walk, newest, batch)
                 result = walk.finish(
                     newest,
                     head.hash if head is not None else None,
                     head.last_event_id if head is not None else None,
                 )
-                if head is not None:
-                    past = conn.execute(
-                        select(events.c.id).where(
-                            events.c.seq >= 1,
-                            or_(
-                                events.c.seq > head.seq,
-                                events.c.id > (head.last_event_id or 0),
-                            ),
-                        )
-                    ).scalars()
-                    walk.past_head(past)
-                # Any row the walk did not check is a problem: below the chain (seq < 1),
-                # and, by count, any other row not on it (every event, less those past the
-                # head and below the chain, must be one the walk checked).
-                below = list(conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars())
-                total = conn.execute(select(func.count()).select_from(events)).scalar_one()
-                walk.off_chain(below, total - len(result.past_head) - len(below))
-                rotation_rows = {
-                    r["id"]: r
-                    for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
-                }
-                credential_rows = {
-                    r["name"]: r
-                    for r in conn.execute(
-                        select(credentials.c.name, *_CREDENTIAL_COLUMNS)
-                    ).mappings()
-                }
-                walk.replay(rotation_rows, credential_rows)
+                _find_unwalked(conn, walk, head, result)
+                _replay(conn, walk)
         return result
+
+
+def _walk_chain(conn: Connection, walk: ChainWalk, newest: int | None, batch: int) -> None:
+    """Feed the walk every event up to the head (`newest`), in seq order, `batch` at a time."""
+    last_seq = 0
+    while True:
+        query = select(events).where(events.c.seq > last_seq).order_by(events.c.seq).limit(batch)
+        if newest is not None:
+            query = query.where(events.c.seq <= newest)
+        rows = conn.execute(query).mappings().all()
+        for row in rows:
+            walk.feed(row)
+        if len(rows) < batch:
+            break
+        last_seq = rows[-1]["seq"]
+
+
+def _find_unwalked(conn: Connection, walk: ChainWalk, head: Any, result: Verification) -> None:
+    """Flag rows past the head, and any row the walk did not check: below the chain
+    (seq < 1) and, by count, any other row not on it (every event, less those past the
+    head and below the chain, must be one the walk checked)."""
+    if head is not None:
+        past = conn.execute(
+            select(events.c.id).where(
+                events.c.seq >= 1,
+                or_(
+                    events.c.seq > head.seq,
+                    events.c.id > (head.last_event_id or 0),
+                ),
+            )
+        ).scalars()
+        walk.past_head(past)
+    below = list(conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars())
+    total = conn.execute(select(func.count()).select_from(events)).scalar_one()
+    walk.off_chain(below, total - len(result.past_head) - len(below))
+
+
+def _replay(conn: Connection, walk: ChainWalk) -> None:
+    """Replay every rotation and credential row against its newest event."""
+    rotation_rows = {
+        r["id"]: r for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
+    }
+    credential_rows = {
+        r["name"]: r
+        for r in conn.execute(select(credentials.c.name, *_CREDENTIAL_COLUMNS)).mappings()
+    }
+    walk.replay(rotation_rows, credential_rows)
 
 
 _HOLD_LOOKBACK = 500  # events of one credential read back to find who last changed its hold
