@@ -86,7 +86,7 @@ class FakeAdobe(httpx.BaseTransport):
 def figures(client: AdobeClient) -> dict[str, Any]:
     gc.collect()
     sizes = getattr(redaction, "sizes", None)
-    keys = client._keys
+    keys = client._ims.cache.keys
     return {
         "rss_mb": round(h.rss_mb(os.getpid()), 1),
         "redactor values": redaction.known_count(),

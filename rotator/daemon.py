@@ -52,7 +52,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from rotator import app as app_mod
 from rotator import daemon_lock, hardening, redaction
-from rotator.adapters.db.store import AlreadyActive
 from rotator.audit.chain import Checkpoint
 from rotator.config import Settings
 from rotator.daemon_clock import open_app, schedule
@@ -65,6 +64,7 @@ from rotator.domain.model import Rotation, Trigger
 from rotator.observe.insights import credential_rules
 from rotator.observe.metrics import FleetCollector, Metrics, ProcessCollector
 from rotator.observe.notify import Deliverer
+from rotator.ports import AlreadyActive
 
 log = structlog.get_logger("rotator.daemon")
 SURVEY_EVERY = outlook.SURVEY_EVERY

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from rotator.audit.chain import Checkpoint, Keyring
+from rotator.audit.chain import Checkpoint
+from rotator.audit.signing import Keyring
 
 if TYPE_CHECKING:
     from rotator.config import Settings

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from rotator.audit.trail import Event
     from rotator.config import Settings
 
-ENDINGS = ("completed", "failed", "cancelled", "abandoned")
-
 
 @dataclass(frozen=True)
 class CredentialFigures:

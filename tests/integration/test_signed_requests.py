@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
+from rotator.adapters.db.audit import NewEvent
 from rotator.adapters.db.tables import credentials, events, outbox, rotations
 from rotator.audit import keys
 from rotator.domain.model import Rotation, State, Trigger
@@ -232,7 +233,7 @@ def test_a_daemon_key_speaking_as_an_operator_moves_nothing(db_url: str, tmp_pat
     from rotator.adapters.db.audit import AuditLog
     from rotator.adapters.db.connect import make_engine
     from rotator.adapters.db.store import Store
-    from rotator.audit.chain import Keyring, Signer
+    from rotator.audit.signing import Keyring, Signer
 
     public: dict[str, Any] = {}
     private: dict[str, Any] = {}
@@ -332,7 +333,7 @@ def _append_as(world: World, keyring: Any, forge: Any, **event: Any) -> None:
     try:
         with world.app.store.engine.begin() as conn:
             forge(conn)
-            audit_log.append(conn, at=datetime.now(UTC), credential="analytics", **event)
+            audit_log.append(conn, NewEvent(at=datetime.now(UTC), credential="analytics", **event))
     finally:
         audit_log._keyring = real
 
@@ -340,7 +341,7 @@ def _append_as(world: World, keyring: Any, forge: Any, **event: Any) -> None:
 def _attacker(world: World, scheme: str) -> Any:
     """What a keyless writer (plain sha256) or the holder of a retired HMAC key (one the
     defender still lists, to verify old events) appends with."""
-    from rotator.audit.chain import Keyring
+    from rotator.audit.signing import Keyring
 
     if scheme == "sha256":
         return Keyring()
@@ -479,7 +480,7 @@ def test_a_hold_lifted_under_a_daemon_key_stays_refused_after_later_events(
     from rotator.adapters.db.audit import AuditLog
     from rotator.adapters.db.connect import make_engine
     from rotator.adapters.db.store import Store
-    from rotator.audit.chain import Keyring
+    from rotator.audit.signing import Keyring
 
     public: dict[str, Any] = {}
     signers: dict[str, Any] = {}
@@ -504,14 +505,16 @@ def test_a_hold_lifted_under_a_daemon_key_stays_refused_after_later_events(
     with engine.begin() as conn:
         daemon.audit.append(
             conn,
-            rotation_id=None,
-            credential="a",
-            actor="rotator",
-            kind="surveyed",
-            from_state=None,
-            to_state=None,
-            detail={},
-            at=datetime.now(UTC),
+            NewEvent(
+                rotation_id=None,
+                credential="a",
+                actor="rotator",
+                kind="surveyed",
+                from_state=None,
+                to_state=None,
+                detail={},
+                at=datetime.now(UTC),
+            ),
         )
 
     problems = daemon.refuse_unbacked_credential("a")

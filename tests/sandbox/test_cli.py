@@ -106,3 +106,15 @@ def test_a_real_run_serves_saves_and_logs_no_secrets(tmp_path: Path) -> None:
     assert "127.0.0.1" in logs  # it did say where it listens
     for needle in [created["secret"]["client_secret"], added.json()["client_secret"], token]:
         assert needle not in logs
+
+
+def test_the_devkit_speaks_with_the_cli_exit_codes() -> None:
+    """The devkit keeps its own `say`/`die` so it never imports the CLI; the codes agree."""
+    from rotator.cli import output
+    from rotator.devkit import console
+
+    assert (console.EXIT_OK, console.EXIT_FAILED, console.EXIT_USAGE) == (
+        output.EXIT_OK,
+        output.EXIT_FAILED,
+        output.EXIT_USAGE,
+    )

@@ -71,8 +71,8 @@ def test_a_year_of_daily_tokens_and_quarterly_secrets_keeps_a_few_of_each(
         assert ims.minted >= 52 * len(creds)
         # Only the secrets in use keep a token state (swept when the map doubles), each
         # with its unexpired tokens: 5 secrets per credential were used in the year.
-        assert len(client._keys) <= 2 * len(creds) < 5 * len(creds)
-        assert max(len(s.minted) for s in client._keys.values()) <= 2
+        assert len(client._ims.cache.keys) <= 2 * len(creds) < 5 * len(creds)
+        assert max(len(s.minted) for s in client._ims.cache.keys.values()) <= 2
         # The redactor: a day's tokens and each credential's last few secrets.
         sizes = redaction.sizes()
         assert sizes["expiring"] <= 2 * len(creds), sizes

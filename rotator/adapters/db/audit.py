@@ -13,7 +13,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,10 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from rotator import redaction
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
 from rotator.audit import chain as audit
-from rotator.audit.chain import Checkpoint, Keyring, Verification
+from rotator.audit.chain import Checkpoint
+from rotator.audit.signing import HOLD_FIELDS, OPERATOR, Keyring
+from rotator.audit.verify import ChainWalk, Verification, row_problems, trail_problems
+from rotator.domain.model import Rotation, State
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,44 @@ class AuditEvent:
             "to": self.to_state,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """The event recording a change just written: who did what to which rows, and the
+    state it moved from and to (None: the change moves no rotation state)."""
+
+    credential: str
+    kind: str
+    actor: str
+    at: datetime
+    rotation_id: int | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        rotation: Rotation,
+        to: State,
+        *,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> NewEvent:
+        """The event of a change to `rotation` (as it was before it), moving it to `to`."""
+        return cls(
+            rotation_id=rotation.id,
+            credential=rotation.credential,
+            actor=actor,
+            kind=kind,
+            from_state=rotation.state.value,
+            to_state=to.value,
+            detail=detail,
+            at=at,
+        )
 
 
 # Execution option for a long read-only transaction (audit verify): on SQLite the store
@@ -107,19 +148,7 @@ class AuditLog:
 
     # --- append --------------------------------------------------------------------------
 
-    def append(
-        self,
-        conn: Connection,
-        *,
-        rotation_id: int | None,
-        credential: str,
-        actor: str,
-        kind: str,
-        from_state: str | None,
-        to_state: str | None,
-        detail: dict[str, Any],
-        at: datetime,
-    ) -> tuple[int, Checkpoint]:
+    def append(self, conn: Connection, event: NewEvent) -> tuple[int, Checkpoint]:
         """Insert the next linked event (after the row changes it records); return its id
         and the checkpoint it makes."""
         keyring = self.keyring()  # before the lock: a key read from AWS takes a moment
@@ -131,16 +160,16 @@ class AuditLog:
         scheme, key_id = keyring.scheme()
         row: dict[str, Any] = {
             "seq": head.seq + 1,
-            "rotation_id": rotation_id,
-            "credential": credential,
-            "at": at,
-            "actor": actor,
+            "rotation_id": event.rotation_id,
+            "credential": event.credential,
+            "at": event.at,
+            "actor": event.actor,
             "actor_verified": self.identity(),
-            "kind": kind,
-            "from_state": from_state,
-            "to_state": to_state,
-            "detail": _json(detail),
-            "state": _json(self._state(conn, rotation_id, credential)),
+            "kind": event.kind,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "detail": _json(event.detail),
+            "state": _json(self._state(conn, event.rotation_id, event.credential)),
             "scheme": scheme,
             "key_id": key_id,
         }
@@ -155,7 +184,8 @@ class AuditLog:
             .where(chain_head.c.id == 1)
             .values(hash=digest, last_event_id=event_id, seq=row["seq"])
         )
-        return event_id, Checkpoint(row["seq"], event_id, digest, scheme, key_id, at.isoformat())
+        at = event.at.isoformat()
+        return event_id, Checkpoint(row["seq"], event_id, digest, scheme, key_id, at)
 
     @staticmethod
     def _state(conn: Connection, rotation_id: int | None, credential: str) -> dict[str, Any]:
@@ -197,7 +227,7 @@ class AuditLog:
             .all()
         )
         since = self.signed_since(conn) if keyring.signed else None
-        problems = audit.trail_problems(row["id"], trail, keyring, signed_since=since)
+        problems = trail_problems(row["id"], trail, keyring, signed_since=since)
         if not trail:
             return problems, None
         newest = trail[-1]
@@ -207,7 +237,7 @@ class AuditLog:
             return problems, None
         recorded = (newest["state"] or {}).get("rotation")
         trusted = None if problems else recorded  # events at fault: nothing to restore
-        mismatch = audit.row_problems(
+        mismatch = row_problems(
             f"rotation {row['id']}", recorded, audit.rotation_snapshot(row) or {}
         )
         if mismatch:
@@ -255,7 +285,7 @@ class AuditLog:
         if held:
             return [held], None
         recorded = (newest["state"] or {}).get("credential")
-        mismatch = audit.row_problems(f"credential {name}", recorded, actual)
+        mismatch = row_problems(f"credential {name}", recorded, actual)
         return ([mismatch], recorded) if mismatch else ([], None)
 
     def signed_since(self, conn: Connection) -> int | None:
@@ -331,7 +361,7 @@ class AuditLog:
         transaction on SQLite's WAL, which holds no write lock), so a daemon appending
         meanwhile is neither checked nor mistaken for tampering, nor kept waiting.
         """
-        walk = audit.ChainWalk(self.keyring(), checkpoint)
+        walk = ChainWalk(self.keyring(), checkpoint)
         with engine.connect() as raw:
             conn = (
                 raw.execution_options(isolation_level="REPEATABLE READ")
@@ -343,56 +373,62 @@ class AuditLog:
                     select(chain_head.c.hash, chain_head.c.seq, chain_head.c.last_event_id)
                 ).first()
                 newest = head.seq if head is not None else None
-                last_seq = 0
-                while True:
-                    query = (
-                        select(events)
-                        .where(events.c.seq > last_seq)
-                        .order_by(events.c.seq)
-                        .limit(batch)
-                    )
-                    if newest is not None:
-                        query = query.where(events.c.seq <= newest)
-                    rows = conn.execute(query).mappings().all()
-                    for row in rows:
-                        walk.feed(row)
-                    if len(rows) < batch:
-                        break
-                    last_seq = rows[-1]["seq"]
+                _walk_chain(conn, walk, newest, batch)
                 result = walk.finish(
                     newest,
                     head.hash if head is not None else None,
                     head.last_event_id if head is not None else None,
                 )
-                if head is not None:
-                    past = conn.execute(
-                        select(events.c.id).where(
-                            events.c.seq >= 1,
-                            or_(
-                                events.c.seq > head.seq,
-                                events.c.id > (head.last_event_id or 0),
-                            ),
-                        )
-                    ).scalars()
-                    walk.past_head(past)
-                # Any row the walk did not check is a problem: below the chain (seq < 1),
-                # and, by count, any other row not on it (every event, less those past the
-                # head and below the chain, must be one the walk checked).
-                below = list(conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars())
-                total = conn.execute(select(func.count()).select_from(events)).scalar_one()
-                walk.off_chain(below, total - len(result.past_head) - len(below))
-                rotation_rows = {
-                    r["id"]: r
-                    for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
-                }
-                credential_rows = {
-                    r["name"]: r
-                    for r in conn.execute(
-                        select(credentials.c.name, *_CREDENTIAL_COLUMNS)
-                    ).mappings()
-                }
-                walk.replay(rotation_rows, credential_rows)
+                _find_unwalked(conn, walk, head, result)
+                _replay(conn, walk)
         return result
+
+
+def _walk_chain(conn: Connection, walk: ChainWalk, newest: int | None, batch: int) -> None:
+    """Feed the walk every event up to the head (`newest`), in seq order, `batch` at a time."""
+    last_seq = 0
+    while True:
+        query = select(events).where(events.c.seq > last_seq).order_by(events.c.seq).limit(batch)
+        if newest is not None:
+            query = query.where(events.c.seq <= newest)
+        rows = conn.execute(query).mappings().all()
+        for row in rows:
+            walk.feed(row)
+        if len(rows) < batch:
+            break
+        last_seq = rows[-1]["seq"]
+
+
+def _find_unwalked(conn: Connection, walk: ChainWalk, head: Any, result: Verification) -> None:
+    """Flag rows past the head, and any row the walk did not check: below the chain
+    (seq < 1) and, by count, any other row not on it (every event, less those past the
+    head and below the chain, must be one the walk checked)."""
+    if head is not None:
+        past = conn.execute(
+            select(events.c.id).where(
+                events.c.seq >= 1,
+                or_(
+                    events.c.seq > head.seq,
+                    events.c.id > (head.last_event_id or 0),
+                ),
+            )
+        ).scalars()
+        walk.past_head(past)
+    below = list(conn.execute(select(events.c.id).where(events.c.seq < 1)).scalars())
+    total = conn.execute(select(func.count()).select_from(events)).scalar_one()
+    walk.off_chain(below, total - len(result.past_head) - len(below))
+
+
+def _replay(conn: Connection, walk: ChainWalk) -> None:
+    """Replay every rotation and credential row against its newest event."""
+    rotation_rows = {
+        r["id"]: r for r in conn.execute(select(rotations.c.id, *_ROTATION_COLUMNS)).mappings()
+    }
+    credential_rows = {
+        r["name"]: r
+        for r in conn.execute(select(credentials.c.name, *_CREDENTIAL_COLUMNS)).mappings()
+    }
+    walk.replay(rotation_rows, credential_rows)
 
 
 _HOLD_LOOKBACK = 500  # events of one credential read back to find who last changed its hold
@@ -411,15 +447,15 @@ def _hold_problem(name: str, recent: Any, keyring: Keyring, since: int | None) -
             ),
             {},
         )
-        if not any(k in mine for k in audit.HOLD_FIELDS):
+        if not any(k in mine for k in HOLD_FIELDS):
             continue
-        if all(mine.get(k) == older.get(k) for k in audit.HOLD_FIELDS if k in mine):
+        if all(mine.get(k) == older.get(k) for k in HOLD_FIELDS if k in mine):
             continue
         found = keyring.check(row) or keyring.claim_problem(row, since)
         if found:
             return f"credential {name}: its hold was last changed by an invalid event: {found}"
         roles = keyring.roles_of(row)
-        if roles is not None and audit.OPERATOR not in roles:
+        if roles is not None and OPERATOR not in roles:
             return (
                 f"credential {name}: hold changed by event {row['id']}, signed by "
                 f"{row.get('key_id')!r}, which is not an operator's key"

@@ -26,23 +26,19 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rotator.adapters.db.tables import fleet_claims, replicas, write_budget
-from rotator.domain.errors import InvariantError, TransientError
+from rotator.adapters.db.tx import db_now
+from rotator.domain.errors import TransientError
 
 
 class Fleet:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._pg = engine.dialect.name == "postgresql"
 
-    def _now(self, conn: Connection) -> datetime:
-        if self._pg:
-            value = conn.execute(select(func.clock_timestamp())).scalar_one()
-            if not isinstance(value, datetime):
-                raise InvariantError(f"clock_timestamp() answered {type(value).__name__}")
-            return value
-        from datetime import UTC
-
-        return datetime.now(UTC)
+    @staticmethod
+    def _now(conn: Connection) -> datetime:
+        """The database's clock as it runs (`clock_timestamp()`, not the transaction's
+        start), the host's on SQLite."""
+        return db_now(conn, sql=func.clock_timestamp)
 
     def heartbeat(self, owner: str) -> None:
         """Write this replica's row (the readiness probe: raises when the write fails)."""

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, func, select
 
 from rotator.adapters.db.audit import AuditEvent, AuditLog
-from rotator.adapters.db.clock import db_now
 from rotator.adapters.db.outbox import Backlog, Outbox
 from rotator.adapters.db.rows import credential_row, to_rotation
 from rotator.adapters.db.tables import credentials, rotations
-from rotator.audit.chain import Checkpoint, Verification
+from rotator.adapters.db.tx import db_now
+from rotator.audit.chain import Checkpoint
+from rotator.audit.verify import Verification
 from rotator.domain.outlook import Facts
 from rotator.ports import Snapshot
 

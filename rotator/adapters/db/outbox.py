@@ -22,12 +22,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from rotator import redaction
-from rotator.adapters.db.clock import db_now
+from rotator.adapters.db.audit import NewEvent
 from rotator.adapters.db.tables import outbox, rotations
-
-# The notices a receiver may subscribe to; every other audit event kind sends nothing.
-NOTICES = ("started", "completed", "failed", "cancelled", "abandoned", "needs_attention")
-_ENDINGS = frozenset({"completed", "failed", "cancelled", "abandoned"})
+from rotator.adapters.db.tx import db_now
+from rotator.domain.events import EventKind
+from rotator.domain.model import TERMINAL, State
 
 
 @dataclass(frozen=True)
@@ -69,52 +68,41 @@ class Backlog:
 
 
 def notice(kind: str, from_state: str | None, to_state: str | None) -> str | None:
-    """The notice an audit event makes, if any: a start, an ending, or entering attention.
+    """The notice an audit event makes, if any (`domain.events.NOTICES`): a start, an
+    ending, or entering attention.
 
     Staying in needs_attention (each retry of a blocked step) makes no second notice: the
     alert goes out once per episode, and again only after the rotation moved on.
     """
-    if kind == "started":
-        return "started"
+    if kind == EventKind.STARTED:
+        return EventKind.STARTED.value
     if to_state is None or to_state == from_state:
         return None
-    if to_state in _ENDINGS or to_state == "needs_attention":
+    if to_state in TERMINAL or to_state == State.NEEDS_ATTENTION:
         return to_state
     return None
 
 
-def enqueue(
-    conn: Connection,
-    receivers: Iterable[Receiver],
-    *,
-    event_id: int,
-    rotation_id: int | None,
-    credential: str,
-    kind: str,
-    from_state: str | None,
-    to_state: str | None,
-    actor: str,
-    at: datetime,
-) -> int:
+def enqueue(conn: Connection, receivers: Iterable[Receiver], event_id: int, event: NewEvent) -> int:
     """Owe this event to every receiver subscribed to its notice; return the rows written."""
-    what = notice(kind, from_state, to_state)
+    what = notice(event.kind, event.from_state, event.to_state)
     if what is None:
         return 0
     targets = [r for r in receivers if what in r.events]
     if not targets:
         return 0
-    payload = _payload(conn, what, event_id, rotation_id, credential, actor, at)
+    payload = _payload(conn, what, event_id, event)
     conn.execute(
         insert(outbox),
         [
             {
                 "event_id": event_id,
                 "receiver": r.name,
-                "credential": credential,
+                "credential": event.credential,
                 "kind": what,
                 "payload": payload,
-                "created_at": at,
-                "next_attempt_at": at,
+                "created_at": event.at,
+                "next_attempt_at": event.at,
                 "attempts": 0,
             }
             for r in targets
@@ -123,17 +111,10 @@ def enqueue(
     return len(targets)
 
 
-def _payload(
-    conn: Connection,
-    what: str,
-    event_id: int,
-    rotation_id: int | None,
-    credential: str,
-    actor: str,
-    at: datetime,
-) -> dict[str, Any]:
+def _payload(conn: Connection, what: str, event_id: int, event: NewEvent) -> dict[str, Any]:
     """The notice's body: uuids, states and reasons only, redacted before it is stored."""
     row = None
+    rotation_id = event.rotation_id
     if rotation_id is not None:
         row = conn.execute(
             select(
@@ -148,15 +129,15 @@ def _payload(
     body = {
         "event": what,
         "event_id": event_id,
-        "at": at.astimezone(UTC).isoformat(),
-        "credential": credential,
+        "at": event.at.astimezone(UTC).isoformat(),
+        "credential": event.credential,
         "rotation_id": rotation_id,
         "trigger": row.trigger if row else None,
         "state": row.state if row else None,
         "old_uuid": row.old_uuid if row else None,
         "new_uuid": row.new_uuid if row else None,
         "reason": (row.last_error or row.reason or "") if row else "",
-        "actor": actor,
+        "actor": event.actor,
     }
     loaded: dict[str, Any] = json.loads(redaction.redact(json.dumps(body)))
     return loaded
@@ -167,16 +148,11 @@ class Outbox:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._pg = engine.dialect.name == "postgresql"
-
-    def _now(self, conn: Connection) -> datetime:
-        """PostgreSQL's clock where replicas meet; the host clock for one-host SQLite."""
-        return db_now(conn)
 
     def expire(self, expiry: timedelta) -> list[Expired]:
         """Give up every open row older than `expiry` (the rows after it may then go)."""
         with self.engine.begin() as conn:
-            now = self._now(conn)
+            now = db_now(conn)
             rows = conn.execute(
                 update(outbox)
                 .where(_open(), outbox.c.created_at < now - expiry)
@@ -198,37 +174,9 @@ class Outbox:
         names = list(receivers)
         if not names:
             return []
-        earlier = outbox.alias("earlier")
-        blocked = (
-            select(earlier.c.id)
-            .where(
-                earlier.c.receiver == outbox.c.receiver,
-                earlier.c.credential == outbox.c.credential,
-                earlier.c.id < outbox.c.id,
-                earlier.c.delivered_at.is_(None),
-                earlier.c.expired_at.is_(None),
-            )
-            .exists()
-        )
         with self.engine.begin() as conn:
-            now = self._now(conn)
-            free = or_(outbox.c.claim_expires_at.is_(None), outbox.c.claim_expires_at < now)
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    select(outbox.c.id)
-                    .where(
-                        _open(),
-                        outbox.c.receiver.in_(names),
-                        outbox.c.next_attempt_at <= now,
-                        free,
-                        ~blocked,
-                    )
-                    .order_by(outbox.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True, of=outbox)
-                ).all()
-            ]
+            now = db_now(conn)
+            ids = _claimable(conn, names, now, limit)
             if not ids:
                 return []
             rows = (
@@ -241,20 +189,7 @@ class Outbox:
                 .mappings()
                 .all()
             )
-        claimed = [
-            Delivery(
-                id=r["id"],
-                event_id=r["event_id"],
-                receiver=r["receiver"],
-                credential=r["credential"],
-                kind=r["kind"],
-                payload=dict(r["payload"]),
-                created_at=r["created_at"],
-                attempts=r["attempts"],
-            )
-            for r in rows
-        ]
-        return sorted(claimed, key=lambda d: d.id)
+        return sorted((_delivery(r) for r in rows), key=lambda d: d.id)
 
     def delivered(self, delivery: Delivery) -> None:
         """The receiver acknowledged: never send this row again, whoever holds it now."""
@@ -263,7 +198,7 @@ class Outbox:
                 update(outbox)
                 .where(outbox.c.id == delivery.id, outbox.c.delivered_at.is_(None))
                 .values(
-                    delivered_at=self._now(conn),
+                    delivered_at=db_now(conn),
                     attempts=outbox.c.attempts + 1,
                     last_error=None,
                     claimed_by=None,
@@ -274,7 +209,7 @@ class Outbox:
     def failed(self, delivery: Delivery, owner: str, *, error: str, retry_in: timedelta) -> None:
         """Not acknowledged: try again after `retry_in` (if this sender still holds it)."""
         with self.engine.begin() as conn:
-            now = self._now(conn)
+            now = db_now(conn)
             conn.execute(
                 update(outbox)
                 .where(
@@ -294,7 +229,7 @@ class Outbox:
     def release(self, delivery: Delivery, owner: str, *, retry_in: timedelta) -> None:
         """Not tried (its receiver failed earlier in this pass): free it for `retry_in`."""
         with self.engine.begin() as conn:
-            now = self._now(conn)
+            now = db_now(conn)
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == delivery.id, outbox.c.claimed_by == owner)
@@ -316,3 +251,50 @@ class Outbox:
 
 def _open() -> Any:
     return and_(outbox.c.delivered_at.is_(None), outbox.c.expired_at.is_(None))
+
+
+def _claimable(conn: Connection, names: list[str], now: datetime, limit: int) -> list[int]:
+    """Due, unclaimed open rows of these receivers, each the oldest open one of its
+    receiver+credential (locked: SKIP LOCKED on PostgreSQL)."""
+    earlier = outbox.alias("earlier")
+    blocked = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.receiver == outbox.c.receiver,
+            earlier.c.credential == outbox.c.credential,
+            earlier.c.id < outbox.c.id,
+            earlier.c.delivered_at.is_(None),
+            earlier.c.expired_at.is_(None),
+        )
+        .exists()
+    )
+    free = or_(outbox.c.claim_expires_at.is_(None), outbox.c.claim_expires_at < now)
+    return [
+        r[0]
+        for r in conn.execute(
+            select(outbox.c.id)
+            .where(
+                _open(),
+                outbox.c.receiver.in_(names),
+                outbox.c.next_attempt_at <= now,
+                free,
+                ~blocked,
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=outbox)
+        ).all()
+    ]
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        receiver=row["receiver"],
+        credential=row["credential"],
+        kind=row["kind"],
+        payload=dict(row["payload"]),
+        created_at=row["created_at"],
+        attempts=row["attempts"],
+    )

@@ -1,32 +1,40 @@
 """The state store: rotations under fenced leases, credentials, and the hash-chained audit log.
 
-Every state change is one transaction that does its write and appends exactly one audit
-event (I6). The store is assembled from one concept per module: `core` (transactions, the
-one clock, the audit append), `leases` (fenced ownership and the owner's saves), `requests`
-(emergency, cancel and hold, written by operators), `rows` (rows read as the domain's
-types) and `connect` (engines). This module adds credentials, reads and the audit facade.
+`Store` is a facade that owns the transactions: every state change is one transaction on
+one connection, in which the concern's module writes its rows and the one event recording
+them is appended (I6), its webhook notices owed with it (the outbox). The concerns, one
+module each: `rotations` (rows, starts), `leases` (fenced ownership, the owner's writes),
+`credentials`, `requests` (emergency, cancel and hold, written by operators), `backing`
+(rows checked against their signed events), `audit` (the chain), `outbox` (notices),
+`rows` (rows read as the domain's types), `tx` (what a transaction carries, the clock)
+and `connect` (engines).
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+import structlog
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from rotator.adapters.db.audit import AuditEvent
+from rotator.adapters.db import backing, credentials, leases, outbox, requests, rotations
+from rotator.adapters.db.audit import AuditEvent, AuditLog, NewEvent
 from rotator.adapters.db.connect import make_engine
-from rotator.adapters.db.leases import Claim, LeaseInfo, Leases
-from rotator.adapters.db.requests import OperatorRequests
-from rotator.adapters.db.rows import CredentialRow, credential_row, to_rotation
-from rotator.adapters.db.tables import credentials, rotations
-from rotator.audit.chain import GENESIS, Checkpoint, Verification
+from rotator.adapters.db.leases import LeaseInfo
+from rotator.adapters.db.rows import CredentialRow, to_rotation
+from rotator.adapters.db.tx import SAVE_ATTEMPTS, Tx, host_now, timed_out
+from rotator.audit.chain import GENESIS, Checkpoint
 from rotator.audit.chain import legacy_hash as event_hash
-from rotator.domain.model import Rotation, Trigger
+from rotator.audit.verify import Verification
+from rotator.domain.model import Rotation, State, Trigger
+from rotator.ports import AlreadyActive, Claim
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("rotator.store")
 
 __all__ = [
     "GENESIS",  # the chain's names, now in rotator.audit.chain
@@ -40,14 +48,76 @@ __all__ = [
     "make_engine",
 ]
 
+# Entering one of these is an outcome: its event's checkpoint is published on commit.
+_OUTCOMES = frozenset(s.value for s in State if s.terminal or s is State.NEEDS_ATTENTION)
+_OUTCOME_CHECKPOINT = "rotator_audit_checkpoint"
+# When this transaction took the audit chain's head row (monotonic seconds): its hold time,
+# from the lock to commit or rollback, is measured (rotator_audit_chain_hold_seconds).
+_CHAIN_LOCKED = "rotator_chain_locked_at"
 
-class AlreadyActive(Exception):
-    def __init__(self, rotation: Rotation) -> None:
-        super().__init__(f"credential {rotation.credential!r} already has rotation {rotation.id}")
-        self.rotation = rotation
 
+class Store:
+    """The store's one entry point: each method is one transaction (or one read) over the
+    per-concern modules; nothing here writes SQL of its own."""
 
-class Store(OperatorRequests, Leases):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        now: Any = None,
+        receivers: Sequence[outbox.Receiver] = (),
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.engine = engine
+        self.audit = audit or AuditLog()  # keyed chain, verified identity, checkpoints
+        self._now = now or (lambda: datetime.now(UTC))
+        self._pg = engine.dialect.name == "postgresql"
+        self.receivers = tuple(receivers)  # webhooks owed a notice of each event (outbox)
+        # Told how long each transaction held the audit chain's head (the daemon's metrics).
+        self.chain_hold_observer: Any = None
+
+    # --- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Tx]:
+        """One transaction; an outcome's audit checkpoint is published once it committed."""
+        info: dict[Any, Any] = {}  # the connection's own, kept: it is closed on the way out
+        try:
+            with self.engine.begin() as conn:
+                info = conn.info
+                yield Tx(conn, self.audit, self._now, lambda event: self._append(conn, event))
+        except BaseException:
+            info.pop(_OUTCOME_CHECKPOINT, None)
+            self._chain_released(info)
+            raise
+        self._chain_released(info)
+        checkpoint = info.pop(_OUTCOME_CHECKPOINT, None)
+        if checkpoint is not None:
+            self.audit.publish(checkpoint)  # the head leaves the database
+
+    def _chain_released(self, info: dict[Any, Any]) -> None:
+        locked = info.pop(_CHAIN_LOCKED, None)
+        if locked is not None and self.chain_hold_observer is not None:
+            self.chain_hold_observer(time.monotonic() - locked)
+
+    def _append(self, conn: Connection, event: NewEvent) -> Checkpoint:
+        """Append the event recording a change made just before, in the same transaction
+        (I6), and owe its notices to the webhooks; the event snapshots the rows' audited
+        fields as they are now."""
+        conn.info.setdefault(_CHAIN_LOCKED, time.monotonic())  # the head row is locked next
+        event_id, checkpoint = self.audit.append(conn, event)
+        outbox.enqueue(conn, self.receivers, event_id, event)
+        if event.to_state in _OUTCOMES and event.to_state != event.from_state:
+            conn.info[_OUTCOME_CHECKPOINT] = checkpoint
+        return checkpoint
+
+    def now(self) -> datetime:
+        """The one clock every comparison with a stored time uses (I10): the engine's too."""
+        if not self._pg:  # no transaction: on SQLite it would take the write lock for nothing
+            return host_now(self._now)
+        with self._tx() as tx:
+            return tx.now()
+
     # --- credentials ---------------------------------------------------------------------
 
     def sync_credentials(self, configured: dict[str, str]) -> None:
@@ -58,160 +128,31 @@ class Store(OperatorRequests, Leases):
         """
         for attempt in range(3):
             try:
-                return self._sync_credentials(configured)
+                with self._tx() as tx:
+                    return credentials.sync(tx, configured)
             except IntegrityError:
                 if attempt == 2:
                     raise
 
-    def _sync_credentials(self, configured: dict[str, str]) -> None:
-        with self._tx() as conn:
-            now = self._db_now(conn)
-            existing = dict(
-                conn.execute(select(credentials.c.name, credentials.c.config_hash)).all()
-            )
-            for name, digest in configured.items():
-                if name not in existing:
-                    conn.execute(
-                        insert(credentials).values(name=name, config_hash=digest, updated_at=now)
-                    )
-                elif existing[name] != digest:
-                    self._require_backed(conn, name)  # its event snapshots the row
-                    conn.execute(
-                        update(credentials)
-                        .where(credentials.c.name == name)
-                        .values(config_hash=digest, updated_at=now)
-                    )
-                    self._config_changed(conn, name, existing[name], digest, now)
-
-    def _config_changed(
-        self, conn: Connection, name: str, before: str, after: str, now: datetime
-    ) -> None:
-        """A credential's configuration changed since it was recorded: an audit event
-        (`config_changed`), and a warning when a rotation of it is unfinished (it goes on
-        with the new settings: an operator who pointed the credential at another AWS
-        secret or Adobe credential cancels it)."""
-        running = conn.execute(
-            select(rotations.c.id, rotations.c.state).where(
-                rotations.c.credential == name, rotations.c.finished_at.is_(None)
-            )
-        ).first()
-        detail: dict[str, Any] = {"from": before[:12], "to": after[:12]}
-        if running is not None:
-            detail["rotation_id"] = running.id
-            log.warning(
-                "credential %r: configuration changed while rotation %s is unfinished (%s); "
-                "it goes on with the new settings: cancel it if the AWS secret or the Adobe "
-                "credential changed",
-                name,
-                running.id,
-                running.state,
-            )
-        self._append(
-            conn,
-            rotation_id=None,
-            credential=name,
-            actor="rotator",
-            kind="config_changed",
-            from_state=None,
-            to_state=None,
-            detail=detail,
-            at=now,
-        )
-
     def credential_rows(self) -> dict[str, CredentialRow]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(credentials)).mappings().all()
-        return {r["name"]: credential_row(r) for r in rows}
+            return credentials.rows(conn)
 
     def update_credential(self, name: str, **values: Any) -> None:
-        with self._tx() as conn:
-            self._require_backed(conn, name)
-            before = self._audited_credential(conn, name)
-            values["updated_at"] = self._db_now(conn)
-            conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
-            self._audit_survey(conn, name, before, kind="credential_updated")
+        with self._tx() as tx:
+            credentials.update_audited(tx, name, values)
 
     def adopt(self, name: str, uuid: str, version: str, actor: str) -> bool:
         """An operator tells rotator which Adobe uuid AWSCURRENT (at `version`) holds.
         False, and nothing written, when that binding is already recorded."""
-        with self._tx() as conn:
-            self._require_backed(conn, name)
-            now = self._db_now(conn)
-            changed = conn.execute(
-                update(credentials)
-                .where(
-                    credentials.c.name == name,
-                    or_(
-                        credentials.c.current_uuid.is_distinct_from(uuid),
-                        credentials.c.current_version.is_distinct_from(version),
-                    ),
-                )
-                .values(current_uuid=uuid, current_version=version, updated_at=now)
-            ).rowcount
-            if not changed:
-                return False  # the same binding again: no second event
-            self._append(
-                conn,
-                rotation_id=None,
-                credential=name,
-                actor=actor,
-                kind="adopted",
-                from_state=None,
-                to_state=None,
-                detail={"uuid": uuid, "aws_version": version},
-                at=now,
-            )
-        return True
+        with self._tx() as tx:
+            return credentials.adopt(tx, name, uuid, version, actor)
 
     def record_survey(self, name: str, *, seen_rotated_at: datetime | None, **values: Any) -> bool:
         """Write what a survey learnt, unless a rotation started or finished meanwhile
         (its promotion wrote fresher facts than the survey read)."""
-        with self._tx() as conn:
-            self._require_backed(conn, name)
-            before = self._audited_credential(conn, name)
-            busy = (
-                select(rotations.c.id)
-                .where(rotations.c.credential == name, rotations.c.finished_at.is_(None))
-                .exists()
-            )
-            result = conn.execute(
-                update(credentials)
-                .where(
-                    credentials.c.name == name,
-                    credentials.c.last_rotated_at.is_not_distinct_from(seen_rotated_at),
-                    ~busy,
-                )
-                .values(**values, updated_at=self._db_now(conn))
-            )
-            if result.rowcount:
-                self._audit_survey(conn, name, before)
-            return bool(result.rowcount)
-
-    def _audit_survey(
-        self, conn: Connection, name: str, before: dict[str, Any], kind: str = "surveyed"
-    ) -> None:
-        """A write that changed an audited field is an audited change (replay sees it)."""
-        after = self._audited_credential(conn, name)
-        changed = {k: v for k, v in after.items() if before.get(k) != v}
-        if changed:
-            self._append(
-                conn,
-                rotation_id=None,
-                credential=name,
-                actor="rotator",
-                kind=kind,
-                from_state=None,
-                to_state=None,
-                detail={"changed": changed},
-                at=self._db_now(conn),
-            )
-
-    @staticmethod
-    def _audited_credential(conn: Connection, name: str) -> dict[str, Any]:
-        from rotator.audit import chain as audit
-
-        row = conn.execute(select(credentials).where(credentials.c.name == name)).mappings().first()
-        return audit.snapshot(row, audit.CREDENTIAL_FIELDS) or {}
+        with self._tx() as tx:
+            return credentials.record_survey(tx, name, seen_rotated_at, values)
 
     # --- rotations -----------------------------------------------------------------------
 
@@ -226,10 +167,10 @@ class Store(OperatorRequests, Leases):
     ) -> Rotation:
         """Insert a planned rotation; the unique index refuses a second unfinished one (I3)."""
         try:
-            with self._tx() as conn:
-                self._require_backed(conn, credential)
-                return self._insert(
-                    conn, credential, trigger, actor=actor, reason=reason, detail=detail or {}
+            with self._tx() as tx:
+                backing.require_backed(tx, credential)
+                return rotations.start(
+                    tx, credential, trigger, actor=actor, reason=reason, detail=detail or {}
                 )
         except IntegrityError:
             active = self.active(credential)
@@ -239,23 +180,171 @@ class Store(OperatorRequests, Leases):
 
     def active(self, credential: str) -> Rotation | None:
         with self.engine.connect() as conn:
-            return self._active(conn, credential)
+            return rotations.active(conn, credential)
 
     def get(self, rotation_id: int) -> Rotation:
         with self.engine.connect() as conn:
-            return self._load(conn, rotation_id)
+            return rotations.load(conn, rotation_id)
 
     def unfinished(self) -> list[Rotation]:
-        query = select(rotations).where(rotations.c.finished_at.is_(None)).order_by(rotations.c.id)
         with self.engine.connect() as conn:
-            return [to_rotation(r) for r in conn.execute(query).mappings().all()]
+            return rotations.unfinished(conn)
 
     def recent(self, credential: str | None = None, limit: int = 50) -> list[Rotation]:
-        query = select(rotations).order_by(rotations.c.id.desc()).limit(limit)
-        if credential:
-            query = query.where(rotations.c.credential == credential)
         with self.engine.connect() as conn:
-            return [to_rotation(r) for r in conn.execute(query).mappings().all()]
+            return rotations.recent(conn, credential, limit)
+
+    # --- leases: the engine's hot path ---------------------------------------------------
+
+    def claim(
+        self,
+        owner: str,
+        lease: timedelta,
+        *,
+        rotation_id: int | None = None,
+        limit: int = 1,
+        due_only: bool = True,
+    ) -> list[Claim]:
+        """Take the lease of due, unowned rotations (or of one given rotation), bumping fences."""
+        with self._tx() as tx:
+            now = tx.now()
+            rows = leases.take(
+                tx.conn, owner, lease, now, rotation_id=rotation_id, limit=limit, due_only=due_only
+            )
+            # Act only on what a verified writer asked for (issue 27): a row its own events
+            # do not back is refused here, before any step reads it.
+            backed = [r for r in rows if backing.claimed_is_backed(tx, r, now)]
+        return [Claim(to_rotation(r), owner, r["fence"]) for r in backed]
+
+    def refuse_unbacked_credential(self, name: str) -> list[str]:
+        """Before a scheduled start: the credential row (its hold above all) must agree with
+        its newest valid event. If not, put back what that event recorded, append one
+        `refused` event (a needs_attention notice: the alert) and return the problems."""
+        with self._tx() as tx:
+            return backing.refuse_unbacked_credential(tx, name)
+
+    def claimable(self) -> int:
+        """How many rotations a claim would take now (cheap: the daemon asks every second
+        or two, so a rotation whose holder died is taken over soon after its lease ends)."""
+        with self._tx() as tx:
+            return leases.claimable(tx.conn, tx.now())
+
+    def lease(self, rotation_id: int) -> LeaseInfo:
+        with self.engine.connect() as conn:
+            return leases.info(conn, rotation_id)
+
+    def renew(self, claim: Claim, lease: timedelta) -> None:
+        with self._tx() as tx:
+            leases.renew(tx.conn, claim, tx.now() + lease)
+
+    def release(self, claim: Claim) -> None:
+        with self._tx() as tx:
+            leases.release(tx.conn, claim)
+
+    def save(
+        self,
+        claim: Claim,
+        new: Rotation,
+        *,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+        keep_lease: timedelta | None = None,
+        credential_update: dict[str, Any] | None = None,
+    ) -> Claim:
+        """Write `new` under the lease and append its audit event, in one transaction.
+
+        When `new` ends a rotation that an emergency was requested for, the emergency
+        rotation starts in the same transaction, so the request is never lost in between.
+        A lock or statement timeout (another session holding a row this save needs, such
+        as the audit chain's head) rolls it back whole; it is tried again, at most
+        SAVE_ATTEMPTS times, then the error ends the step (its work is retried later).
+        """
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                return self._save_once(
+                    claim, new, kind, actor, detail, keep_lease, credential_update
+                )
+            except Exception as exc:
+                if attempt == SAVE_ATTEMPTS or not timed_out(exc):
+                    raise
+                log.warning(
+                    "save cut short by a database timeout; trying again",
+                    rotation_id=claim.rotation.id,
+                    attempt=attempt,
+                    error=str(exc).splitlines()[0][:200],
+                )
+        raise AssertionError("unreachable")
+
+    def _save_once(
+        self,
+        claim: Claim,
+        new: Rotation,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any] | None,
+        keep_lease: timedelta | None,
+        credential_update: dict[str, Any] | None,
+    ) -> Claim:
+        """One try: the fenced write of the rotation, the credential's update (before the
+        event, which records the row after it), the event and its notices, and the
+        emergency that was waiting for this rotation to end."""
+        old = claim.rotation
+        with self._tx() as tx:
+            now = tx.now()
+            emergency_waiting = leases.write_owned(tx.conn, claim, new, now, keep_lease)
+            if credential_update:
+                credentials.write(tx.conn, old.credential, credential_update, now)
+            tx.record(
+                NewEvent.of(old, new.state, kind=kind, actor=actor, detail=detail or {}, at=now)
+            )
+            if new.state.terminal and emergency_waiting:
+                by, reason = rotations.last_request(tx.conn, old.id, "emergency_requested")
+                rotations.start_emergency_after(tx, new, actor=by, reason=reason)
+            saved = rotations.load(tx.conn, old.id)
+        return Claim(saved, claim.owner, claim.fence)
+
+    # --- operator requests ---------------------------------------------------------------
+
+    def request_emergency(self, credential: str, *, actor: str, reason: str) -> Rotation:
+        """Start an emergency rotation now, abandoning the unfinished normal one if need be.
+
+        Nothing may block an emergency: a normal rotation in its way is ABANDONED where it
+        stands (no rollback, no retirement, which could need a person), with an audit event
+        naming what it leaves behind, and the emergency starts in the same transaction. If a
+        worker holds that rotation's lease (it is mid-step), the rotation is flagged instead:
+        the holder abandons it at its step boundary, or whoever claims it after the holder's
+        lease ran out does; that save starts the emergency (see `save`). Returns the
+        emergency rotation, or the flagged rotation when the emergency waits for its holder.
+        """
+        for _ in range(3):
+            try:
+                with self._tx() as tx:
+                    found = requests.emergency(tx, credential, actor=actor, reason=reason)
+                if found is not None:
+                    return found  # None: it finished meanwhile: look again
+            except IntegrityError:
+                continue  # a follow-up emergency was inserted meanwhile: look again
+        raise RuntimeError(f"could not request an emergency rotation of {credential!r}")
+
+    def request_cancel(self, credential: str, *, actor: str, reason: str) -> Rotation | None:
+        """Flag the unfinished rotation to be cancelled and put the credential on hold.
+
+        The hold (no scheduled rotation starts until `resume`) is written with the flag,
+        and the one audit event carries the hold's fields, so the credential row can be
+        replayed from the events. An emergency past its promotion is refused: finishing it
+        is what deletes the leaked secret.
+        """
+        try:
+            with self._tx() as tx:
+                return requests.cancel(tx, credential, actor=actor, reason=reason)
+        except requests.NothingToCancel:
+            return None
+
+    def resume(self, credential: str, *, actor: str, reason: str) -> CredentialRow | None:
+        """Lift a credential's hold; None if it was not on hold. Audited (kind `resumed`)."""
+        with self._tx() as tx:
+            return requests.resume(tx, credential, actor=actor, reason=reason)
 
     # --- audit ---------------------------------------------------------------------------
 

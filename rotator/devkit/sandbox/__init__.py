@@ -7,16 +7,23 @@ answers of an eventually consistent service (lagging ``last_used_at``, slow secr
 propagation, secrets left out of a list, usages shown null or stale, deleted secrets still
 listed, adds answered 200/201/202), while an oracle records what really happened.
 
-* :class:`~rotator.devkit.sandbox.state.SandboxState`: the Adobe model, no HTTP (``state.py``);
+* :class:`~rotator.devkit.sandbox.state.SandboxState`: the Adobe model, no HTTP (``state.py``),
+  a facade over one shared core (``world.py``) and a class per concern: IMS (``ims.py``),
+  the secrets API (``secrets_api.py``), the admin controls and views (``admin.py``,
+  ``admin_views.py``); records, settings and replies in ``model.py``, save/load in
+  ``document.py``;
 * :class:`~rotator.devkit.sandbox.faults.FaultPlan`: faults, holds, counters (``faults.py``);
 * :class:`~rotator.devkit.sandbox.consistency.Consistency`: eventual-consistency switches
   (``consistency.py``);
 * :class:`~rotator.devkit.sandbox.oracle.Oracle`: the true uses, refusals and deletions
   (``oracle.py``);
 * :mod:`~rotator.devkit.sandbox.rs256`: RS256 JWTs for the legacy exchange (``rs256.py``);
-* :func:`~rotator.devkit.sandbox.app.create_app`: the ASGI app (``app.py``);
+* :func:`~rotator.devkit.sandbox.app.create_app`: the ASGI app (``app.py``), its plumbing
+  and fault machinery in ``asgi.py``, its routes by concern (``routes_ims.py``,
+  ``routes_secrets.py``, ``routes_admin.py``, ``routes_controls.py``);
 * :class:`~rotator.devkit.sandbox.server.SandboxServer`: run it in a thread (``server.py``);
-* :class:`~rotator.devkit.sandbox.client.SandboxAdmin`: drive it from tests (``client.py``);
+* :class:`~rotator.devkit.sandbox.client.SandboxAdmin`: drive it from tests (``client.py``,
+  over :class:`~rotator.devkit.sandbox.controls_client.SandboxControls`);
 * ``rotator sandbox``: run it from the command line (``cli.py``);
 * :mod:`rotator.devkit.sandbox.testing`: pytest fixtures for other suites.
 """
@@ -28,6 +35,7 @@ from rotator.devkit.sandbox.client import (
     SecretValue,
 )
 from rotator.devkit.sandbox.consistency import SWITCHES, Consistency
+from rotator.devkit.sandbox.controls_client import SandboxControls
 from rotator.devkit.sandbox.faults import ENDPOINTS, FaultPlan
 from rotator.devkit.sandbox.oracle import Oracle
 from rotator.devkit.sandbox.server import SandboxServer
@@ -43,6 +51,7 @@ __all__ = [
     "Oracle",
     "SandboxAdmin",
     "SandboxAdminError",
+    "SandboxControls",
     "SandboxServer",
     "SandboxState",
     "SecretValue",

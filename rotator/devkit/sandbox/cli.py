@@ -17,11 +17,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from rotator.cli.output import EXIT_FAILED, EXIT_USAGE, die, say
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from rotator.devkit.sandbox.client import CreatedCredential, SecretValue
+
+from rotator.devkit.console import EXIT_FAILED, EXIT_USAGE, die, say
 
 __all__ = ["sandbox"]
 
@@ -220,70 +225,105 @@ def create_credential(
     a rotator config is printed on stdout (no secret in it). Nothing is created
     when the AWS secret already exists.
     """
-    import boto3
     import httpx
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-    from rotator.config import parse_duration
     from rotator.devkit.sandbox.client import SandboxAdmin, SandboxAdminError
 
     secret_id = secret_id or f"adobe/{name}"
-    if not _valid_name(name):
-        die(f"--name {name!r}: use letters, digits, '.', '_' and '-'", EXIT_USAGE)
-    try:
-        backdate = None if age is None else parse_duration(age).total_seconds()
-    except ValueError as exc:
-        die(f"--age {age!r}: {exc}", EXIT_USAGE)
-    sm = boto3.client("secretsmanager", region_name=region, endpoint_url=aws_endpoint or None)
-    aws_name = aws_endpoint or f"AWS Secrets Manager ({region})"
-
-    def secret_exists() -> bool:
-        try:
-            sm.describe_secret(SecretId=secret_id)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return False
-            raise
-
+    backdate = _checked_arguments(name, age)
+    aws = _AwsSecret(secret_id, region, aws_endpoint)
     with SandboxAdmin(url) as admin:
         _patiently(f"the sandbox at {url}", wait, admin.health, (httpx.TransportError,))
-        try:
-            exists = _patiently(aws_name, wait, secret_exists, (EndpointConnectionError,))
-        except (BotoCoreError, ClientError) as exc:
-            die(f"AWS secret {secret_id}: {type(exc).__name__}: {exc}", EXIT_FAILED)
-        if exists:
-            die(f"AWS secret {secret_id} already exists; pick another --secret-id", EXIT_FAILED)
+        aws.refuse_existing(wait)
         try:
             created = admin.create_credential(name=name)
         except SandboxAdminError as exc:
             die(str(exc), EXIT_FAILED)
         first = created.secret
         assert first is not None  # create_credential makes the first secret by default
-        value = {"client_secret": first.client_secret, "secret_uuid": first.uuid}
-        try:
-            sm.create_secret(Name=secret_id, SecretString=json.dumps(value))
-        except (BotoCoreError, ClientError) as exc:
-            die(f"AWS secret {secret_id}: {type(exc).__name__}", EXIT_FAILED)
+        aws.publish(first)
         if backdate is not None:
             admin.set_secret_times(created.credential_id, first.uuid, created_ago_s=backdate)
-    click.echo(
-        "\n".join(
-            [
-                "",
-                "[[credentials]]",
-                f"name = {json.dumps(name)}",
-                f"org_id = {json.dumps(created.org_id)}",
-                f"credential_id = {json.dumps(created.credential_id)}",
-                f"client_id = {json.dumps(created.client_id)}",
-                f"secret_id = {json.dumps(secret_id)}",
-            ]
-        )
-    )
+    click.echo(_config_table(name, created, secret_id))
     say(
         f"created {name}: credential {created.credential_id} at {url}, its secret "
         f"{first.uuid} in AWS secret {secret_id}",
         err=True,
+    )
+
+
+def _checked_arguments(name: str, age: str | None) -> float | None:
+    """Refuse a bad --name or --age (exit 2, nothing created); the age in seconds."""
+    from rotator.config import parse_duration
+
+    if not _valid_name(name):
+        die(f"--name {name!r}: use letters, digits, '.', '_' and '-'", EXIT_USAGE)
+    try:
+        return None if age is None else parse_duration(age).total_seconds()
+    except ValueError as exc:
+        die(f"--age {age!r}: {exc}", EXIT_USAGE)
+
+
+class _AwsSecret:
+    """The AWS secret a new sandbox credential's first secret is published to."""
+
+    def __init__(self, secret_id: str, region: str, endpoint: str | None) -> None:
+        import boto3
+
+        self.secret_id = secret_id
+        self.name = endpoint or f"AWS Secrets Manager ({region})"
+        self._sm: SecretsManagerClient = boto3.client(
+            "secretsmanager", region_name=region, endpoint_url=endpoint or None
+        )
+
+    def refuse_existing(self, wait: float) -> None:
+        """Exit (nothing created yet) if AWS does not answer or the secret already exists."""
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+        try:
+            exists = _patiently(self.name, wait, self._exists, (EndpointConnectionError,))
+        except (BotoCoreError, ClientError) as exc:
+            die(f"AWS secret {self.secret_id}: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        if exists:
+            die(
+                f"AWS secret {self.secret_id} already exists; pick another --secret-id",
+                EXIT_FAILED,
+            )
+
+    def _exists(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._sm.describe_secret(SecretId=self.secret_id)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+
+    def publish(self, first: SecretValue) -> None:
+        """The JSON value rotator reads: the secret and its Adobe uuid."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        value = {"client_secret": first.client_secret, "secret_uuid": first.uuid}
+        try:
+            self._sm.create_secret(Name=self.secret_id, SecretString=json.dumps(value))
+        except (BotoCoreError, ClientError) as exc:
+            die(f"AWS secret {self.secret_id}: {type(exc).__name__}", EXIT_FAILED)
+
+
+def _config_table(name: str, created: CreatedCredential, secret_id: str) -> str:
+    """The [[credentials]] table for a rotator config (no secret in it)."""
+    return "\n".join(
+        [
+            "",
+            "[[credentials]]",
+            f"name = {json.dumps(name)}",
+            f"org_id = {json.dumps(created.org_id)}",
+            f"credential_id = {json.dumps(created.credential_id)}",
+            f"client_id = {json.dumps(created.client_id)}",
+            f"secret_id = {json.dumps(secret_id)}",
+        ]
     )
 
 

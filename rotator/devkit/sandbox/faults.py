@@ -1,7 +1,8 @@
 """Faults, holds and counters: the knobs a test turns on the fake Adobe.
 
-Kept apart from the Adobe model (``state.py``) because they describe the *test run*, not
-Adobe: they are never saved to the state file, and each has its own small vocabulary.
+Kept apart from the Adobe model (``state.py``, ``world.py``) because they describe the
+*test run*, not Adobe: they are never saved to the state file, and each has its own small
+vocabulary.
 Every knob is addressed by endpoint name (:data:`ENDPOINTS`, or ``"*"`` for all) and
 optionally by client id (the ``x-api-key`` of an API call, the ``client_id`` of an IMS
 call), so a test can aim at one credential among a thousand.

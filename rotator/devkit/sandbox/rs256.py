@@ -6,7 +6,7 @@ not shorten it. It must answer IMS's two error codes (``invalid_token`` for anyt
 malformed or not RS256, ``invalid_signature`` when none of the credential's several bound
 keys signed it), which either library reports as a spread of its own exception types to
 map back; it must accept an X.509 certificate as a binding, as Adobe's Console does; and
-it fabricates tokens with hand-made headers and parts (state.py) with the same base64url
+it fabricates tokens with hand-made headers and parts (ims.py) with the same base64url
 helpers, which would stay anyway. Claims (exp, iss, aud...) are the caller's. The
 signing half exists for tests and demos that play the part of a JWT integration.
 """
