@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from rotator.devkit.fakes import CREDENTIAL_ID, CURRENT, ms
 from rotator.domain.model import State
-from tests.reliability.inmemory import CREDENTIAL_ID, CURRENT, ms
 from tests.reliability.test_engine_model import NAME, QUIET, EngineModel, template
 
 __all__ = ["template"]  # the module-scoped fixture: a migrated SQLite file to copy
