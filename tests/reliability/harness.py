@@ -221,7 +221,7 @@ Hold = AdobeHold | AwsHold
 
 @dataclass
 class Case:
-    rig: Rig
+    rig: ServicesRig
     name: str
     cred: CreatedCredential
     secret_id: str
@@ -450,7 +450,11 @@ def _moto_secret(secret_id: str) -> Any:
 # --- the rig -----------------------------------------------------------------------------
 
 
-class Rig:
+class ServicesRig:
+    """The services a rotator runs against, on 127.0.0.1: the sandbox over HTTP, moto
+    (behind the AWS proxy), the databases and the launcher of rotator processes; each
+    `new_case` is one credential among them."""
+
     def __init__(
         self,
         sandbox: SandboxServer,
