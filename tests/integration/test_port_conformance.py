@@ -20,14 +20,22 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
 
 from rotator.adapters.adobe import AdobeClient
 from rotator.adapters.aws_secrets import AwsSecrets
-from rotator.devkit.fakes import CREDENTIAL_ID, CURRENT, PENDING, PREVIOUS, FakeAdobe, FakeAws
+from rotator.devkit.fakes import (
+    CREDENTIAL_ID,
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    FakeAdobe,
+    FakeAws,
+    FakeClock,
+)
 from rotator.devkit.localaws import LocalAws
 from rotator.devkit.sandbox.server import SandboxServer
 from rotator.domain.errors import InvalidClient, NotFound, PermanentError, SecretLimit
@@ -56,19 +64,8 @@ class AdobeSide:
         return self.listed(secret)[uuid].last_used_at
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
 def _fake_adobe() -> AdobeSide:
-    clock = _FakeClock()
+    clock = FakeClock()
     fake = FakeAdobe(clock)
     first = fake.seed()
     ref = CredentialRef("conformance", "org", CREDENTIAL_ID, "client")

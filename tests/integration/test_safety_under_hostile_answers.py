@@ -30,6 +30,7 @@ from rotator.devkit.fakes import (
     PENDING,
     FakeAdobe,
     FakeAws,
+    FakeClock,
 )
 from rotator.domain.model import Rotation, State, Trigger
 from rotator.engine import Engine
@@ -37,14 +38,6 @@ from rotator.engine import Engine
 NAME, SECRET_ID = "analytics", "adobe/analytics"
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class EngineOnFakes:
@@ -59,7 +52,7 @@ class EngineOnFakes:
     ) -> None:
         """`clock`: the store's and the engine's (default: the fake clock); `adobe_clock`:
         Adobe's (default: the fake clock)."""
-        self.clock = Clock()
+        self.clock = FakeClock()
         url = f"sqlite:///{tmp_path / 'rotator.db'}"
         self.settings = config.from_mapping(
             {

@@ -1,3 +1,4 @@
+# size: the Store's contract, one test per behaviour on both databases; it splits with Store.
 """The SQL store on SQLite and on a real PostgreSQL: schema, I3, fenced leases, I6, audit chain.
 
 Every test runs twice through the `db_url` fixture (tests/conftest.py): once on a SQLite file

@@ -37,10 +37,8 @@ import pytest
 
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
-from tests.reliability.harness import (
-    Case,
-    Hold,
-    ServicesRig,
+from tests.reliability.harness import Case, Hold, ServicesRig
+from tests.reliability.invariants import (
     i1_current_works,
     i2_sample,
     i3_one_unfinished,
@@ -179,6 +177,7 @@ class Outcome:
     log: str
 
 
+# size: one cell of the matrix as one story: start, crash at the point, restart, judge.
 def run_case(rig: ServicesRig, point: Point, scenario: str, db: str) -> Outcome:
     started = time.monotonic()
     problems: list[str] = []

@@ -1,3 +1,4 @@
+# size: one state machine: its rules, invariants and figures read together.
 """A stateful property test of the engine: random operations, crashes, faults and time.
 
 `rotator.engine.Engine` with the real `Store` on a SQLite file, against the in-memory
@@ -68,6 +69,7 @@ from rotator.devkit.fakes import (
     Crash,
     FakeAdobe,
     FakeAws,
+    FakeClock,
 )
 from rotator.domain.errors import ConfigError, RequestRefused
 from rotator.domain.machine import IllegalTransition
@@ -114,14 +116,6 @@ ORACLE = {
 
 def ms_of(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def settings_for(db_url: str) -> config.Settings:
@@ -186,7 +180,7 @@ class EngineModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = FakeClock()
         path = self.template.parent / f"model-{uuid.uuid4().hex[:10]}.db"
         shutil.copyfile(self.template, path)
         self.path = path

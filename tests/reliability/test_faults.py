@@ -26,16 +26,13 @@ from rotator import config
 from rotator.domain.model import State, Trigger
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
-from tests.reliability.harness import (
-    Case,
-    InProcess,
-    ServicesRig,
+from tests.reliability.harness import Case, InProcess, ServicesRig, rotate_in_process
+from tests.reliability.invariants import (
     i1_current_works,
     i2_sample,
     i4_completed_normal,
     i6_events,
     i7_no_orphan,
-    rotate_in_process,
 )
 
 ADOBE = {"timeout": "1s"}

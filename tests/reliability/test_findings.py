@@ -1,3 +1,4 @@
+# size: one named test per example the model found, each a story that reads alone.
 """Issue 11's findings, and every example the long model run has found, as named tests.
 
 Each drives the model of `test_engine_model.py` (the real Engine and Store against the

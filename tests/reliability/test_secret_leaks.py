@@ -113,6 +113,7 @@ def _dump_tables(case: Case) -> str:
     return "\n".join(out)
 
 
+# size: the whole leak scenario (config, rotations, webhooks, report) reads as one run.
 def _scenario(rig: ServicesRig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str, int]:
     hooks = {
         "notifications": {

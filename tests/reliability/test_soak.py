@@ -37,14 +37,12 @@ import pytest
 
 from tests.reliability import figures
 from tests.reliability.conftest import LONG
-from tests.reliability.harness import (
-    Case,
-    ServicesRig,
+from tests.reliability.harness import Case, ServicesRig, toml
+from tests.reliability.invariants import (
     i1_current_works,
     i3_one_unfinished,
     i4_completed_normal,
     i6_events,
-    toml,
     verify_chain,
 )
 from tests.reliability.launcher import Proc, base_env
@@ -217,6 +215,7 @@ def _aware(value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# size: the soak is one run (faults, rotations, operators, judgement) read top to bottom.
 @pytest.mark.timeout(SECONDS + 400)
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_soak(rig: ServicesRig, db: str) -> None:
