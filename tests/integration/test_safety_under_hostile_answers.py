@@ -152,7 +152,7 @@ def rig(tmp_path: Path) -> EngineOnFakes:
 # --- finding 1: one answer without the old uuid ----------------------------------------------
 
 
-def test_finding1_one_list_answer_without_the_old_secret_does_not_retire_it(
+def test_one_list_answer_without_the_old_secret_does_not_retire_it(
     rig: EngineOnFakes,
 ) -> None:
     draining = rig.to_draining()
@@ -174,7 +174,7 @@ def test_finding1_one_list_answer_without_the_old_secret_does_not_retire_it(
 
 
 @pytest.mark.parametrize("answer", ["null", "older"])
-def test_finding2_a_later_null_or_older_usage_answer_does_not_shorten_the_quiet_period(
+def test_a_later_null_or_older_usage_answer_does_not_shorten_the_quiet_period(
     rig: EngineOnFakes, answer: str
 ) -> None:
     draining = rig.to_draining()
@@ -207,7 +207,7 @@ def test_finding2_a_later_null_or_older_usage_answer_does_not_shorten_the_quiet_
 
 
 @pytest.mark.parametrize("surveyed", [False, True])
-def test_finding3_an_emergency_never_deletes_the_live_secret_a_stale_uuid_points_away_from(
+def test_an_emergency_never_deletes_the_live_secret_a_stale_uuid_points_away_from(
     rig: EngineOnFakes, surveyed: bool
 ) -> None:
     a = rig.first
@@ -233,7 +233,7 @@ def test_finding3_an_emergency_never_deletes_the_live_secret_a_stale_uuid_points
 # --- finding 5: two clocks --------------------------------------------------------------------
 
 
-def test_finding5_a_host_clock_ahead_of_the_database_does_not_cut_verification_short(
+def test_a_host_clock_ahead_of_the_database_does_not_cut_verification_short(
     tmp_path: Path,
 ) -> None:
     behind = 6 * M  # the database clock (here: the store's) is 6 minutes behind this host
@@ -258,7 +258,7 @@ def test_finding5_a_host_clock_ahead_of_the_database_does_not_cut_verification_s
 # --- findings 6 and 9: AWSPENDING left behind ---------------------------------------------------
 
 
-def test_finding6_rollback_removes_awspending_from_an_earlier_tokens_version(
+def test_rollback_removes_awspending_from_an_earlier_tokens_version(
     rig: EngineOnFakes,
 ) -> None:
     rotation = rig.start()
@@ -285,7 +285,7 @@ def test_finding6_rollback_removes_awspending_from_an_earlier_tokens_version(
 # --- finding 7: a lease lost right after the add --------------------------------------------------
 
 
-def test_finding7_a_lease_lost_after_the_add_gives_the_new_secret_back(rig: EngineOnFakes) -> None:
+def test_a_lease_lost_after_the_add_gives_the_new_secret_back(rig: EngineOnFakes) -> None:
     rotation = rig.start()
     creating = rig.drive_until(
         rotation.id, lambda r: r.state is State.CREATING, until=rig.clock.now + H
