@@ -28,7 +28,8 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.store import Store, make_engine
 from rotator.adapters.db.tables import chain_head, credentials, events
-from rotator.audit.chain import GENESIS, KEYED, Checkpoint, Keyring
+from rotator.audit.chain import GENESIS, KEYED, Checkpoint
+from rotator.audit.signing import Keyring
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -18,7 +18,8 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.store import Store
 from rotator.adapters.db.tables import rotations
-from rotator.audit.chain import Keyring, keys
+from rotator.audit import keys
+from rotator.audit.signing import Keyring
 from rotator.domain.model import Trigger
 
 LEASE = timedelta(seconds=30)

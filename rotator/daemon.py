@@ -68,7 +68,6 @@ from rotator import app as app_mod
 from rotator import daemon_lock, hardening, redaction
 from rotator.adapters.db.connect import safe_url
 from rotator.adapters.db.fleet import Fleet
-from rotator.adapters.db.store import AlreadyActive
 from rotator.audit.chain import Checkpoint
 from rotator.config import Settings
 from rotator.domain import outlook
@@ -77,6 +76,7 @@ from rotator.domain.model import Trigger
 from rotator.observe import notify
 from rotator.observe.insights import Insights, credential_rules, facts
 from rotator.observe.metrics import FleetCollector, Metrics, ProcessCollector
+from rotator.ports import AlreadyActive
 
 log = structlog.get_logger("rotator.daemon")
 SURVEY_EVERY = outlook.SURVEY_EVERY

@@ -6,11 +6,12 @@ in memory; no port persists or logs them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from rotator.domain.model import AdobeSecret
+from rotator.domain.model import AdobeSecret, Rotation, Trigger
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,123 @@ class SecretsStore(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+# --- the rotation store ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Proof of ownership of one rotation: present it with every write."""
+
+    rotation: Rotation
+    owner: str
+    fence: int
+
+
+class AlreadyActive(Exception):
+    """A credential already has an unfinished rotation (I3): here it is."""
+
+    def __init__(self, rotation: Rotation) -> None:
+        super().__init__(f"credential {rotation.credential!r} already has rotation {rotation.id}")
+        self.rotation = rotation
+
+
+class CredentialFacts(Protocol):
+    """What the engine reads of a credential's row: its binding (I12) and last rotation."""
+
+    @property
+    def current_uuid(self) -> str | None: ...
+
+    @property
+    def current_version(self) -> str | None: ...
+
+    @property
+    def last_rotated_at(self) -> datetime | None: ...
+
+
+class LeaseHolder(Protocol):
+    """Who holds a rotation's lease now, if anyone."""
+
+    @property
+    def owner(self) -> str | None: ...
+
+
+class LeaseStore(Protocol):
+    """Keeping and letting go of a claimed rotation's lease (the heartbeat's view)."""
+
+    def renew(self, claim: Claim, lease: timedelta) -> None:
+        """Extend the lease under the fence; LeaseLost when another worker holds it."""
+
+    def release(self, claim: Claim) -> None:
+        """Let the lease go (under the fence), so any worker may claim the rotation."""
+
+
+class RotationStore(LeaseStore, Protocol):
+    """The engine's view of the state store: exactly the calls the engine makes.
+
+    Every write is one transaction that appends one audit event (I6); writes by a lease
+    owner are fenced (a stale claim raises LeaseLost and writes nothing).
+    """
+
+    def now(self) -> datetime:
+        """The one clock (I10): the database's where replicas meet."""
+
+    def sync_credentials(self, configured: dict[str, str]) -> None:
+        """Make sure each configured credential (name -> config hash) has a row."""
+
+    def start(
+        self,
+        credential: str,
+        trigger: Trigger,
+        *,
+        actor: str,
+        reason: str = ...,
+        detail: dict[str, Any] | None = ...,
+    ) -> Rotation:
+        """Insert a planned rotation; AlreadyActive when one is unfinished (I3)."""
+
+    def request_emergency(self, credential: str, *, actor: str, reason: str) -> Rotation:
+        """Start an emergency, or flag the running rotation for one (it is abandoned)."""
+
+    def claim(
+        self,
+        owner: str,
+        lease: timedelta,
+        *,
+        rotation_id: int | None = ...,
+        limit: int = ...,
+        due_only: bool = ...,
+    ) -> list[Claim]:
+        """Take the lease of due, unowned rotations (or of one given rotation)."""
+
+    def save(
+        self,
+        claim: Claim,
+        new: Rotation,
+        *,
+        kind: str,
+        actor: str,
+        detail: dict[str, Any] | None = ...,
+        keep_lease: timedelta | None = ...,
+        credential_update: dict[str, Any] | None = ...,
+    ) -> Claim:
+        """Write `new` under the lease with its audit event (and credential columns)."""
+
+    def get(self, rotation_id: int) -> Rotation: ...
+
+    def active(self, credential: str) -> Rotation | None:
+        """The credential's unfinished rotation, if any."""
+
+    def recent(self, credential: str | None = ..., limit: int = ...) -> list[Rotation]:
+        """Rotations, newest first."""
+
+    def lease(self, rotation_id: int) -> LeaseHolder: ...
+
+    def credential_rows(self) -> Mapping[str, CredentialFacts]: ...
+
+    def adopt(self, name: str, uuid: str, version: str, actor: str) -> bool:
+        """Bind AWSCURRENT's version to an Adobe uuid (an operator said so); False: no change."""
+
+    def record_survey(self, name: str, *, seen_rotated_at: datetime | None, **values: Any) -> bool:
+        """Write what a survey learnt, unless a rotation started or ended meanwhile."""

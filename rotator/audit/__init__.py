@@ -1,3 +1,4 @@
-"""The audit trail: the keyed, signed chain of events (`chain`), the keys that sign and
-verify it (`keys`), the checkpoints that pin it (`checkpoints`), and the report built from
-it (`trail` assembles the facts, `render` writes HTML, JSON and CSV)."""
+"""The audit trail: the chain of events and how each is linked (`chain`), who may sign it
+(`signing`: writers' keys, the public keyring, roles), walking and replaying it (`verify`),
+the key material on disk (`keys`), the checkpoints that pin it (`checkpoints`), and the
+report built from it (`trail` assembles the facts, `render` writes HTML, JSON and CSV)."""

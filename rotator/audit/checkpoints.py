@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from rotator.adapters.db.audit import AuditLog
-from rotator.audit.chain import Checkpoint, Keyring
+from rotator.audit.chain import Checkpoint
+from rotator.audit.signing import Keyring
 
 if TYPE_CHECKING:
     from rotator.config import Settings

@@ -222,7 +222,7 @@ def keyring_entry(
     key_id: str, public_key: Any, roles: tuple[str, ...], valid_from: str | None = None
 ) -> str:
     """The TOML lines that list a public key in the keyring file."""
-    from rotator.audit.chain import public_key_text
+    from rotator.audit.signing import public_key_text
 
     lines = [
         f'[keys."{key_id}"]',
@@ -241,7 +241,7 @@ def load_keyring(path: Path) -> dict[str, Any]:
     import tomllib
     from datetime import datetime
 
-    from rotator.audit.chain import ROLES, PublicKey, parse_public_key
+    from rotator.audit.signing import ROLES, PublicKey, parse_public_key
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -282,7 +282,7 @@ def load_signer(path: Path, public: dict[str, Any]) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from rotator.audit.chain import Signer, public_key_text
+    from rotator.audit.signing import Signer, public_key_text
 
     what = "[audit] signing_key"
     check_private_file(path, what)

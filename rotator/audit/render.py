@@ -315,22 +315,45 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
+class _Scale:
+    """Maps a moment to its x on the timeline, clamped to the report's period."""
+
+    def __init__(self, period: dict[str, Any]) -> None:
+        self.since = datetime.fromisoformat(period["since"])
+        self.until = datetime.fromisoformat(period["until"])
+        self.span = max((self.until - self.since).total_seconds(), 1.0)
+
+    def x(self, value: str | None, default: datetime) -> float:
+        moment = datetime.fromisoformat(value) if value else default
+        moment = min(max(moment, self.since), self.until)
+        offset = (moment - self.since).total_seconds() / self.span
+        return round(_LEFT + offset * (_W - _LEFT - _RIGHT), 1)
+
+
 def _timeline(cred: dict[str, Any], period: dict[str, Any]) -> dict[str, Any]:
     """The timeline's shapes as plain numbers and strings (the template escapes them)."""
-    since = datetime.fromisoformat(period["since"])
-    until = datetime.fromisoformat(period["until"])
-    span = max((until - since).total_seconds(), 1.0)
-
-    def x(value: str | None, default: datetime) -> float:
-        moment = datetime.fromisoformat(value) if value else default
-        moment = min(max(moment, since), until)
-        return round(_LEFT + (moment - since).total_seconds() / span * (_W - _LEFT - _RIGHT), 1)
-
+    scale = _Scale(period)
     secrets = cred["secrets"]
     height = _TOP + max(len(secrets), 1) * _ROW + 30
+    shapes = _attention_shapes(cred["attention"], scale, height)
+    row_of: dict[str, int] = {}
+    for i, secret in enumerate(secrets):
+        y = _TOP + i * _ROW
+        row_of.setdefault(secret["uuid"], y)
+        shapes.extend(_secret_shapes(secret, y, scale, cred["max_age_seconds"]))
+    shapes.extend(_marks(cred, scale, row_of))
+    shapes.extend(_axis(scale, height))
+    return {"width": _W, "height": height, "name": cred["name"], "shapes": shapes}
+
+
+def _attention_shapes(
+    episodes: list[dict[str, Any]], scale: _Scale, height: int
+) -> list[dict[str, Any]]:
+    """Each needs_attention episode, shaded across every row."""
     shapes: list[dict[str, Any]] = []
-    for episode in cred["attention"]:
-        x0, x1 = x(episode["started_at"], since), x(episode["ended_at"], until)
+    for episode in episodes:
+        x0 = scale.x(episode["started_at"], scale.since)
+        x1 = scale.x(episode["ended_at"], scale.until)
         shapes.append(
             {
                 "tag": "rect",
@@ -342,60 +365,77 @@ def _timeline(cred: dict[str, Any], period: dict[str, Any]) -> dict[str, Any]:
                 "opacity": "0.7",
             }
         )
-    row_of: dict[str, int] = {}
-    max_age = cred["max_age_seconds"]
-    for i, secret in enumerate(secrets):
-        y = _TOP + i * _ROW
-        row_of.setdefault(secret["uuid"], y)
-        label = {"tag": "text", "x": _LEFT - 8, "y": y + 13, "anchor": "end", "fill": "#1b1f24"}
-        shapes.append({**label, "text": secret["uuid"][:12]})
-        if secret.get("was_current", True):
-            created = secret["created_at"] or secret["current_from"]
-            x_born, x_end = x(created, since), x(secret["deleted_at"], until)
-            x_cur0, x_cur1 = x(secret["current_from"], since), x(secret["current_until"], until)
-            bar = {"tag": "rect", "y": y + 3, "h": 14}
-            shapes.append(
-                {**bar, "x": x_born, "w": round(max(x_end - x_born, 1), 1), "fill": "#d0d7de"}
-            )
-            shapes.append(
-                {**bar, "x": x_cur0, "w": round(max(x_cur1 - x_cur0, 1), 1), "fill": "#0969da"}
-            )
-            if max_age is not None and secret["created_at"]:
-                limit = datetime.fromisoformat(secret["created_at"]).timestamp() + max_age
-                x_lim = x(datetime.fromtimestamp(limit, UTC).isoformat(), until)
-                if x_lim < x_cur1:
-                    shapes.append(
-                        {**bar, "x": x_lim, "w": round(x_cur1 - x_lim, 1), "fill": "#cf222e"}
-                    )
-        if secret["deleted_at"]:
-            xd = x(secret["deleted_at"], until)
+    return shapes
+
+
+def _secret_shapes(
+    secret: dict[str, Any], y: int, scale: _Scale, max_age: float | None
+) -> list[dict[str, Any]]:
+    """One secret's row: its label, its life (grey), its time as AWSCURRENT (blue), the part
+    past max_age (red), and a cross at its deletion with the deletion's kind."""
+    label = {"tag": "text", "x": _LEFT - 8, "y": y + 13, "anchor": "end", "fill": "#1b1f24"}
+    shapes: list[dict[str, Any]] = [{**label, "text": secret["uuid"][:12]}]
+    if secret.get("was_current", True):
+        shapes.extend(_lifetime_bars(secret, y, scale, max_age))
+    if secret["deleted_at"]:
+        xd = scale.x(secret["deleted_at"], scale.until)
+        shapes.append(
+            {
+                "tag": "path",
+                "d": f"M{xd - 5:.1f},{y + 5} l10,10 m0,-10 l-10,10",
+                "fill": "none",
+                "stroke": "#24292f",
+                "width": "2.2",
+            }
+        )
+        if secret.get("deletion_kind"):
             shapes.append(
                 {
-                    "tag": "path",
-                    "d": f"M{xd - 5:.1f},{y + 5} l10,10 m0,-10 l-10,10",
-                    "fill": "none",
-                    "stroke": "#24292f",
-                    "width": "2.2",
+                    "tag": "text",
+                    "x": round(xd + 8, 1),
+                    "y": y + 13,
+                    "anchor": "start",
+                    "fill": "#57606a",
+                    "text": secret["deletion_kind"],
                 }
             )
-            if secret.get("deletion_kind"):
-                shapes.append(
-                    {
-                        "tag": "text",
-                        "x": round(xd + 8, 1),
-                        "y": y + 13,
-                        "anchor": "start",
-                        "fill": "#57606a",
-                        "text": secret["deletion_kind"],
-                    }
-                )
+    return shapes
+
+
+def _lifetime_bars(
+    secret: dict[str, Any], y: int, scale: _Scale, max_age: float | None
+) -> list[dict[str, Any]]:
+    """The bars of a secret that was AWSCURRENT: alive, current, and current past max_age."""
+    since, until = scale.since, scale.until
+    created = secret["created_at"] or secret["current_from"]
+    x_born, x_end = scale.x(created, since), scale.x(secret["deleted_at"], until)
+    x_cur0 = scale.x(secret["current_from"], since)
+    x_cur1 = scale.x(secret["current_until"], until)
+    bar = {"tag": "rect", "y": y + 3, "h": 14}
+    shapes: list[dict[str, Any]] = [
+        {**bar, "x": x_born, "w": round(max(x_end - x_born, 1), 1), "fill": "#d0d7de"},
+        {**bar, "x": x_cur0, "w": round(max(x_cur1 - x_cur0, 1), 1), "fill": "#0969da"},
+    ]
+    if max_age is not None and secret["created_at"]:
+        limit = datetime.fromisoformat(secret["created_at"]).timestamp() + max_age
+        x_lim = scale.x(datetime.fromtimestamp(limit, UTC).isoformat(), until)
+        if x_lim < x_cur1:
+            shapes.append({**bar, "x": x_lim, "w": round(x_cur1 - x_lim, 1), "fill": "#cf222e"})
+    return shapes
+
+
+def _marks(cred: dict[str, Any], scale: _Scale, row_of: dict[str, int]) -> list[dict[str, Any]]:
+    """A dot at the last use seen before each deletion, a triangle at each promotion."""
+    shapes: list[dict[str, Any]] = []
     for deletion in cred["deletions"]:
         if deletion["last_use_seen"] and deletion["uuid"] in row_of:
             y = row_of[deletion["uuid"]]
-            shapes.append({"tag": "circle", "x": x(deletion["last_use_seen"], since), "y": y + 10})
+            xu = scale.x(deletion["last_use_seen"], scale.since)
+            shapes.append({"tag": "circle", "x": xu, "y": y + 10})
     for rotation in cred["rotations"]:
         if rotation["promoted_at"] and rotation["new_uuid"] in row_of:
-            y, xp = row_of[rotation["new_uuid"]], x(rotation["promoted_at"], since)
+            y = row_of[rotation["new_uuid"]]
+            xp = scale.x(rotation["promoted_at"], scale.since)
             shapes.append(
                 {
                     "tag": "path",
@@ -405,14 +445,22 @@ def _timeline(cred: dict[str, Any], period: dict[str, Any]) -> dict[str, Any]:
                     "width": "1",
                 }
             )
+    return shapes
+
+
+def _axis(scale: _Scale, height: int) -> list[dict[str, Any]]:
+    """The time axis under the rows: a line and five labelled ticks."""
+    since, until, span = scale.since, scale.until, scale.span
     axis_y = height - 26
-    shapes.append({"tag": "line", "x1": _LEFT, "y1": axis_y, "x2": _W - _RIGHT, "y2": axis_y})
+    shapes: list[dict[str, Any]] = [
+        {"tag": "line", "x1": _LEFT, "y1": axis_y, "x2": _W - _RIGHT, "y2": axis_y}
+    ]
     label_fmt = (
         "%H:%M:%S" if span < 3 * 3600 else ("%m-%d %H:%M" if span < 5 * 86400 else "%Y-%m-%d")
     )
     for k in range(5):
         moment = since + (until - since) * (k / 4)
-        xt = x(moment.isoformat(), since)
+        xt = scale.x(moment.isoformat(), since)
         shapes.append({"tag": "line", "x1": xt, "y1": axis_y, "x2": xt, "y2": axis_y + 4})
         shapes.append(
             {
@@ -424,4 +472,4 @@ def _timeline(cred: dict[str, Any], period: dict[str, Any]) -> dict[str, Any]:
                 "text": moment.astimezone(UTC).strftime(label_fmt),
             }
         )
-    return {"width": _W, "height": height, "name": cred["name"], "shapes": shapes}
+    return shapes

@@ -196,7 +196,7 @@ def _rotations(trail: list[Event], since: datetime, until: datetime) -> list[dic
 
 # Where each kind of deletion is recorded: the event detail key that names the deleted
 # uuids, and what the deletion was. Every delete the engine makes at Adobe lands in one of
-# these keys of the event its step writes (rotator/engine/steps.py): a stray cleared while
+# these keys of the event its step writes (rotator/engine/steps/): a stray cleared while
 # planning (`planned`) or while making room at Adobe's limit (a `retry`), an orphan of an
 # earlier crash (`staged`), the rotation's own secret given back (`token_renewed`, a
 # `retry` after a failed put), the old secret after draining or every other secret in an
@@ -276,51 +276,54 @@ def _deletions(
         if not gone or event.rotation_id not in by_id or not since <= event.at <= until:
             continue
         rotation = by_id[event.rotation_id]
-        snap = (event.state or {}).get("rotation") or {}
-        evidence = snap.get("evidence") or rotation.get("evidence") or {}
-        emergency = rotation["trigger"] == "emergency"
         for uuid, key in gone:
             if (rotation["id"], uuid) in seen:
                 continue
             seen.add((rotation["id"], uuid))
-            kind = _kind(key, event, rotation, uuid)
-            is_old = uuid == (snap.get("old_uuid") or rotation.get("old_uuid"))
-            if kind == "stray":
-                last_use = _parse((evidence.get("strays") or {}).get(uuid))
-            else:
-                last_use = _parse(evidence.get("old_last_used_at")) if is_old else None
-            promoted = (
-                _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
-                if kind in {"drain", "emergency"}
-                else None  # the promotion is evidence only for the secret it replaced
-            )
-            quiet_since = (
-                max(filter(None, (promoted, last_use)), default=None)
-                if kind == "drain"
-                else (last_use if kind == "stray" else None)
-            )
-            waits = kind in {"drain", "stray"} and not emergency
-            found.append(
-                {
-                    "rotation_id": rotation["id"],
-                    "uuid": uuid,
-                    "kind": kind,
-                    "why": _why(kind, is_old),
-                    "deleted_at": _iso(event.at),
-                    "deleted_by": event.actor,
-                    "deleted_in": event.kind,
-                    "emergency": emergency,
-                    "was_old_secret": is_old,
-                    "promoted_at": _iso(promoted),
-                    "last_use_seen": _iso(last_use),
-                    "last_polled_at": evidence.get("polled_at") if is_old else None,
-                    "quiet_period_seconds": quiet if waits else None,
-                    "quiet_for_seconds": (event.at - quiet_since).total_seconds()
-                    if quiet_since
-                    else None,
-                }
-            )
+            found.append(_deletion(event, rotation, uuid, key, quiet))
     return found
+
+
+def _deletion(
+    event: Event, rotation: dict[str, Any], uuid: str, key: str, quiet: float | None
+) -> dict[str, Any]:
+    """One deletion: its kind, and the evidence recorded at the event that made it."""
+    snap = (event.state or {}).get("rotation") or {}
+    evidence = snap.get("evidence") or rotation.get("evidence") or {}
+    emergency = rotation["trigger"] == "emergency"
+    kind = _kind(key, event, rotation, uuid)
+    is_old = uuid == (snap.get("old_uuid") or rotation.get("old_uuid"))
+    if kind == "stray":
+        last_use = _parse((evidence.get("strays") or {}).get(uuid))
+    else:
+        last_use = _parse(evidence.get("old_last_used_at")) if is_old else None
+    promoted = (
+        _parse(snap.get("promoted_at") or rotation.get("promoted_at"))
+        if kind in {"drain", "emergency"}
+        else None  # the promotion is evidence only for the secret it replaced
+    )
+    quiet_since = (
+        max(filter(None, (promoted, last_use)), default=None)
+        if kind == "drain"
+        else (last_use if kind == "stray" else None)
+    )
+    waits = kind in {"drain", "stray"} and not emergency
+    return {
+        "rotation_id": rotation["id"],
+        "uuid": uuid,
+        "kind": kind,
+        "why": _why(kind, is_old),
+        "deleted_at": _iso(event.at),
+        "deleted_by": event.actor,
+        "deleted_in": event.kind,
+        "emergency": emergency,
+        "was_old_secret": is_old,
+        "promoted_at": _iso(promoted),
+        "last_use_seen": _iso(last_use),
+        "last_polled_at": evidence.get("polled_at") if is_old else None,
+        "quiet_period_seconds": quiet if waits else None,
+        "quiet_for_seconds": (event.at - quiet_since).total_seconds() if quiet_since else None,
+    }
 
 
 def _secrets(
@@ -330,6 +333,19 @@ def _secrets(
     until: datetime,
 ) -> list[dict[str, Any]]:
     """Each secret that was AWSCURRENT: from when to when, and the age it reached then."""
+    segments = _current_segments(trail)
+    known = {s["uuid"] for s in segments}
+    segments.extend(_replaced_before_trail(trail, known))
+    segments.sort(key=lambda s: s["current_until"] or "9999")
+    segments.extend(_never_current(deletions, known))
+    deleted = {d["uuid"]: d for d in deletions}
+    for segment in segments:
+        _measure(segment, deleted.get(segment["uuid"]), since, until)
+    return segments
+
+
+def _current_segments(trail: list[Event]) -> list[dict[str, Any]]:
+    """Each uuid the credential's recorded state held as current, in order."""
     segments: list[dict[str, Any]] = []
     for event in trail:
         cred = (event.state or {}).get("credential")
@@ -350,17 +366,22 @@ def _secrets(
                 "current_until": None,
             }
         )
-    # A secret that was current before the trail first recorded the credential's uuid is
-    # known from the rotation that replaced it (its old_uuid), current until its promotion.
-    # Its creation time is the `old_created_at` its rotation's plan recorded, if it did.
-    known = {s["uuid"] for s in segments}
+    return segments
+
+
+def _replaced_before_trail(trail: list[Event], known: set[str]) -> list[dict[str, Any]]:
+    """A secret that was current before the trail first recorded the credential's uuid is
+    known from the rotation that replaced it (its old_uuid), current until its promotion.
+    Its creation time is the `old_created_at` its rotation's plan recorded, if it did.
+    Adds each to `known`."""
+    found: list[dict[str, Any]] = []
     born = {e.rotation_id: e.detail.get("old_created_at") for e in trail if e.kind == "planned"}
     for event in trail:
         snap = (event.state or {}).get("rotation") or {}
         old, promoted = snap.get("old_uuid"), snap.get("promoted_at")
         if old and promoted and old not in known:
             known.add(old)
-            segments.append(
+            found.append(
                 {
                     "uuid": old,
                     "created_at": born.get(event.rotation_id),
@@ -368,13 +389,18 @@ def _secrets(
                     "current_until": promoted,
                 }
             )
-    segments.sort(key=lambda s: s["current_until"] or "9999")
-    # A secret deleted without ever being AWSCURRENT (a stray, an orphan, a rotation's own
-    # secret given back) gets a row of its own: the timeline shows every deletion.
+    return found
+
+
+def _never_current(deletions: list[dict[str, Any]], known: set[str]) -> list[dict[str, Any]]:
+    """A secret deleted without ever being AWSCURRENT (a stray, an orphan, a rotation's own
+    secret given back) gets a row of its own: the timeline shows every deletion. Adds each
+    to `known`."""
+    found: list[dict[str, Any]] = []
     for deletion in deletions:
         if deletion["uuid"] not in known:
             known.add(deletion["uuid"])
-            segments.append(
+            found.append(
                 {
                     "uuid": deletion["uuid"],
                     "created_at": None,
@@ -383,23 +409,27 @@ def _secrets(
                     "never_current": True,
                 }
             )
-    deleted = {d["uuid"]: d for d in deletions}
-    for segment in segments:
-        start = _parse(segment["current_from"]) or since
-        end = _parse(segment["current_until"]) or until
-        gone = deleted.get(segment["uuid"])
-        segment["deleted_at"] = gone["deleted_at"] if gone else None
-        segment["deletion_kind"] = gone["kind"] if gone else None
-        never = bool(segment.pop("never_current", False))
-        segment["was_current"] = not never
-        segment["current_in_period"] = not never and start <= until and end >= since
-        created = _parse(segment["created_at"])
-        reached = min(end, until)
-        segment["age_reached_seconds"] = (
-            round((reached - created).total_seconds(), 1) if created else None
-        )
-        segment["age_reached_days"] = _days(segment["age_reached_seconds"])
-    return segments
+    return found
+
+
+def _measure(
+    segment: dict[str, Any], gone: dict[str, Any] | None, since: datetime, until: datetime
+) -> None:
+    """Complete a secret's row: its deletion, whether it was current in the period, and the
+    age it reached (by the period's end at the latest)."""
+    start = _parse(segment["current_from"]) or since
+    end = _parse(segment["current_until"]) or until
+    segment["deleted_at"] = gone["deleted_at"] if gone else None
+    segment["deletion_kind"] = gone["kind"] if gone else None
+    never = bool(segment.pop("never_current", False))
+    segment["was_current"] = not never
+    segment["current_in_period"] = not never and start <= until and end >= since
+    created = _parse(segment["created_at"])
+    reached = min(end, until)
+    segment["age_reached_seconds"] = (
+        round((reached - created).total_seconds(), 1) if created else None
+    )
+    segment["age_reached_days"] = _days(segment["age_reached_seconds"])
 
 
 def _attention(trail: list[Event], since: datetime, until: datetime) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from rotator import redaction
 from rotator.cli.completion import credential_names
 from rotator.cli.context import Ctx, pass_ctx
 from rotator.cli.output import EXIT_ATTENTION, EXIT_OK, errors, say, ts
+from rotator.domain.events import EventKind
 from rotator.domain.machine import drain_deadline
 from rotator.domain.model import Policy, Rotation, State
 
@@ -211,7 +212,7 @@ def _status_table(rows: list[dict[str, Any]], *, wide: bool = False) -> None:
 
 
 # Draining polls repeat (every poll_interval for up to max_drain): folded into one line.
-_FOLDED = "poll"
+_FOLDED = EventKind.POLL
 
 
 class Moment(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2 on
@@ -339,7 +340,7 @@ def summary(kind: str, detail: dict[str, Any]) -> str:
             add(f"{label}{detail[key]}")
     if detail.get("new_uuid"):
         add(f"new secret {short(detail['new_uuid'])}")
-    if detail.get("old_uuid") and kind != "needs_attention":
+    if detail.get("old_uuid") and kind != EventKind.NEEDS_ATTENTION:
         add(f"old secret {short(detail['old_uuid'])}")
     if detail.get("uuid"):
         add(f"secret {short(detail['uuid'])}")

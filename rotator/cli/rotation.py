@@ -1,5 +1,5 @@
 """Commands that change a credential's rotation: rotate, cancel, adopt; and `follow`,
-the loop that works on (or watches) a rotation until it drains or ends."""
+which runs the engine's loop that works on (or watches) a rotation until it drains or ends."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -26,6 +25,7 @@ from rotator.cli.output import (
 from rotator.cli.progress import as_json as as_json_of
 from rotator.cli.progress import choose
 from rotator.domain.model import Rotation, State, Trigger, canonical_uuid
+from rotator.engine.follow import follow as follow_rotation
 from rotator.hardening import plain_option, reason_option
 
 if TYPE_CHECKING:
@@ -41,13 +41,6 @@ def _exit_for(rotation: Rotation) -> int:
     return EXIT_OK
 
 
-def _drains(rotation: Rotation) -> bool:
-    """Draining with nothing asked of it: a rotate without --wait may leave it here."""
-    return rotation.state is State.DRAINING and not (
-        rotation.emergency_requested or rotation.cancel_requested
-    )
-
-
 def follow(
     app: App,
     rotation: Rotation,
@@ -59,64 +52,18 @@ def follow(
     on_poll: Callable[[Rotation], None] | None = None,
     note: Callable[[str], None] = say,
 ) -> Rotation:
-    """Work on (or watch) a credential's rotation until it drains or ends.
-
-    Whoever holds the lease does the work: if a daemon has it, this says so once and
-    watches, taking over only if the lease is let go (the daemon waits between draining
-    polls, or it died and its lease ran out). When an emergency pre-empts a normal
-    rotation, the emergency rotation that follows is followed. `show` hears of each step,
-    `on_poll` of each new draining evidence in between.
-    """
-    store, engine = app.store, app.engine
-    last_seen: tuple[int, State, int, str | None] | None = None
-    last_evidence: object = None
-    watched_owner: str | None = None
-
-    def report(current: Rotation) -> None:
-        nonlocal last_seen, last_evidence
-        seen = (current.id, current.state, current.attempts, current.last_error)
-        if seen != last_seen:
-            last_seen, last_evidence = seen, current.evidence
-            show(current)
-        elif on_poll is not None and current.evidence != last_evidence:
-            last_evidence = current.evidence
-            on_poll(current)
-
-    report(rotation)
-    asked_now = True  # the operator asked for this step now; later ones wait until due
-    while True:
-        if deadline is not None and time.monotonic() > deadline:
-            return rotation
-        claim = engine.claim(rotation.id, due_only=not asked_now)
-        asked_now = False
-        if claim is not None:
-            watched_owner = None
-            rotation = engine.drive(claim, on_step=report, stop=lambda r: not wait and _drains(r))
-            report(rotation)
-        else:
-            lease = store.lease(rotation.id)
-            rotation = store.get(rotation.id)
-            if lease.owner and lease.owner not in {engine.owner, watched_owner}:
-                watched_owner = lease.owner
-                note(f"rotation {rotation.id} is being worked on by {lease.owner}; watching")
-            report(rotation)
-        if rotation.state.terminal:
-            successor = store.active(rotation.credential)
-            if successor is not None and successor.detail.get("follows") == rotation.id:
-                rotation = successor
-                report(rotation)
-                asked_now = True
-                continue
-            return rotation
-        if rotation.state is State.NEEDS_ATTENTION:
-            return rotation
-        if not wait and _drains(rotation):
-            return rotation
-        pause = poll  # watching another worker: look again soon
-        if watched_owner is None and rotation.next_attempt_at is not None:
-            pause = (rotation.next_attempt_at - datetime.now(UTC)).total_seconds()
-            pause = min(max(pause, 0.05), 30.0)  # our own: come back when it is due
-        time.sleep(pause)
+    """Work on (or watch) a credential's rotation until it drains or ends: the engine's
+    `follow` (rotator.engine.follow), saying what it notes on stdout unless told otherwise."""
+    return follow_rotation(
+        app.engine,
+        rotation,
+        wait=wait,
+        show=show,
+        note=note,
+        poll=poll,
+        deadline=deadline,
+        on_poll=on_poll,
+    )
 
 
 @click.command()

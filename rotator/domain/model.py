@@ -34,6 +34,7 @@ class State(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """An ending: the rotation is over (see ENDINGS)."""
         return self in TERMINAL
 
     @property
@@ -42,7 +43,10 @@ class State(enum.StrEnum):
         return self in {State.PROMOTED, State.DRAINING, State.RETIRING, State.COMPLETED}
 
 
-TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.ABANDONED})
+# The endings: the states in which a rotation is over, in State's order. The one place
+# they are named; metrics, notices and the webhook config read them from here.
+ENDINGS: tuple[State, ...] = (State.COMPLETED, State.FAILED, State.CANCELLED, State.ABANDONED)
+TERMINAL = frozenset(ENDINGS)
 
 
 class Trigger(enum.StrEnum):
@@ -130,3 +134,51 @@ class Rotation:
 
     def evolve(self, **changes: Any) -> Rotation:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class CredentialUpdate:
+    """Facts about a credential that a step's save writes with it, in the same transaction.
+
+    `binding` (uuid, AWS version) is written as a pair, a None uuid included: it replaces
+    AWSCURRENT's binding whole (I12), never half of it.
+    """
+
+    binding: tuple[str | None, str] | None = None
+    last_rotated_at: datetime | None = None
+    secret_created_at: datetime | None = None
+    last_failed_at: datetime | None = None
+    clears_error: bool = False
+
+    @classmethod
+    def bound(cls, uuid: str, version: str) -> CredentialUpdate:
+        """AWSCURRENT's version is known to hold `uuid` (a plan proved it)."""
+        return cls(binding=(uuid, version))
+
+    @classmethod
+    def promoted(
+        cls, uuid: str | None, version: str, *, at: datetime, secret_created_at: datetime
+    ) -> CredentialUpdate:
+        """A promotion: AWSCURRENT now holds this rotation's own secret, created then."""
+        return cls(
+            binding=(uuid, version),
+            last_rotated_at=at,
+            secret_created_at=secret_created_at,
+            clears_error=True,
+        )
+
+    def failed_at(self, at: datetime) -> CredentialUpdate:
+        """The same update, and the rotation failed at `at` (the failure cooldown starts)."""
+        return dataclasses.replace(self, last_failed_at=at)
+
+    def columns(self) -> dict[str, Any]:
+        """The `credentials` columns to write, and only those."""
+        values: dict[str, Any] = {}
+        if self.binding is not None:
+            values["current_uuid"], values["current_version"] = self.binding
+        for name in ("last_rotated_at", "secret_created_at", "last_failed_at"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        if self.clears_error:
+            values["last_error"] = None
+        return values

@@ -1,22 +1,47 @@
 """What one step sees of its credential: config, policy, AWSCURRENT (memoised) and the ports.
 
-Steps are functions over this context, so they never reach back into the driver.
+Steps are functions over this context, so they never reach back into the driver: the
+context is built from the settings and the ports (`Ports`), never from the `Engine`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
-from rotator.config import CredentialConfig
+from rotator.config import CredentialConfig, Settings
 from rotator.domain.errors import PermanentError, StepError
 from rotator.domain.model import Policy, Rotation
-from rotator.ports import AdobeApi, CredentialRef, SecretsStore, SecretVersion
-
-if TYPE_CHECKING:
-    from rotator.adapters.db.store import Claim, Store
-    from rotator.engine.driver import Engine
+from rotator.ports import (
+    AdobeApi,
+    Claim,
+    CredentialRef,
+    RotationStore,
+    SecretsStore,
+    SecretVersion,
+)
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+
+# Prove, right before a write that cannot be taken back, that the claim's lease is ours.
+LeaseGuard = Callable[[Claim], None]
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The outside world as the engine reaches it, built once by the driver.
+
+    `clock` is the store's (I10); `fresh` holds new secret values by rotation id, in
+    memory only, from creation until promotion (so verification needs no second read).
+    """
+
+    adobe: AdobeApi
+    aws: SecretsStore
+    store: RotationStore
+    clock: Callable[[], datetime]
+    fresh: dict[int, str]
 
 
 def holder(stages: dict[str, tuple[str, ...]], label: str) -> str | None:
@@ -24,38 +49,38 @@ def holder(stages: dict[str, tuple[str, ...]], label: str) -> str | None:
     return next((v for v, labels in stages.items() if label in labels), None)
 
 
+def config_hash(cfg: CredentialConfig) -> str:
+    """A credential's configuration as the store records it (a change is audited)."""
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+
+
 class StepContext:
     """Per-step view of one credential: its config and a memo of AWSCURRENT."""
 
-    def __init__(self, engine: Engine, rotation: Rotation, claim: Claim | None = None) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        settings: Settings,
+        ports: Ports,
+        rotation: Rotation,
+        claim: Claim | None = None,
+        guard: LeaseGuard | None = None,
+    ) -> None:
         self.rotation = rotation
         self.claim = claim
-        self.cfg: CredentialConfig = engine.settings.credential(rotation.credential)
+        self.cfg: CredentialConfig = settings.credential(rotation.credential)
         self.ref = CredentialRef(
             self.cfg.name, self.cfg.org_id, self.cfg.credential_id, self.cfg.client_id
         )
-        self.policy: Policy = engine.settings.policy(self.cfg)
-        self.secret_key = engine.settings.secret_key(self.cfg)
-        self.uuid_key = engine.settings.uuid_key(self.cfg)
+        self.policy: Policy = settings.policy(self.cfg)
+        self.secret_key = settings.secret_key(self.cfg)
+        self.uuid_key = settings.uuid_key(self.cfg)
+        self.adobe: AdobeApi = ports.adobe
+        self.aws: SecretsStore = ports.aws
+        self.store: RotationStore = ports.store
+        self.clock = ports.clock
+        self.fresh = ports.fresh
+        self._guard = guard
         self._current: SecretVersion | None = None
-
-    @property
-    def adobe(self) -> AdobeApi:
-        return self.engine.adobe
-
-    @property
-    def aws(self) -> SecretsStore:
-        return self.engine.aws
-
-    @property
-    def store(self) -> Store:
-        return self.engine.store
-
-    @property
-    def fresh(self) -> dict[int, str]:
-        """New secret values by rotation id, in memory only, from creation until promotion."""
-        return self.engine.fresh
 
     def current(self) -> SecretVersion:
         if self._current is None:
@@ -94,9 +119,8 @@ class StepContext:
         The fence protects the database, but not Adobe or AWS: a worker that stalled past
         its lease must not move a label or delete a secret after another took over.
         """
-        if self.claim is not None:
-            self.engine.check_lease()  # a step past step_timeout has let its lease go
-            self.store.renew(self.claim, self.engine.lease)
+        if self.claim is not None and self._guard is not None:
+            self._guard(self.claim)
 
     def move(self, stage: str, *, to_version: str | None, from_version: str | None) -> None:
         """Move a label, treating "it is already where it should be" as success.

@@ -1,12 +1,11 @@
 """The driver: claim a rotation, run one step through the ports, save under the fence.
 
 The state is saved only after the step's effects took hold; the steps themselves live in
-`steps.py`, the operator's requests in `operator.py`, the one delete in `deletes.py`.
+`steps/`, the operator's requests in `operator.py`, the one delete in `deletes.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -15,17 +14,17 @@ from typing import Any
 
 import structlog
 
-from rotator.adapters.db.store import AlreadyActive, Claim, Store
 from rotator.config import Settings
 from rotator.domain import machine
 from rotator.domain.errors import ConfigError, LeaseLost, NeedsAttention, StepError
-from rotator.domain.model import AdobeSecret, Rotation, State, Trigger
+from rotator.domain.events import EventKind
+from rotator.domain.model import AdobeSecret, CredentialUpdate, Rotation, State, Trigger
 from rotator.engine import operator, survey
-from rotator.engine.context import StepContext
+from rotator.engine.context import Ports, StepContext, config_hash
 from rotator.engine.lease import Heartbeat, Progress, default_owner
 from rotator.engine.outcome import Outcome, failed
 from rotator.engine.steps import STEPS
-from rotator.ports import AdobeApi, SecretsStore
+from rotator.ports import AdobeApi, AlreadyActive, Claim, RotationStore, SecretsStore
 
 log = structlog.get_logger("rotator.engine")
 
@@ -37,7 +36,7 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: RotationStore,
         adobe: AdobeApi,
         aws: SecretsStore,
         *,
@@ -69,7 +68,7 @@ class Engine:
     def request(self, name: str, trigger: Trigger, *, actor: str, reason: str = "") -> Rotation:
         """Start a rotation, or return the unfinished one; an emergency pre-empts a normal one."""
         self.settings.credential(name)  # unknown name: ConfigError before any write
-        self.store.sync_credentials({name: self._config_hash(name)})
+        self.store.sync_credentials({name: config_hash(self.settings.credential(name))})
         if trigger is Trigger.EMERGENCY:
             rotation = self.store.request_emergency(name, actor=actor, reason=reason)
             if not rotation.emergency:
@@ -81,14 +80,13 @@ class Engine:
                 return exc.rotation
         return rotation
 
-    def _config_hash(self, name: str) -> str:
-        cfg = self.settings.credential(name)
-        return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
-
     def sync(self) -> None:
-        self.store.sync_credentials(
-            {c.name: self._config_hash(c.name) for c in self.settings.credentials}
-        )
+        """Every configured credential has a row, and the store knows its config hash."""
+        survey.record_configuration(self.settings, self.ports())
+
+    def ports(self) -> Ports:
+        """The ports a step reaches the outside through (read now: tests may swap one)."""
+        return Ports(self.adobe, self.aws, self.store, self.clock, self.fresh)
 
     # --- driving -------------------------------------------------------------------------
 
@@ -110,8 +108,8 @@ class Engine:
             last = self.drive(claim)
             done += 1
             if last.state is State.ABANDONED:
-                follow = self.store.active(last.credential)
-                if follow is not None and follow.detail.get("follows") == last.id:
+                follow = operator.successor(self.store, last)
+                if follow is not None:
                     taken = self.claim(follow.id)
                     if taken is not None:
                         self.drive(taken)
@@ -175,14 +173,14 @@ class Engine:
         try:
             now = self.clock()
             try:
-                step = StepContext(self, rotation, claim)
+                step = StepContext(self.settings, self.ports(), rotation, claim, self._prove_lease)
             except ConfigError as exc:  # the credential left the config: park it, loudly
                 log.error("rotation of an unconfigured credential", error=str(exc))
-                parked = Outcome(
+                parked = Outcome.wait(
                     rotation.state,
-                    kind="unconfigured",
+                    EventKind.UNCONFIGURED,
+                    until=now + UNCONFIGURED_RECHECK,
                     changes={"last_error": f"credential not in the configuration: {exc}"},
-                    wait_until=now + UNCONFIGURED_RECHECK,
                 )
                 return self._save(claim, parked, now)
             started = time.monotonic()
@@ -196,11 +194,8 @@ class Engine:
                     wait_until=now + step.policy.poll_interval,
                 )
             except StepError as exc:
-                outcome = self._failure(
-                    rotation,
-                    exc.located(credential=rotation.credential, step=rotation.state.value),
-                    now,
-                )
+                located = exc.located(credential=rotation.credential, step=rotation.state.value)
+                outcome = failed(rotation, located, now)
             if self.step_observer is not None:
                 self.step_observer.labels(state=rotation.state.value).observe(
                     time.monotonic() - started
@@ -224,9 +219,6 @@ class Engine:
             return operator.retry_attention(step, rotation, now)
         return STEPS[rotation.state](step, rotation, now)
 
-    def _failure(self, rotation: Rotation, error: StepError, now: datetime) -> Outcome:
-        return failed(rotation, error, now)
-
     # --- saving --------------------------------------------------------------------------
 
     def _save(self, claim: Claim, outcome: Outcome, now: datetime) -> Claim | None:
@@ -239,19 +231,19 @@ class Engine:
             changes.setdefault("resume_state", None)
         new = old.evolve(state=outcome.state, next_attempt_at=outcome.wait_until or now, **changes)
         keep = None if outcome.wait_until or outcome.state.terminal else self.lease
-        credential_update = outcome.credential_update
+        update = outcome.credential_update
         if outcome.state is State.FAILED:
-            credential_update = {**(credential_update or {}), "last_failed_at": now}
+            update = (update or CredentialUpdate()).failed_at(now)
         self.check_lease()
         try:
             saved = self.store.save(
                 claim,
                 new,
-                kind=outcome.kind,
+                kind=outcome.kind.value,
                 actor=self.owner,
-                detail=outcome.detail,
+                detail=dict(outcome.detail),
                 keep_lease=keep,
-                credential_update=credential_update,
+                credential_update=update.columns() if update is not None else None,
             )
         except LeaseLost:
             raise
@@ -262,13 +254,18 @@ class Engine:
         self.progress.saved()
         log.info(
             "rotation step",
-            kind=outcome.kind,
+            kind=outcome.kind.value,
             from_state=old.state.value,
             to_state=outcome.state.value,
             **{k: v for k, v in outcome.detail.items() if isinstance(v, str | int | bool | None)},
         )
         # The save wrote this outcome's notices to the outbox (rotator/observe/notify.py).
         return None if keep is None else saved
+
+    def _prove_lease(self, claim: Claim) -> None:
+        """The guard a step calls before a write that cannot be taken back (StepContext)."""
+        self.check_lease()  # a step past step_timeout has let its lease go
+        self.store.renew(claim, self.lease)
 
     def check_lease(self) -> None:
         """LeaseLost when this thread's step ran past step_timeout: it abandons, unwritten."""
@@ -280,13 +277,13 @@ class Engine:
 
     def adobe_secrets(self, name: str) -> list[AdobeSecret]:
         """Adobe's list for a credential, with a token minted from AWSCURRENT (read-only)."""
-        return survey.adobe_secrets(self, name)
+        return survey.adobe_secrets(self.settings, self.ports(), name)
 
     def adopt(self, name: str, uuid: str, *, actor: str) -> bool:
         """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put
         (False: already recorded, nothing written)."""
-        return survey.adopt(self, name, uuid, actor=actor)
+        return survey.adopt(self.settings, self.ports(), name, uuid, actor=actor)
 
     def survey(self, name: str) -> None:
         """Learn the current uuid and its age, so due-ness can be judged without a rotation."""
-        survey.survey(self, name)
+        survey.survey(self.settings, self.ports(), name)

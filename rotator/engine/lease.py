@@ -5,7 +5,7 @@ How a crashed worker's rotation is taken over in seconds, and why this way.
 Ownership is a row lease: `lease_owner` + `lease_expires_at` on the rotation, claimed with
 `UPDATE ... WHERE the lease is free` (FOR UPDATE SKIP LOCKED on PostgreSQL) that bumps
 `fence`; every state write is guarded by `id = :id AND lease_owner = :me AND fence = :f`
-(Store.save / Store.renew: zero rows means LeaseLost, stop without writing), and every
+(RotationStore.save / .renew: zero rows means LeaseLost, stop without writing), and every
 irreversible call at Adobe or AWS is preceded by `StepContext.guard()`, which renews the
 lease in the database, so a worker that stalled past its lease cannot write anywhere after
 another took over. Expiry is judged by the database's clock on PostgreSQL (one clock for
@@ -55,8 +55,8 @@ from datetime import timedelta
 
 import structlog
 
-from rotator.adapters.db.store import Claim, Store
 from rotator.domain.errors import LeaseLost
+from rotator.ports import Claim, LeaseStore
 
 log = structlog.get_logger("rotator.engine")
 
@@ -120,7 +120,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        store: Store,
+        store: LeaseStore,
         claim: Claim,
         lease: timedelta,
         *,

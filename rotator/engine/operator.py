@@ -1,5 +1,6 @@
 """Operator requests acted on by the driver: cancel, emergency pre-emption, retry of
-needs_attention. Each returns an Outcome like a step does.
+needs_attention. Each returns an Outcome like a step does; `successor` names the emergency
+that follows a rotation it pre-empted (the driver and `follow` both go on with it).
 
 Precedence, decided by `request_for` at every step boundary: an emergency outranks
 everything (a cancel included); a cancel outranks the step due next, except where
@@ -13,10 +14,12 @@ from datetime import datetime
 from typing import Literal
 
 from rotator.domain import machine, outlook
+from rotator.domain.events import EventKind
 from rotator.domain.model import Rotation, State
 from rotator.engine.context import StepContext
 from rotator.engine.outcome import Outcome
 from rotator.engine.steps import STEPS
+from rotator.ports import RotationStore
 
 
 def retry_attention(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
@@ -24,13 +27,10 @@ def retry_attention(step: StepContext, rotation: Rotation, now: datetime) -> Out
     resume = rotation.resume_state or State.PLANNED
     outcome = STEPS[resume](step, rotation.evolve(state=resume), now)
     if outcome.state is resume and outcome.wait_until is not None:
-        outcome.state = State.NEEDS_ATTENTION  # still blocked: keep asking, keep watching
-        outcome.changes.setdefault("resume_state", resume)
-    else:
-        outcome.changes.setdefault("resume_state", None)
-        if outcome.state is not State.NEEDS_ATTENTION:
-            outcome.changes.setdefault("last_error", None)
-    return outcome
+        return outcome.still_asking(resume)  # still blocked: keep asking, keep watching
+    if outcome.state is not State.NEEDS_ATTENTION:
+        return outcome.with_defaults(resume_state=None, last_error=None)
+    return outcome.with_defaults(resume_state=None)
 
 
 def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
@@ -40,13 +40,13 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         rotation.resume_state if rotation.state is State.NEEDS_ATTENTION else (rotation.state)
     )
     if effective is not None and effective.promoted:
-        return Outcome(
+        return Outcome.finish(
             State.CANCELLED,
-            kind="cancelled",
+            EventKind.CANCELLED,
             detail={"kept": [rotation.old_uuid, rotation.new_uuid]},
         )
     if effective in {None, State.PLANNED} and not machine.has_leftovers(rotation):
-        return Outcome(State.CANCELLED, kind="cancelled", detail={})
+        return Outcome.finish(State.CANCELLED, EventKind.CANCELLED, detail={})
     changes: dict[str, object] = {"last_error": "cancelled by an operator", "resume_state": None}
     adding = effective is State.CREATING and not rotation.new_uuid
     if adding or (machine.has_leftovers(rotation) and not rotation.detail.get("inherits")):
@@ -54,7 +54,7 @@ def cancel(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         # answer lost: that uuid is nowhere but in Adobe's lists, so the rollback looks
         # longer before it calls the slate clean.
         changes["detail"] = {**rotation.detail, "add_unaccounted": True}
-    return Outcome(State.ROLLING_BACK, kind="cancel_rollback", changes=changes)
+    return Outcome.advance(State.ROLLING_BACK, EventKind.CANCEL_ROLLBACK, changes=changes)
 
 
 def request_for(rotation: Rotation) -> Literal["abandon", "cancel"] | None:
@@ -72,9 +72,20 @@ def abandon(rotation: Rotation, now: datetime) -> Outcome:
     Store.save), deletes every other secret once its own is promoted and moves AWSPENDING
     to its own version when it stages.
     """
-    return Outcome(
+    return Outcome.finish(
         State.ABANDONED,
-        kind="abandoned",
+        EventKind.ABANDONED,
         changes={"resume_state": None},
         detail={"for": "emergency", "leaves": machine.leftovers(rotation)},
     )
+
+
+def successor(store: RotationStore, ended: Rotation) -> Rotation | None:
+    """The emergency that starts where `ended` was abandoned for it (the same save started
+    it), if that is what follows: whoever drove the one goes on with the other at once."""
+    if not ended.state.terminal:
+        return None
+    follow = store.active(ended.credential)
+    if follow is not None and follow.detail.get("follows") == ended.id:
+        return follow
+    return None

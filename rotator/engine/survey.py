@@ -2,54 +2,56 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 
+from rotator.config import Settings
 from rotator.domain.errors import ConfigError, StepError
 from rotator.domain.model import AdobeSecret, Rotation, State, Trigger
-from rotator.engine.context import StepContext
+from rotator.engine.context import Ports, StepContext, config_hash
 from rotator.engine.identify import known_current
-
-if TYPE_CHECKING:
-    from rotator.engine.driver import Engine
 
 log = structlog.get_logger("rotator.engine")
 
 
-def _context(engine: Engine, name: str, trigger: Trigger) -> StepContext:
-    return StepContext(engine, Rotation(0, name, trigger, State.PLANNED, engine.clock()))
+def _context(settings: Settings, ports: Ports, name: str, trigger: Trigger) -> StepContext:
+    return StepContext(settings, ports, Rotation(0, name, trigger, State.PLANNED, ports.clock()))
 
 
-def adobe_secrets(engine: Engine, name: str) -> list[AdobeSecret]:
+def record_configuration(settings: Settings, ports: Ports) -> None:
+    """Every configured credential has a row, and the store knows its config hash."""
+    ports.store.sync_credentials({c.name: config_hash(c) for c in settings.credentials})
+
+
+def adobe_secrets(settings: Settings, ports: Ports, name: str) -> list[AdobeSecret]:
     """Adobe's list for a credential, with a token minted from AWSCURRENT (read-only)."""
-    step = _context(engine, name, Trigger.MANUAL)
-    return engine.adobe.list_secrets(step.ref, step.current_secret())
+    step = _context(settings, ports, name, Trigger.MANUAL)
+    return ports.adobe.list_secrets(step.ref, step.current_secret())
 
 
-def adopt(engine: Engine, name: str, uuid: str, *, actor: str) -> bool:
+def adopt(settings: Settings, ports: Ports, name: str, uuid: str, *, actor: str) -> bool:
     """Record which Adobe uuid AWSCURRENT holds, for as long as AWSCURRENT stays put;
     False when exactly that was already recorded (nothing written)."""
-    step = _context(engine, name, Trigger.MANUAL)
-    listed = [s.uuid for s in engine.adobe.list_secrets(step.ref, step.current_secret())]
+    step = _context(settings, ports, name, Trigger.MANUAL)
+    listed = [s.uuid for s in ports.adobe.list_secrets(step.ref, step.current_secret())]
     if uuid not in listed:
         raise ConfigError(
             f"--uuid: Adobe lists no secret {uuid} for {name} "
             f"(it has: {', '.join(listed) or 'none'})"
         )
-    engine.sync()
-    return engine.store.adopt(name, uuid, step.current().version_id, actor=actor)
+    record_configuration(settings, ports)
+    return ports.store.adopt(name, uuid, step.current().version_id, actor=actor)
 
 
-def survey(engine: Engine, name: str) -> None:
+def survey(settings: Settings, ports: Ports, name: str) -> None:
     """Learn the current uuid and its age, so due-ness can be judged without a rotation."""
-    step = _context(engine, name, Trigger.SCHEDULED)
-    now = engine.clock()
-    row = engine.store.credential_rows().get(name)
+    step = _context(settings, ports, name, Trigger.SCHEDULED)
+    now = ports.clock()
+    store, adobe = ports.store, ports.adobe
+    row = store.credential_rows().get(name)
     seen = row.last_rotated_at if row else None
     try:
         secret = step.current_secret()
-        listed = engine.adobe.list_secrets(step.ref, secret)
+        listed = adobe.list_secrets(step.ref, secret)
         bound = known_current(step)
         uuid = bound.uuid if bound else step.current_uuid()
         if uuid is None and len(listed) == 1:
@@ -65,7 +67,7 @@ def survey(engine: Engine, name: str) -> None:
             values["current_version"] = None
         if found is not None:
             values["secret_created_at"] = found.created_at
-        engine.store.record_survey(
+        store.record_survey(
             name,
             seen_rotated_at=seen,
             surveyed_at=now,
@@ -73,5 +75,5 @@ def survey(engine: Engine, name: str) -> None:
             **values,
         )
     except StepError as exc:
-        engine.store.record_survey(name, seen_rotated_at=seen, surveyed_at=now, last_error=str(exc))
+        store.record_survey(name, seen_rotated_at=seen, surveyed_at=now, last_error=str(exc))
         log.warning("survey failed", credential=name, error=str(exc))

@@ -28,8 +28,6 @@ from rotator.domain.model import Policy, State
 if TYPE_CHECKING:
     from rotator.config import Settings
 
-ENDINGS = ("completed", "failed", "cancelled", "abandoned")
-
 
 @dataclass(frozen=True)
 class CredentialFigures:

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, generat
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rotator.domain.model import State, Trigger
-from rotator.observe.insights import ENDINGS, Insights
+from rotator.domain.model import ENDINGS, State, Trigger
+from rotator.observe.insights import Insights
 
 log = structlog.get_logger("rotator.observe.metrics")
 
@@ -54,7 +54,7 @@ class FleetCollector(Collector):
             "Rotations that reached an end state, ever.",
             labels=["outcome", "trigger"],
         )
-        for outcome in ENDINGS:
+        for outcome in (ending.value for ending in ENDINGS):
             for trigger in Trigger:
                 count = fleet.ended.get((outcome, trigger.value), 0)
                 rotations.add_metric([outcome, trigger.value], count)

@@ -22,7 +22,8 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.store import Store, make_engine
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
-from rotator.audit.chain import PLAIN, Checkpoint, Keyring
+from rotator.audit.chain import PLAIN, Checkpoint
+from rotator.audit.signing import Keyring
 from rotator.domain.model import State, Trigger
 
 MINUTE = timedelta(minutes=1)

@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.store import Store, make_engine
-from rotator.audit.chain import Keyring
+from rotator.audit.signing import Keyring
 from rotator.domain.model import State, Trigger
 
 DOCS = Path(__file__).parents[2] / "docs" / "operations.md"

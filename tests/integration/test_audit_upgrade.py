@@ -16,7 +16,8 @@ from rotator.adapters.db import migrate
 from rotator.adapters.db.audit import AuditLog
 from rotator.adapters.db.store import Store, make_engine
 from rotator.adapters.db.tables import UTCDateTime, events
-from rotator.audit.chain import GENESIS, LEGACY, Keyring, legacy_hash
+from rotator.audit.chain import GENESIS, LEGACY, legacy_hash
+from rotator.audit.signing import Keyring
 
 OLD_EVENTS = sa.table(
     "events",

@@ -232,7 +232,7 @@ def test_a_daemon_key_speaking_as_an_operator_moves_nothing(db_url: str, tmp_pat
     from rotator.adapters.db.audit import AuditLog
     from rotator.adapters.db.connect import make_engine
     from rotator.adapters.db.store import Store
-    from rotator.audit.chain import Keyring, Signer
+    from rotator.audit.signing import Keyring, Signer
 
     public: dict[str, Any] = {}
     private: dict[str, Any] = {}
@@ -337,7 +337,7 @@ def _append_as(world: World, keyring: Any, forge: Any, **event: Any) -> None:
 def _attacker(world: World, scheme: str) -> Any:
     """What a keyless writer (plain sha256) or the holder of a retired HMAC key (one the
     defender still lists, to verify old events) appends with."""
-    from rotator.audit.chain import Keyring
+    from rotator.audit.signing import Keyring
 
     if scheme == "sha256":
         return Keyring()
@@ -476,7 +476,7 @@ def test_a_hold_lifted_under_a_daemon_key_stays_refused_after_later_events(
     from rotator.adapters.db.audit import AuditLog
     from rotator.adapters.db.connect import make_engine
     from rotator.adapters.db.store import Store
-    from rotator.audit.chain import Keyring
+    from rotator.audit.signing import Keyring
 
     public: dict[str, Any] = {}
     signers: dict[str, Any] = {}

@@ -622,7 +622,7 @@ def test_verify_chain_finds_a_changed_detail(store: Store) -> None:
 
 def test_verify_chain_finds_a_changed_actor_even_with_its_hash_recomputed(store: Store) -> None:
     ids = audited(store)
-    from rotator.audit.chain import Keyring
+    from rotator.audit.signing import Keyring
 
     with store.engine.begin() as conn:
         row = dict(conn.execute(select(events).where(events.c.id == ids[2])).mappings().one())

@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,6 +25,7 @@ from markupsafe import escape
 
 from rotator.audit import trail as reporting
 from rotator.audit.render import render
+from tests.audit_events import Ev
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -60,19 +60,16 @@ ALLOWED_TAGS = {
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-@dataclass
-class Ev:
-    id: int
-    rotation_id: int | None
-    at: datetime
-    kind: str
-    from_state: str | None
-    to_state: str | None
-    detail: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] | None = None
-    credential: str = HOSTILE["name"]
-    actor: str = HOSTILE["actor"]
-    actor_verified: str | None = HOSTILE["verified"]
+def _hostile(*fields: Any, **more: Any) -> Ev:
+    """An unsigned event whose writer-supplied names carry the attacks."""
+    writer = {
+        "credential": HOSTILE["name"],
+        "actor": HOSTILE["actor"],
+        "actor_verified": HOSTILE["verified"],
+        "scheme": None,
+        "key_id": None,
+    }
+    return Ev(*fields, **{**writer, **more})
 
 
 def _trail() -> list[Ev]:
@@ -91,10 +88,12 @@ def _trail() -> list[Ev]:
     new = {"current_uuid": "u-new", "secret_created_at": (T0 + timedelta(hours=1)).isoformat()}
     at = [T0 + timedelta(minutes=m) for m in range(0, 600, 30)]
     return [
-        Ev(1, 9, at[0], "started", None, h["state"], {"reason": h["reason"]}, {"rotation": snap}),
-        Ev(2, 9, at[1], h["kind"], h["state"], "creating", {"strays_deleted": ["u-stray"]}),
-        Ev(3, 9, at[2], "emergency_requested", None, None, {"reason": h["reason"]}),
-        Ev(
+        _hostile(
+            1, 9, at[0], "started", None, h["state"], {"reason": h["reason"]}, {"rotation": snap}
+        ),
+        _hostile(2, 9, at[1], h["kind"], h["state"], "creating", {"strays_deleted": ["u-stray"]}),
+        _hostile(3, 9, at[2], "emergency_requested", None, None, {"reason": h["reason"]}),
+        _hostile(
             4,
             9,
             at[3],
@@ -104,9 +103,9 @@ def _trail() -> list[Ev]:
             {},
             {"rotation": snap, "credential": new},
         ),
-        Ev(5, 9, at[4], "needs_attention", "draining", "needs_attention", {"why": h["why"]}),
-        Ev(6, 9, at[5], h["kind"], "needs_attention", "retiring", {"error": h["error"]}),
-        Ev(
+        _hostile(5, 9, at[4], "needs_attention", "draining", "needs_attention", {"why": h["why"]}),
+        _hostile(6, 9, at[5], h["kind"], "needs_attention", "retiring", {"error": h["error"]}),
+        _hostile(
             7,
             9,
             at[6],
@@ -119,7 +118,7 @@ def _trail() -> list[Ev]:
                 "credential": new,
             },
         ),
-        Ev(0, None, T0 - timedelta(days=1), "surveyed", None, None, {}, {"credential": old}),
+        _hostile(0, None, T0 - timedelta(days=1), "surveyed", None, None, {}, {"credential": old}),
     ]
 
 

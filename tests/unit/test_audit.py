@@ -11,17 +11,10 @@ from typing import Any
 import pytest
 import structlog
 
-from rotator.audit.chain import (
-    GENESIS,
-    KEYED,
-    LEGACY,
-    PLAIN,
-    ChainWalk,
-    Checkpoint,
-    Keyring,
-    snapshot,
-)
+from rotator.audit.chain import GENESIS, KEYED, LEGACY, PLAIN, Checkpoint, snapshot
 from rotator.audit.checkpoints import CheckpointSink
+from rotator.audit.signing import Keyring
+from rotator.audit.verify import ChainWalk
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -219,7 +212,7 @@ def test_a_writer_with_public_keys_but_no_signing_key_refuses_to_write() -> None
     is a one-line configuration error instead of a silently unsigned event."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from rotator.audit.chain import PublicKey, Signer
+    from rotator.audit.signing import PublicKey, Signer
     from rotator.domain.errors import ConfigError
 
     private = Ed25519PrivateKey.generate()

@@ -6,32 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rotator.audit import trail as reporting
 from rotator.audit.render import render
+from tests.audit_events import Ev
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@dataclass
-class Ev:
-    id: int
-    rotation_id: int | None
-    at: datetime
-    kind: str
-    from_state: str | None
-    to_state: str | None
-    detail: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] | None = None
-    credential: str = "analytics"
-    actor: str = "rotator"
-    actor_verified: str | None = "aws:arn:aws:sts::1:assumed-role/ops os:ops(uid 1)"
-    scheme: str = "ed25519"
-    key_id: str | None = "daemon-1"
 
 
 def rot(state: str, **extra: Any) -> dict[str, Any]:

@@ -12,16 +12,9 @@ from typing import Any
 import pytest
 
 from rotator.audit import keys
-from rotator.audit.chain import (
-    GENESIS,
-    KEYED,
-    SIGNED,
-    ChainWalk,
-    Keyring,
-    PublicKey,
-    Signer,
-    trail_problems,
-)
+from rotator.audit.chain import GENESIS, KEYED, SIGNED
+from rotator.audit.signing import Keyring, PublicKey, Signer
+from rotator.audit.verify import ChainWalk, trail_problems
 from rotator.domain.errors import ConfigError
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

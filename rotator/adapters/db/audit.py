@@ -22,7 +22,9 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from rotator import redaction
 from rotator.adapters.db.tables import chain_head, credentials, events, rotations
 from rotator.audit import chain as audit
-from rotator.audit.chain import Checkpoint, Keyring, Verification
+from rotator.audit.chain import Checkpoint
+from rotator.audit.signing import HOLD_FIELDS, OPERATOR, Keyring
+from rotator.audit.verify import ChainWalk, Verification, row_problems, trail_problems
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ class AuditLog:
             .all()
         )
         since = self.signed_since(conn) if keyring.signed else None
-        problems = audit.trail_problems(row["id"], trail, keyring, signed_since=since)
+        problems = trail_problems(row["id"], trail, keyring, signed_since=since)
         if not trail:
             return problems, None
         newest = trail[-1]
@@ -207,7 +209,7 @@ class AuditLog:
             return problems, None
         recorded = (newest["state"] or {}).get("rotation")
         trusted = None if problems else recorded  # events at fault: nothing to restore
-        mismatch = audit.row_problems(
+        mismatch = row_problems(
             f"rotation {row['id']}", recorded, audit.rotation_snapshot(row) or {}
         )
         if mismatch:
@@ -255,7 +257,7 @@ class AuditLog:
         if held:
             return [held], None
         recorded = (newest["state"] or {}).get("credential")
-        mismatch = audit.row_problems(f"credential {name}", recorded, actual)
+        mismatch = row_problems(f"credential {name}", recorded, actual)
         return ([mismatch], recorded) if mismatch else ([], None)
 
     def signed_since(self, conn: Connection) -> int | None:
@@ -331,7 +333,7 @@ class AuditLog:
         transaction on SQLite's WAL, which holds no write lock), so a daemon appending
         meanwhile is neither checked nor mistaken for tampering, nor kept waiting.
         """
-        walk = audit.ChainWalk(self.keyring(), checkpoint)
+        walk = ChainWalk(self.keyring(), checkpoint)
         with engine.connect() as raw:
             conn = (
                 raw.execution_options(isolation_level="REPEATABLE READ")
@@ -411,15 +413,15 @@ def _hold_problem(name: str, recent: Any, keyring: Keyring, since: int | None) -
             ),
             {},
         )
-        if not any(k in mine for k in audit.HOLD_FIELDS):
+        if not any(k in mine for k in HOLD_FIELDS):
             continue
-        if all(mine.get(k) == older.get(k) for k in audit.HOLD_FIELDS if k in mine):
+        if all(mine.get(k) == older.get(k) for k in HOLD_FIELDS if k in mine):
             continue
         found = keyring.check(row) or keyring.claim_problem(row, since)
         if found:
             return f"credential {name}: its hold was last changed by an invalid event: {found}"
         roles = keyring.roles_of(row)
-        if roles is not None and audit.OPERATOR not in roles:
+        if roles is not None and OPERATOR not in roles:
             return (
                 f"credential {name}: hold changed by event {row['id']}, signed by "
                 f"{row.get('key_id')!r}, which is not an operator's key"

@@ -22,19 +22,11 @@ from rotator.adapters.db.rows import owned_columns, to_rotation
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.domain.errors import LeaseLost
 from rotator.domain.model import Rotation, State, Trigger
+from rotator.ports import Claim
 
 log = structlog.get_logger("rotator.engine")
 
 log = structlog.get_logger("rotator.store")
-
-
-@dataclass(frozen=True)
-class Claim:
-    """Proof of ownership of one rotation: present it with every write."""
-
-    rotation: Rotation
-    owner: str
-    fence: int
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,8 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from rotator import redaction
 from rotator.adapters.db.tables import outbox, rotations
 from rotator.domain.errors import InvariantError
-
-# The notices a receiver may subscribe to; every other audit event kind sends nothing.
-NOTICES = ("started", "completed", "failed", "cancelled", "abandoned", "needs_attention")
-_ENDINGS = frozenset({"completed", "failed", "cancelled", "abandoned"})
+from rotator.domain.events import EventKind
+from rotator.domain.model import TERMINAL, State
 
 
 @dataclass(frozen=True)
@@ -69,16 +67,17 @@ class Backlog:
 
 
 def notice(kind: str, from_state: str | None, to_state: str | None) -> str | None:
-    """The notice an audit event makes, if any: a start, an ending, or entering attention.
+    """The notice an audit event makes, if any (`domain.events.NOTICES`): a start, an
+    ending, or entering attention.
 
     Staying in needs_attention (each retry of a blocked step) makes no second notice: the
     alert goes out once per episode, and again only after the rotation moved on.
     """
-    if kind == "started":
-        return "started"
+    if kind == EventKind.STARTED:
+        return EventKind.STARTED.value
     if to_state is None or to_state == from_state:
         return None
-    if to_state in _ENDINGS or to_state == "needs_attention":
+    if to_state in TERMINAL or to_state == State.NEEDS_ATTENTION:
         return to_state
     return None
 

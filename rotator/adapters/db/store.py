@@ -18,13 +18,15 @@ from sqlalchemy.exc import IntegrityError
 
 from rotator.adapters.db.audit import AuditEvent
 from rotator.adapters.db.connect import make_engine
-from rotator.adapters.db.leases import Claim, LeaseInfo, Leases
+from rotator.adapters.db.leases import LeaseInfo, Leases
 from rotator.adapters.db.requests import OperatorRequests
 from rotator.adapters.db.rows import CredentialRow, credential_row, to_rotation
 from rotator.adapters.db.tables import credentials, rotations
-from rotator.audit.chain import GENESIS, Checkpoint, Verification
+from rotator.audit.chain import GENESIS, Checkpoint
 from rotator.audit.chain import legacy_hash as event_hash
+from rotator.audit.verify import Verification
 from rotator.domain.model import Rotation, Trigger
+from rotator.ports import AlreadyActive, Claim
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,6 @@ __all__ = [
     "event_hash",
     "make_engine",
 ]
-
-
-class AlreadyActive(Exception):
-    def __init__(self, rotation: Rotation) -> None:
-        super().__init__(f"credential {rotation.credential!r} already has rotation {rotation.id}")
-        self.rotation = rotation
 
 
 class Store(OperatorRequests, Leases):
