@@ -51,9 +51,8 @@ def completion(shell: str) -> None:
       zsh   eval "$(rotator completion zsh)"    # in ~/.zshrc
       fish  rotator completion fish | source    # in ~/.config/fish/config.fish
     """
-    from rotator.cli import main
-
+    root = click.get_current_context().find_root().command  # `rotator` itself, not imported
     cls = get_completion_class(shell)
     if cls is None:  # click knows bash, zsh and fish: the Choice above admits no other
         raise click.UsageError(f"no completion for {shell}")
-    say(cls(main, {}, "rotator", "_ROTATOR_COMPLETE").source())
+    say(cls(root, {}, "rotator", "_ROTATOR_COMPLETE").source())

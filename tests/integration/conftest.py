@@ -3,7 +3,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 
+from rotator.adapters.db import migrate
+from rotator.adapters.db.connect import make_engine
 from rotator.devkit.localaws import LocalAws
 from rotator.devkit.sandbox.server import SandboxServer
 from tests.world import World
@@ -25,3 +28,12 @@ def sqlite_world(
     w = World(sandbox=sandbox, aws=local_aws, db_url=sqlite_url)
     yield w
     w.close()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated database (SQLite, then PostgreSQL), as SQLAlchemy's engine over it."""
+    made = make_engine(db_url)
+    migrate.upgrade(made)
+    yield made
+    made.dispose()

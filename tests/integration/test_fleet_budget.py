@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Engine
 
-from rotator.adapters.db import migrate
-from rotator.adapters.db.connect import make_engine
 from rotator.adapters.db.fleet import Fleet, WriteBudget
 from rotator.app import PACING_MARGIN
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    made = make_engine(db_url)
-    migrate.upgrade(made)
-    yield made
-    made.dispose()
 
 
 def test_writes_of_several_budgets_on_one_row_never_exceed_the_rate(engine: Engine) -> None:

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
-from rotator.adapters.db import migrate
 from rotator.adapters.db.insights import InsightsDb
 from rotator.adapters.db.outbox import Receiver
-from rotator.adapters.db.store import Store, make_engine
+from rotator.adapters.db.store import Store
 from rotator.domain.model import Evidence, Policy, State, Trigger
 from rotator.observe.insights import Insights
 from rotator.observe.metrics import FleetCollector
 
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    migrate.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def test_the_fleet_as_the_database_holds_it(engine: Engine) -> None:

@@ -27,9 +27,8 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from rotator import config
-from rotator.adapters.db import migrate
 from rotator.adapters.db.outbox import Outbox, Receiver
-from rotator.adapters.db.store import Claim, Store, make_engine
+from rotator.adapters.db.store import Claim, Store
 from rotator.adapters.db.tables import outbox
 from rotator.app import deliverer
 from rotator.audit.keys import Key
@@ -81,14 +80,6 @@ def receiver() -> Iterator[Receiver_]:
     r = Receiver_()
     yield r
     r.close()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    migrate.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def settings(*hooks: dict[str, Any], **notifications: Any) -> config.Settings:

@@ -1,3 +1,4 @@
+# size: the Store's contract, one test per behaviour on both databases; it splits with Store.
 """The SQL store on SQLite and on a real PostgreSQL: schema, I3, fenced leases, I6, audit chain.
 
 Every test runs twice through the `db_url` fixture (tests/conftest.py): once on a SQLite file
@@ -11,7 +12,6 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,6 @@ from rotator.domain.model import State, Trigger
 
 CREDS = ("alpha", "beta", "gamma")
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    migrate.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from rotator.devkit.localaws import LocalAws
 from rotator.devkit.sandbox.server import SandboxServer
 from tests.reliability import figures
 from tests.reliability.awsproxy import AwsProxy
-from tests.reliability.harness import Databases, Rig
+from tests.reliability.harness import Databases, ServicesRig
 from tests.reliability.launcher import Launcher
 
 LONG = os.environ.get("ROTATOR_LONG") == "1"
@@ -56,9 +56,11 @@ def rig(
     databases: Databases,
     launcher: Launcher,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Rig]:
+) -> Iterator[ServicesRig]:
     root: Path = tmp_path_factory.mktemp("reliability")
-    instance = Rig(sandbox_server, local_aws.endpoint_url, aws_proxy, databases, launcher, root)
+    instance = ServicesRig(
+        sandbox_server, local_aws.endpoint_url, aws_proxy, databases, launcher, root
+    )
     yield instance
     figures.add("invariant samples taken by the watcher", instance.watcher.samples)
     figures.add("watcher samples skipped (raced a write)", instance.watcher.skipped)

@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from rotator.adapters.db.tables import metadata
 from tests.reliability import figures
-from tests.reliability.harness import Case, Rig, toml
+from tests.reliability.harness import Case, ServicesRig, toml
 from tests.reliability.launcher import base_env, exec_rotator
 
 
@@ -39,7 +39,7 @@ class Bad:
     """One bad input: how to set it up, the command, and what must be said."""
 
     id: str
-    setup: Callable[[Rig], tuple[Case, list[str]]]  # -> the case, the argv after --config
+    setup: Callable[[ServicesRig], tuple[Case, list[str]]]  # -> the case, the argv after --config
     code: int | set[int]
     words: tuple[str, ...]  # each must appear on the one stderr line
     stream: str = "stderr"  # `check` reports on stdout, as a table
@@ -49,7 +49,7 @@ class Bad:
 # --- set-ups ---------------------------------------------------------------------------------
 
 
-def _case(rig: Rig, **kw: Any) -> Case:
+def _case(rig: ServicesRig, **kw: Any) -> Case:
     return rig.new_case("sqlite", **kw)
 
 
@@ -59,10 +59,10 @@ def _rotate(case: Case) -> list[str]:
 
 def _config(
     text_: str, command: list[str] | None = None
-) -> Callable[[Rig], tuple[Case, list[str]]]:
+) -> Callable[[ServicesRig], tuple[Case, list[str]]]:
     """A broken config file next to a good case (whose world must not change)."""
 
-    def setup(rig: Rig) -> tuple[Case, list[str]]:
+    def setup(rig: ServicesRig) -> tuple[Case, list[str]]:
         case = _case(rig)
         good = case.config.read_text()
         broken = text_.replace("{GOOD}", good).replace("{NAME}", case.name)
@@ -72,10 +72,10 @@ def _config(
     return setup
 
 
-def _edit(section: str, key: str, value: Any) -> Callable[[Rig], tuple[Case, list[str]]]:
+def _edit(section: str, key: str, value: Any) -> Callable[[ServicesRig], tuple[Case, list[str]]]:
     """The good config with one key of one section set to `value`."""
 
-    def setup(rig: Rig) -> tuple[Case, list[str]]:
+    def setup(rig: ServicesRig) -> tuple[Case, list[str]]:
         case = _case(rig)
         _rewrite(case, section, key, value)
         return case, _rotate(case)
@@ -98,18 +98,20 @@ def _rewrite(case: Case, section: str, key: str, value: Any) -> None:
 _DELETE = object()
 
 
-def _argv(*command: str) -> Callable[[Rig], tuple[Case, list[str]]]:
-    def setup(rig: Rig) -> tuple[Case, list[str]]:
+def _argv(*command: str) -> Callable[[ServicesRig], tuple[Case, list[str]]]:
+    def setup(rig: ServicesRig) -> tuple[Case, list[str]]:
         case = _case(rig)
         return case, [c.replace("{NAME}", case.name) for c in command]
 
     return setup
 
 
-def _aws_value(value: Any, *, binary: bool = False) -> Callable[[Rig], tuple[Case, list[str]]]:
+def _aws_value(
+    value: Any, *, binary: bool = False
+) -> Callable[[ServicesRig], tuple[Case, list[str]]]:
     """AWSCURRENT of a fresh secret holds `value` (callable: given the case)."""
 
-    def setup(rig: Rig) -> tuple[Case, list[str]]:
+    def setup(rig: ServicesRig) -> tuple[Case, list[str]]:
         case = _case(rig)
         secret_id = f"adobe/bad-{uuid.uuid4().hex[:8]}"
         content = value(case) if callable(value) else value
@@ -124,7 +126,7 @@ def _aws_value(value: Any, *, binary: bool = False) -> Callable[[Rig], tuple[Cas
     return setup
 
 
-def _revoked(rig: Rig) -> tuple[Case, list[str]]:
+def _revoked(rig: ServicesRig) -> tuple[Case, list[str]]:
     """AWSCURRENT holds a secret somebody deleted at Adobe (after adding another)."""
     case = _case(rig)
     rig.sandbox.admin.add_secret(case.cred.credential_id)
@@ -133,7 +135,7 @@ def _revoked(rig: Rig) -> tuple[Case, list[str]]:
     return case, _rotate(case)
 
 
-def _other_credentials_key(rig: Rig) -> tuple[Case, list[str]]:
+def _other_credentials_key(rig: ServicesRig) -> tuple[Case, list[str]]:
     """credential_id of another credential in the same org: Adobe answers 403."""
     case = _case(rig)
     other = rig.sandbox.admin.create_credential(org_id=case.cred.org_id)
@@ -141,7 +143,7 @@ def _other_credentials_key(rig: Rig) -> tuple[Case, list[str]]:
     return case, _rotate(case)
 
 
-def _missing_scopes(rig: Rig) -> tuple[Case, list[str]]:
+def _missing_scopes(rig: ServicesRig) -> tuple[Case, list[str]]:
     """A credential without the I/O Management API's scopes."""
     case = _case(rig)
     weak = rig.sandbox.admin.create_credential(org_id=case.cred.org_id, scopes=["openid"])
@@ -163,7 +165,7 @@ def _missing_scopes(rig: Rig) -> tuple[Case, list[str]]:
     return case, _rotate(case)
 
 
-def _token_expires_in_flight(rig: Rig) -> tuple[Case, list[str]]:
+def _token_expires_in_flight(rig: ServicesRig) -> tuple[Case, list[str]]:
     """Every token expires before the API call it was minted for arrives: 401 twice."""
     case = _case(rig)
     rig.state.configure(token_lifetime_s=1)
@@ -171,7 +173,7 @@ def _token_expires_in_flight(rig: Rig) -> tuple[Case, list[str]]:
     return case, _rotate(case)
 
 
-def _unmigrated(rig: Rig) -> tuple[Case, list[str]]:
+def _unmigrated(rig: ServicesRig) -> tuple[Case, list[str]]:
     case = _case(rig)
     empty = rig.root / f"empty-{uuid.uuid4().hex[:6]}.db"
     empty.touch()
@@ -304,7 +306,7 @@ for _bad in CASES:  # the unreachable ones go through `check`, which must also c
     if _bad.stream == "stdout":
         _setup = _bad.setup
 
-        def _checking(rig: Rig, _setup: Any = _setup) -> tuple[Case, list[str]]:
+        def _checking(rig: ServicesRig, _setup: Any = _setup) -> tuple[Case, list[str]]:
             case, _ = _setup(rig)
             return case, ["check"]
 
@@ -321,7 +323,7 @@ class Snapshot:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def _snapshot(rig: Rig, case: Case) -> Snapshot:
+def _snapshot(rig: ServicesRig, case: Case) -> Snapshot:
     counters = rig.state.faults.counters()["endpoints"]
     shot = Snapshot()
     shot.adobe = {
@@ -343,7 +345,7 @@ def _snapshot(rig: Rig, case: Case) -> Snapshot:
 
 
 @pytest.fixture
-def bad_rig(rig: Rig) -> Iterator[Rig]:
+def bad_rig(rig: ServicesRig) -> Iterator[ServicesRig]:
     yield rig
     rig.state.faults.clear_faults()
     rig.state.configure(token_lifetime_s=86399)
@@ -362,7 +364,7 @@ def bad_rig(rig: Rig) -> Iterator[Rig]:
         for b in CASES
     ],
 )
-def test_bad_input(bad_rig: Rig, bad: Bad) -> None:
+def test_bad_input(bad_rig: ServicesRig, bad: Bad) -> None:
     rig = bad_rig
     case, command = bad.setup(rig)
     before = _snapshot(rig, case)

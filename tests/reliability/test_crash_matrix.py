@@ -37,10 +37,8 @@ import pytest
 
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
-from tests.reliability.harness import (
-    Case,
-    Hold,
-    Rig,
+from tests.reliability.harness import Case, Hold, ServicesRig
+from tests.reliability.invariants import (
     i1_current_works,
     i2_sample,
     i3_one_unfinished,
@@ -179,7 +177,8 @@ class Outcome:
     log: str
 
 
-def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
+# size: one cell of the matrix as one story: start, crash at the point, restart, judge.
+def run_case(rig: ServicesRig, point: Point, scenario: str, db: str) -> Outcome:
     started = time.monotonic()
     problems: list[str] = []
     log: list[str] = []
@@ -245,7 +244,7 @@ def run_case(rig: Rig, point: Point, scenario: str, db: str) -> Outcome:
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 @pytest.mark.parametrize("scenario", ["normal", "emergency"])
-def test_crash_then_restart_keeps_every_invariant(rig: Rig, scenario: str, db: str) -> None:
+def test_crash_then_restart_keeps_every_invariant(rig: ServicesRig, scenario: str, db: str) -> None:
     """One column of the matrix: every point, killed and restarted, side by side."""
     points = [p for p in POINTS if scenario in p.scenarios]
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="crash") as pool:

@@ -1,17 +1,18 @@
+# size: one state machine: its rules, invariants and figures read together.
 """A stateful property test of the engine: random operations, crashes, faults and time.
 
 `rotator.engine.Engine` with the real `Store` on a SQLite file, against the in-memory
-Adobe and AWS of `inmemory.py` (stricter than moto) and a fake clock. Hypothesis picks
-the operations: start / emergency / cancel requests, steps (when due, or early), crashes
+Adobe and AWS of `rotator.devkit.fakes` (stricter than moto) and a fake clock. Hypothesis
+picks the operations: start / emergency / cancel requests, steps (when due, or early), crashes
 (between steps, or inside any external call before or after it took effect: the Engine
 object and everything in its memory are dropped, the lease runs out, a new Engine takes
 over), transient faults, consumers using AWSCURRENT or the previous secret, and time.
 After every operation I1, I2 and I3 must hold; at quiet moments I4 and I7 too.
 
 Adobe is hostile the way an eventually consistent service is (the sandbox's switches, see
-`inmemory.py`): uses show late (within the `usage_lag` the rotator is told), a list answer
-leaves a secret out or shows its usages as null or stale, or still lists a deleted one, new
-secrets are accepted late;
+`rotator.devkit.fakes`): uses show late (within the `usage_lag` the rotator is told), a list
+answer leaves a secret out or shows its usages as null or stale, or still lists a deleted
+one, new secrets are accepted late;
 an operator edits the AWS value by hand (a secret made in the Console, pasted with a stale
 uuid or none). A consumer keeps the secret it read last and uses it until it re-reads
 AWSCURRENT. After every operation the oracle (`truth.py`) checks what really happened:
@@ -61,20 +62,21 @@ from rotator import config
 from rotator.adapters.db import migrate
 from rotator.adapters.db.connect import make_engine, sqlite_setup
 from rotator.adapters.db.store import Claim, Store
-from rotator.domain.errors import ConfigError, RequestRefused
-from rotator.domain.machine import IllegalTransition
-from rotator.domain.model import State, Trigger
-from rotator.engine import Engine
-from tests.reliability import figures
-from tests.reliability.conftest import LONG
-from tests.reliability.inmemory import (
+from rotator.devkit.fakes import (
     CURRENT,
     PENDING,
     PREVIOUS,
     Crash,
     FakeAdobe,
     FakeAws,
+    FakeClock,
 )
+from rotator.domain.errors import ConfigError, RequestRefused
+from rotator.domain.machine import IllegalTransition
+from rotator.domain.model import State, Trigger
+from rotator.engine import Engine
+from tests.reliability import figures
+from tests.reliability.conftest import LONG
 from tests.reliability.truth import oracle_problems
 
 NAME, SECRET_ID = "analytics", "adobe/analytics"
@@ -114,14 +116,6 @@ ORACLE = {
 
 def ms_of(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def settings_for(db_url: str) -> config.Settings:
@@ -186,7 +180,7 @@ class EngineModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = FakeClock()
         path = self.template.parent / f"model-{uuid.uuid4().hex[:10]}.db"
         shutil.copyfile(self.template, path)
         self.path = path

@@ -26,34 +26,31 @@ from rotator import config
 from rotator.domain.model import State, Trigger
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
-from tests.reliability.harness import (
-    Case,
-    InProcess,
-    Rig,
+from tests.reliability.harness import Case, InProcess, ServicesRig, rotate_in_process
+from tests.reliability.invariants import (
     i1_current_works,
     i2_sample,
     i4_completed_normal,
     i6_events,
     i7_no_orphan,
-    rotate_in_process,
 )
 
 ADOBE = {"timeout": "1s"}
 QUICK = {"quiet_period": "200ms", "poll_interval": "200ms"}  # drains are not the point here
 
 
-def _sandbox_faults(rig: Rig) -> int:
+def _sandbox_faults(rig: ServicesRig) -> int:
     endpoints = rig.state.faults.counters()["endpoints"]
     return sum(int(e["faults"]) for e in endpoints.values())
 
 
-def _case(rig: Rig, **kw: object) -> Case:
+def _case(rig: ServicesRig, **kw: object) -> Case:
     kw.setdefault("adobe", ADOBE)
     kw["defaults"] = {**QUICK, **dict(kw.get("defaults") or {})}  # type: ignore[arg-type]
     return rig.new_case("sqlite", **kw)  # type: ignore[arg-type]
 
 
-def _rotate(rig: Rig, case: Case, **kw: object) -> InProcess:
+def _rotate(rig: ServicesRig, case: Case, **kw: object) -> InProcess:
     with rig.watching(case):
         result = rotate_in_process(case, **kw)  # type: ignore[arg-type]
     figures.add("rotations under injected faults")
@@ -120,14 +117,14 @@ def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> _When:
     return thread
 
 
-def _requests(rig: Rig, endpoint: str) -> int:
+def _requests(rig: ServicesRig, endpoint: str) -> int:
     return int(rig.state.faults.counters()["endpoints"][endpoint]["requests"])
 
 
 # --- Adobe ---------------------------------------------------------------------------------
 
 
-def adobe_429_with_retry_after_is_waited_out(rig: Rig) -> None:
+def adobe_429_with_retry_after_is_waited_out(rig: ServicesRig) -> None:
     case = _case(rig)
     rig.state.faults.add(
         "list_secrets", status=429, count=2, retry_after_s=0.4, client_id=case.cred.client_id
@@ -137,7 +134,7 @@ def adobe_429_with_retry_after_is_waited_out(rig: Rig) -> None:
     assert result.adobe_stats["throttled"] == 2
 
 
-def adobe_5xx_on_an_idempotent_call_is_retried(rig: Rig, endpoint: str) -> None:
+def adobe_5xx_on_an_idempotent_call_is_retried(rig: ServicesRig, endpoint: str) -> None:
     case = _case(rig)
     rig.state.faults.add(endpoint, status=503, count=2, client_id=case.cred.client_id)
     result = _rotate(rig, case)
@@ -145,14 +142,14 @@ def adobe_5xx_on_an_idempotent_call_is_retried(rig: Rig, endpoint: str) -> None:
     assert result.adobe_stats["retries"] >= 2
 
 
-def adobe_5xx_before_an_add_takes_effect_is_tried_again_later(rig: Rig) -> None:
+def adobe_5xx_before_an_add_takes_effect_is_tried_again_later(rig: ServicesRig) -> None:
     case = _case(rig)
     rig.state.faults.add("add_secret", status=502, count=1, client_id=case.cred.client_id)
     _completed(case, _rotate(rig, case), adds=1)
 
 
 def adobe_5xx_after_an_add_took_effect_leaves_an_orphan_that_is_deleted(
-    rig: Rig,
+    rig: ServicesRig,
 ) -> None:
     case = _adopted(_case(rig))
     rig.state.faults.add(
@@ -162,7 +159,7 @@ def adobe_5xx_after_an_add_took_effect_leaves_an_orphan_that_is_deleted(
     _completed(case, result, adds=2)  # the lost one was found and deleted
 
 
-def adobe_dropped_connection(rig: Rig, endpoint: str, phase: str, adds: int) -> None:
+def adobe_dropped_connection(rig: ServicesRig, endpoint: str, phase: str, adds: int) -> None:
     case = _adopted(_case(rig))
     rig.state.faults.add(
         endpoint, action="drop", count=1, phase=phase, client_id=case.cred.client_id
@@ -170,7 +167,7 @@ def adobe_dropped_connection(rig: Rig, endpoint: str, phase: str, adds: int) -> 
     _completed(case, _rotate(rig, case), adds=adds)
 
 
-def adobe_timeouts_on_list_are_retried(rig: Rig) -> None:
+def adobe_timeouts_on_list_are_retried(rig: ServicesRig) -> None:
     case = _case(rig)
     start = _requests(rig, "list_secrets")
     rig.state.faults.set_latency("list_secrets", 1500)  # above the 1 s client timeout
@@ -187,7 +184,7 @@ def adobe_timeouts_on_list_are_retried(rig: Rig) -> None:
     assert result.adobe_stats["retries"] >= 2
 
 
-def adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up(rig: Rig) -> None:
+def adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up(rig: ServicesRig) -> None:
     """The add times out, and Adobe creates the secret after the client gave up."""
     case = _case(rig)
     start = _requests(rig, "add_secret")
@@ -207,7 +204,7 @@ def adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up(rig: Rig) -> N
     assert not i7_no_orphan(case, adds=case.adds())
 
 
-def a_new_secret_accepted_late_is_verified_by_retrying(rig: Rig) -> None:
+def a_new_secret_accepted_late_is_verified_by_retrying(rig: ServicesRig) -> None:
     case = _case(rig, defaults={"verify_timeout": "10s"})
     rig.state.faults.set_timing(accept_delay_ms=1500)
     try:
@@ -219,7 +216,7 @@ def a_new_secret_accepted_late_is_verified_by_retrying(rig: Rig) -> None:
     assert "verify_pending" in kinds
 
 
-def a_new_secret_never_accepted_rolls_back_and_says_why(rig: Rig) -> None:
+def a_new_secret_never_accepted_rolls_back_and_says_why(rig: ServicesRig) -> None:
     case = _case(rig, defaults={"verify_timeout": "1s"})
     rig.state.faults.set_timing(accept_delay_ms=600_000)
     try:
@@ -230,7 +227,7 @@ def a_new_secret_never_accepted_rolls_back_and_says_why(rig: Rig) -> None:
     assert result.rotation.state is State.FAILED
 
 
-def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: Rig) -> None:
+def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: ServicesRig) -> None:
     """Uses show at Adobe 0.8 s late; a use of the old secret after promotion must still
     keep it alive for a full quiet period after that use."""
     quiet = 2.0
@@ -259,7 +256,7 @@ def a_late_last_used_at_still_delays_deletion_by_the_quiet_period(rig: Rig) -> N
     assert quiet_event >= used_at[0] + timedelta(seconds=quiet) - timedelta(milliseconds=50)
 
 
-def a_long_retry_after_is_honoured_by_the_engine(rig: Rig) -> None:
+def a_long_retry_after_is_honoured_by_the_engine(rig: ServicesRig) -> None:
     """Adobe asks for 120 s: the engine schedules the next attempt no earlier than that."""
     case = _case(rig)
     rig.state.faults.add(
@@ -282,7 +279,7 @@ def a_long_retry_after_is_honoured_by_the_engine(rig: Rig) -> None:
     assert after.next_attempt_at >= asked + timedelta(seconds=115), after.next_attempt_at
 
 
-def adobe_add_answered_with_another_2xx(rig: Rig, status: int) -> None:
+def adobe_add_answered_with_another_2xx(rig: ServicesRig, status: int) -> None:
     """Any 2xx whose body carries the new secret is a success (finding 4: a 202 went to
     the error path, and the error quoted the body, plaintext included)."""
     case = _case(rig)
@@ -309,7 +306,7 @@ def _consumer_of_the_old_secret(
         time.sleep(0.2)
 
 
-def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> None:
+def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: ServicesRig) -> None:
     """Draining while Adobe leaves the old secret out of an answer, shows its usages as
     null twice and stale at random, and reports uses up to 0.6 s late (usage_lag 1s):
     the consumer still using it is never refused unfairly (the oracle, on the true uses),
@@ -345,7 +342,7 @@ def a_drain_through_hostile_answers_never_deletes_under_a_consumer(rig: Rig) -> 
 
 
 def awscurrent_edited_by_hand(
-    rig: Rig, uuid: str, emergency: bool, *, old_busy: bool = False
+    rig: ServicesRig, uuid: str, emergency: bool, *, old_busy: bool = False
 ) -> None:
     """A person pasted a Console-made secret B into AWSCURRENT with A's uuid (or none).
     The rotator never deletes B before a verified replacement is promoted, and consumers
@@ -405,13 +402,15 @@ def awscurrent_edited_by_hand(
 # --- AWS -----------------------------------------------------------------------------------
 
 
-def aws_throttling_and_5xx_are_retried(rig: Rig, target: str, status: int, code: str) -> None:
+def aws_throttling_and_5xx_are_retried(
+    rig: ServicesRig, target: str, status: int, code: str
+) -> None:
     case = _case(rig)
     rig.proxy.add_fault(target, secret_id=case.secret_id, status=status, code=code, count=2)
     _completed(case, _rotate(rig, case))
 
 
-def aws_label_move_answer_lost_after_it_took_effect(rig: Rig) -> None:
+def aws_label_move_answer_lost_after_it_took_effect(rig: ServicesRig) -> None:
     """AWSCURRENT moved, the answer was a 500: the retry finds the move already done."""
     case = _case(rig)
     rig.proxy.add_fault(
@@ -425,7 +424,7 @@ def aws_label_move_answer_lost_after_it_took_effect(rig: Rig) -> None:
     _completed(case, _rotate(rig, case))
 
 
-def aws_put_answer_lost_after_it_took_effect(rig: Rig) -> None:
+def aws_put_answer_lost_after_it_took_effect(rig: ServicesRig) -> None:
     case = _case(rig)
     rig.proxy.add_fault(
         "PutSecretValue",
@@ -438,7 +437,7 @@ def aws_put_answer_lost_after_it_took_effect(rig: Rig) -> None:
     _completed(case, _rotate(rig, case))
 
 
-def aws_refusing_the_put_gives_the_new_secret_back_and_says_why(rig: Rig) -> None:
+def aws_refusing_the_put_gives_the_new_secret_back_and_says_why(rig: ServicesRig) -> None:
     case = _case(rig)
     rig.proxy.add_fault(
         "PutSecretValue", secret_id=case.secret_id, status=400, code="AccessDeniedException"
@@ -448,7 +447,7 @@ def aws_refusing_the_put_gives_the_new_secret_back_and_says_why(rig: Rig) -> Non
     assert case.adds() == 1
 
 
-def aws_dropped_connections_are_retried(rig: Rig) -> None:
+def aws_dropped_connections_are_retried(rig: ServicesRig) -> None:
     case = _case(rig)
     for target in ("GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"):
         rig.proxy.add_fault(target, secret_id=case.secret_id, action="drop", count=1)
@@ -458,7 +457,7 @@ def aws_dropped_connections_are_retried(rig: Rig) -> None:
 # --- everything at once --------------------------------------------------------------------
 
 
-def random_faults_everywhere_at_once(rig: Rig, emergency: bool) -> None:
+def random_faults_everywhere_at_once(rig: ServicesRig, emergency: bool) -> None:
     seed = 20_260_601
     case = _case(rig)
     rig.state.faults.add("*", status=503, rate=0.2, seed=seed, client_id=case.cred.client_id)
@@ -475,7 +474,7 @@ def random_faults_everywhere_at_once(rig: Rig, emergency: bool) -> None:
 
 # --- the registry: one test each ------------------------------------------------------------
 
-SCENARIOS: list[tuple[str, Callable[[Rig], None]]] = [
+SCENARIOS: list[tuple[str, Callable[[ServicesRig], None]]] = [
     ("adobe 429 Retry-After", adobe_429_with_retry_after_is_waited_out),
     *[
         (f"adobe 503 on {e}", partial(adobe_5xx_on_an_idempotent_call_is_retried, endpoint=e))
@@ -540,7 +539,7 @@ SCENARIOS: list[tuple[str, Callable[[Rig], None]]] = [
 ]
 # These turn a knob the sandbox has for every client at once: one test each (tests run one
 # at a time in a test process, and each process has its own sandbox).
-ALONE: list[tuple[str, Callable[[Rig], None]]] = [
+ALONE: list[tuple[str, Callable[[ServicesRig], None]]] = [
     ("adobe timeouts on list", adobe_timeouts_on_list_are_retried),
     ("adobe timeout on add", adobe_timeout_on_add_whose_secret_appears_later_is_cleaned_up),
     ("accept_delay within verify_timeout", a_new_secret_accepted_late_is_verified_by_retrying),
@@ -550,7 +549,7 @@ ALONE: list[tuple[str, Callable[[Rig], None]]] = [
 
 
 @pytest.fixture
-def fault_rig(rig: Rig) -> Iterator[Rig]:
+def fault_rig(rig: ServicesRig) -> Iterator[ServicesRig]:
     """The rig; afterwards every fault is cleared and the ones that fired are counted."""
     before = _sandbox_faults(rig) + rig.proxy.faults_fired
     yield rig
@@ -561,10 +560,10 @@ def fault_rig(rig: Rig) -> Iterator[Rig]:
     rig.proxy.clear_faults()
 
 
-def test_faults_aimed_at_one_credential_each_side_by_side(fault_rig: Rig) -> None:
+def test_faults_aimed_at_one_credential_each_side_by_side(fault_rig: ServicesRig) -> None:
     """Every scenario whose faults are aimed at its own client id / secret: all at once."""
 
-    def attempt(run: Callable[[Rig], None]) -> str | None:
+    def attempt(run: Callable[[ServicesRig], None]) -> str | None:
         try:
             run(fault_rig)
         except BaseException as exc:
@@ -581,5 +580,7 @@ def test_faults_aimed_at_one_credential_each_side_by_side(fault_rig: Rig) -> Non
 
 
 @pytest.mark.parametrize("run", [pytest.param(run, id=name) for name, run in ALONE])
-def test_fault_with_a_global_knob(fault_rig: Rig, run: Callable[[Rig], None]) -> None:
+def test_fault_with_a_global_knob(
+    fault_rig: ServicesRig, run: Callable[[ServicesRig], None]
+) -> None:
     run(fault_rig)

@@ -1,3 +1,4 @@
+# size: one named test per example the model found, each a story that reads alone.
 """Issue 11's findings, and every example the long model run has found, as named tests.
 
 Each drives the model of `test_engine_model.py` (the real Engine and Store against the
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from rotator.devkit.fakes import CREDENTIAL_ID, CURRENT, ms
 from rotator.domain.model import State
-from tests.reliability.inmemory import CREDENTIAL_ID, CURRENT, ms
 from tests.reliability.test_engine_model import NAME, QUIET, EngineModel, template
 
 __all__ = ["template"]  # the module-scoped fixture: a migrated SQLite file to copy
@@ -71,7 +72,7 @@ def _finish(model: EngineModel) -> None:
     model.teardown()
 
 
-def test_finding1_one_list_answer_without_the_old_secret_does_not_retire_it(
+def test_one_list_answer_without_the_old_secret_does_not_retire_it(
     model: EngineModel,
 ) -> None:
     """Draining; Adobe's list leaves the old uuid out once. The old secret is not gone:
@@ -92,9 +93,7 @@ def test_finding1_one_list_answer_without_the_old_secret_does_not_retire_it(
 
 
 @pytest.mark.parametrize("answer", ["null", "older"])
-def test_finding2_a_null_or_older_answer_never_lowers_the_evidence(
-    model: EngineModel, answer: str
-) -> None:
+def test_a_null_or_older_answer_never_lowers_the_evidence(model: EngineModel, answer: str) -> None:
     """Draining; the rotator saw a use; from then on Adobe's answers show the old secret's
     usages as null (or an older use). It is deleted only a quiet period after that use,
     and not while the answers keep contradicting it (I13): null answers that last past
@@ -125,7 +124,7 @@ def test_finding2_a_null_or_older_answer_never_lowers_the_evidence(
 
 @pytest.mark.parametrize("trigger", ["normal", "emergency"])
 @pytest.mark.parametrize("uuid", ["stale", "missing"])
-def test_finding3_awscurrent_edited_by_hand_is_never_deleted(
+def test_awscurrent_edited_by_hand_is_never_deleted(
     model: EngineModel, uuid: str, trigger: str
 ) -> None:
     """A person pasted secret B into AWSCURRENT with secret A's uuid (or none). Whatever
@@ -146,7 +145,7 @@ def test_finding3_awscurrent_edited_by_hand_is_never_deleted(
 
 
 @pytest.mark.parametrize("ending", ["never accepted", "cancelled"])
-def test_finding6_rollback_after_a_lost_put_answer_leaves_no_awspending(
+def test_rollback_after_a_lost_put_answer_leaves_no_awspending(
     model: EngineModel, ending: str
 ) -> None:
     """The put took effect but its answer was lost, the next put failed before it took
@@ -169,7 +168,7 @@ def test_finding6_rollback_after_a_lost_put_answer_leaves_no_awspending(
     _finish(model)
 
 
-def test_finding9_a_lost_put_answer_cancel_emergency_crash_before_a_list_cancel(
+def test_a_lost_put_answer_cancel_emergency_crash_before_a_list_cancel(
     model: EngineModel,
 ) -> None:
     """The long run's find on 1921d21 ("AWSPENDING left with no rotation running"): a

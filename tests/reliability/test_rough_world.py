@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.inmemory import CREDENTIAL_ID, CURRENT
+from rotator.devkit.fakes import CREDENTIAL_ID, CURRENT
 from tests.reliability.test_engine_model import NAME, EngineModel, template
 
 __all__ = ["template"]

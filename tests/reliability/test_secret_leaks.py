@@ -31,7 +31,7 @@ from rotator.adapters.db.tables import metadata
 from rotator.devkit.localaws import free_port
 from tests.reliability import figures
 from tests.reliability.awsproxy import wait_until
-from tests.reliability.harness import Case, Rig
+from tests.reliability.harness import Case, ServicesRig
 from tests.reliability.launcher import Proc, base_env, exec_rotator
 
 
@@ -113,7 +113,8 @@ def _dump_tables(case: Case) -> str:
     return "\n".join(out)
 
 
-def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str, int]:
+# size: the whole leak scenario (config, rotations, webhooks, report) reads as one run.
+def _scenario(rig: ServicesRig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str, int]:
     hooks = {
         "notifications": {
             "webhooks": [
@@ -184,7 +185,7 @@ def _scenario(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> dict[str,
     return codes
 
 
-def _daemon(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> None:
+def _daemon(rig: ServicesRig, db: str, webhooks: Webhooks, hay: Haystack) -> None:
     port = free_port()
     case = rig.new_case(
         db,
@@ -215,7 +216,7 @@ def _daemon(rig: Rig, db: str, webhooks: Webhooks, hay: Haystack) -> None:
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
-def test_no_secret_or_token_anywhere(rig: Rig, db: str, webhooks: Webhooks) -> None:
+def test_no_secret_or_token_anywhere(rig: ServicesRig, db: str, webhooks: Webhooks) -> None:
     hay = Haystack()
     codes = _scenario(rig, db, webhooks, hay)
     hay.add("webhooks", "\n".join(webhooks.bodies))

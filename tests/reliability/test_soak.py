@@ -37,14 +37,12 @@ import pytest
 
 from tests.reliability import figures
 from tests.reliability.conftest import LONG
-from tests.reliability.harness import (
-    Case,
-    Rig,
+from tests.reliability.harness import Case, ServicesRig, toml
+from tests.reliability.invariants import (
     i1_current_works,
     i3_one_unfinished,
     i4_completed_normal,
     i6_events,
-    toml,
     verify_chain,
 )
 from tests.reliability.launcher import Proc, base_env
@@ -68,7 +66,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _config(rig: Rig, cases: list[Case], db_url: str) -> str:
+def _config(rig: ServicesRig, cases: list[Case], db_url: str) -> str:
     """One config file for every credential, as a deployment has."""
     path = rig.root / f"soak-{cases[0].name}.toml"
     sections = {
@@ -98,12 +96,12 @@ def _config(rig: Rig, cases: list[Case], db_url: str) -> str:
     return str(path)
 
 
-def _start(rig: Rig, config: str, *command: str) -> Proc:
+def _start(rig: ServicesRig, config: str, *command: str) -> Proc:
     return rig.launcher.start(["--config", config, *command], env=base_env(), cwd=rig.root)
 
 
 def _driver(
-    rig: Rig, config: str, case: Case, rng: random.Random, deadline: float, tally: Tally
+    rig: ServicesRig, config: str, case: Case, rng: random.Random, deadline: float, tally: Tally
 ) -> None:
     """One credential's operator from hell: rotate, kill, race, declare emergencies."""
     while time.monotonic() < deadline:
@@ -134,7 +132,7 @@ def _driver(
                     tally.exits[code] += 1
 
 
-def _consumer(rig: Rig, cases: list[Case], stop: threading.Event, tally: Tally) -> None:
+def _consumer(rig: ServicesRig, cases: list[Case], stop: threading.Event, tally: Tally) -> None:
     """Consumers that read AWSCURRENT whenever they need a token, and use it at once."""
     while not stop.is_set():
         for case in cases:
@@ -177,11 +175,11 @@ def _holding_consumer(
         time.sleep(0.1)
 
 
-def _sandbox_faults(rig: Rig) -> int:
+def _sandbox_faults(rig: ServicesRig) -> int:
     return sum(int(e["faults"]) for e in rig.state.faults.counters()["endpoints"].values())
 
 
-def _settle(rig: Rig, config: str, case: Case, errors: list[str]) -> None:
+def _settle(rig: ServicesRig, config: str, case: Case, errors: list[str]) -> None:
     """Finish what is unfinished (an emergency it started too), then one clean rotation."""
     for _ in range(4):
         proc = _start(rig, config, "rotate", case.name, "--wait")
@@ -217,9 +215,10 @@ def _aware(value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# size: the soak is one run (faults, rotations, operators, judgement) read top to bottom.
 @pytest.mark.timeout(SECONDS + 400)
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
-def test_soak(rig: Rig, db: str) -> None:
+def test_soak(rig: ServicesRig, db: str) -> None:
     seed = int(os.environ.get("ROTATOR_SOAK_SEED") or random.SystemRandom().randrange(10**9))
     print(f"soak seed: {seed} (repeat with ROTATOR_SOAK_SEED={seed})")
     figures.note(f"soak seed ({db})", str(seed))

@@ -1,6 +1,6 @@
 """Oracle checks: the rotator judged against what really happened, not what Adobe said.
 
-Both worlds (the HTTP sandbox and the in-memory Adobe of `inmemory.py`) keep the same
+Both worlds (the HTTP sandbox and the in-memory Adobe of `rotator.devkit.fakes`) keep the same
 oracle (`rotator.devkit.sandbox.oracle`): every true use of every secret with who made it, every
 refusal, every deletion and whether the value deleted was AWSCURRENT's at that instant.
 These functions read it beside the database's rotations and return what is wrong:

@@ -1,22 +1,18 @@
-"""In-memory stand-ins for Adobe (`AdobeApi`) and AWS Secrets Manager (`SecretsStore`).
+"""`FakeAdobe`: one credential's client secrets at Adobe, behind the `AdobeApi` port.
 
-Strict where the real services are strict and moto is not:
-- Adobe: two secrets at most; a new secret may be accepted only after `accept_delay`.
-  Only a token mint is a use of a secret (`last_used_at`), as at the real Adobe: the
-  rotator's client (`rotator.adapters.adobe`) caches the management token it mints with
-  a secret for the token's life (24 h less a 5 min margin), so a list, add or delete made
-  with a fresh cached token moves nothing; `verify` (a test token) always mints. A mint
-  with a deleted or not-yet-accepted secret is refused with InvalidClient; a token minted
-  before its secret was deleted keeps working (Adobe does not invalidate them), until the
-  process that cached it dies (`forget_tokens`) or `invalidate_tokens` drops it.
-- AWS: a version is immutable (same token + other value is refused, AWSPENDING included);
-  each label is on one version; moving a label that is attached elsewhere needs
-  `RemoveFromVersionId` = its holder; moving AWSCURRENT moves AWSPREVIOUS by itself;
-  removing a label from a version that lacks it is refused.
+Strict where the real Adobe is strict: two secrets at most; a new secret may be accepted
+only after `accept_delay`. Only a token mint is a use of a secret (`last_used_at`), as at
+the real Adobe: the rotator's client (`rotator.adapters.adobe`) caches the management token
+it mints with a secret for the token's life (`token_reuse`: 24 h less a 5 min margin), so a
+list, add or delete made with a fresh cached token moves nothing; `verify` (a test token)
+always mints. A mint with a deleted or not-yet-accepted secret is refused with
+InvalidClient; a token minted before its secret was deleted keeps working (Adobe does not
+invalidate them), until the process that cached it dies (`forget_tokens`) or
+`invalidate_tokens` drops it. With `token_reuse` zero every management call mints (a
+client without a token cache: every call is a use).
 
-Both record every deletion of the secret AWSCURRENT held at that instant (I2), and both
-take one-shot faults: a transient error before or after the call takes effect, or a
-`Crash` (a BaseException, so nothing in the engine catches it) standing for SIGKILL.
+It records every deletion of the secret AWSCURRENT held at that instant (I2, through
+`current_value`), and takes one-shot faults (`rotator.devkit.fakes.faults`).
 
 Adobe is as hostile as the sandbox (the very same switches, `rotator.devkit.sandbox.consistency`,
 aimed at client id `CLIENT_ID`): uses show in `last_used_at` late (`usage_lag` plus
@@ -34,26 +30,18 @@ milliseconds of the fake clock.
 
 from __future__ import annotations
 
-import json
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from rotator.devkit.fakes.faults import Faults
 from rotator.devkit.sandbox.consistency import Consistency
 from rotator.devkit.sandbox.oracle import Oracle, UseSource
-from rotator.domain.errors import (
-    InvalidClient,
-    NotFound,
-    PermanentError,
-    SecretLimit,
-    TransientError,
-)
+from rotator.domain.errors import InvalidClient, SecretLimit
 from rotator.domain.model import AdobeSecret
-from rotator.ports import CredentialRef, NewSecret, SecretVersion
+from rotator.ports import CredentialRef, NewSecret
 
-CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 CLIENT_ID, CREDENTIAL_ID = "client", "cred"
 
 
@@ -62,39 +50,10 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class Crash(BaseException):
-    """The process died here (kill -9): nothing after this line of the step runs."""
-
-
 @dataclass
-class Armed:
-    """A one-shot fault on the next call named `call`."""
+class HeldSecret:
+    """One secret as Adobe holds it, with the truth of its uses."""
 
-    call: str
-    phase: str  # "before" | "after" (after: the call took effect, its answer is lost)
-    kind: str  # "transient" | "crash"
-
-
-class Faults:
-    def __init__(self) -> None:
-        self.armed: list[Armed] = []
-        self.fired: list[str] = []
-
-    def arm(self, call: str, phase: str, kind: str) -> None:
-        self.armed.append(Armed(call, phase, kind))
-
-    def check(self, call: str, phase: str) -> None:
-        for armed in self.armed:
-            if armed.call == call and armed.phase == phase:
-                self.armed.remove(armed)
-                self.fired.append(f"{armed.kind} {call} {phase}")
-                if armed.kind == "crash":
-                    raise Crash(f"crash {phase} {call}")
-                raise TransientError(f"injected: {call} failed ({phase})", step=call)
-
-
-@dataclass
-class _Secret:
     uuid: str
     value: str
     created_at: datetime
@@ -120,15 +79,23 @@ TOKEN_REUSE = timedelta(seconds=86399 - 300)
 class FakeAdobe:
     """One credential's secrets at Adobe, behind the `AdobeApi` port."""
 
-    def __init__(self, clock: Callable[[], datetime], *, limit: int = 2) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        *,
+        limit: int = 2,
+        token_reuse: timedelta = TOKEN_REUSE,
+    ) -> None:
         self.clock = clock
         self.limit = limit
-        self.secrets: dict[str, _Secret] = {}
+        #: How long the rotator's client reuses a management token (zero: never).
+        self.token_reuse = token_reuse
+        self.secrets: dict[str, HeldSecret] = {}
         self.accept_delay = timedelta(0)
         self.faults = Faults()
         #: The sandbox's switches (lag, omissions, usage regressions), for CLIENT_ID.
         self.consistency = Consistency()
-        self.ghosts: list[tuple[_Secret, list[int]]] = []  # deleted, still listed (lingering)
+        self.ghosts: list[tuple[HeldSecret, list[int]]] = []  # deleted, still listed (lingering)
         self.skew = timedelta(0)  # Adobe's clock minus ours, in every time it reports
         self.oracle = Oracle()
         self.oracle.watch_current(CREDENTIAL_ID, lambda: self.current_value())
@@ -167,16 +134,18 @@ class FakeAdobe:
 
     # --- the world ----------------------------------------------------------------------
 
-    def seed(self) -> _Secret:
-        """A secret made in the Console (the first one, or an operator's by hand)."""
+    def seed(self, *, age: timedelta = timedelta(0)) -> HeldSecret:
+        """A secret made in the Console (the first one, or an operator's by hand), `age`
+        ago (created then; never used since)."""
         now = self.clock()
-        secret = _Secret(uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now)
+        made = now - age
+        secret = HeldSecret(uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, made, made)
         self.secrets[secret.uuid] = secret
         self.known_to_consumers.add(secret.value)
-        self.oracle.created(CREDENTIAL_ID, secret.uuid, secret.value, ms(now), by="console")
+        self.oracle.created(CREDENTIAL_ID, secret.uuid, secret.value, ms(made), by="console")
         return secret
 
-    def by_value(self, value: str) -> _Secret | None:
+    def by_value(self, value: str) -> HeldSecret | None:
         return next((s for s in self.secrets.values() if s.value == value), None)
 
     def mint(self, value: str, source: UseSource = "consumer") -> bool:
@@ -207,7 +176,7 @@ class FakeAdobe:
         if not self.mint(secret, source="rotator"):
             self.tokens.pop(secret, None)
             raise InvalidClient("HTTP 400 (invalid_client): Adobe refused this client id / secret")
-        self.tokens[secret] = self.clock() + TOKEN_REUSE
+        self.tokens[secret] = self.clock() + self.token_reuse
 
     def _listed(self) -> list[AdobeSecret]:
         """One list answer, through the consistency switches; the oracle notes what it hid."""
@@ -261,7 +230,7 @@ class FakeAdobe:
         if len(self.secrets) >= self.limit:
             raise SecretLimit("the credential already has two client secrets")
         now = self.clock()
-        made = _Secret(
+        made = HeldSecret(
             uuidlib.uuid4().hex, "s-" + uuidlib.uuid4().hex, now, now + self.accept_delay
         )
         self.secrets[made.uuid] = made
@@ -293,116 +262,3 @@ class FakeAdobe:
     def invalidate_tokens(self, cred: CredentialRef, secret: str) -> int:
         self.faults.check("invalidate", "before")
         return 1 if self.tokens.pop(secret, None) is not None else 0
-
-
-@dataclass
-class _Version:
-    id: str
-    value: str  # the JSON text, as AWS stores it
-    stages: set[str] = field(default_factory=set)
-
-
-class FakeAws:
-    """One AWS secret with strict staging-label semantics, behind the `SecretsStore` port."""
-
-    def __init__(self, secret_id: str) -> None:
-        self.secret_id = secret_id
-        self.versions: dict[str, _Version] = {}
-        self.faults = Faults()
-        self.writes = 0
-
-    def seed(self, value: dict[str, Any]) -> None:
-        vid = uuidlib.uuid4().hex
-        self.versions[vid] = _Version(vid, json.dumps(value), {CURRENT})
-
-    def holder(self, stage: str) -> _Version | None:
-        found = [v for v in self.versions.values() if stage in v.stages]
-        assert len(found) <= 1, f"{stage} on {len(found)} versions"
-        return found[0] if found else None
-
-    def value(self, stage: str) -> dict[str, Any] | None:
-        version = self.holder(stage)
-        return None if version is None else dict(json.loads(version.value))
-
-    def put_by_hand(self, secret_id: str, value: dict[str, Any]) -> None:
-        """A person's PutSecretValue without stages: a new version becomes AWSCURRENT (the
-        one it replaces AWSPREVIOUS), as AWS does; no fault, no rotator involved."""
-        self._check(secret_id)
-        vid = uuidlib.uuid4().hex
-        self.versions[vid] = _Version(vid, json.dumps(value))
-        holder = self.holder(CURRENT)
-        for version in self.versions.values():
-            version.stages.discard(PREVIOUS)
-        if holder is not None:
-            holder.stages.discard(CURRENT)
-            holder.stages.add(PREVIOUS)
-        self.versions[vid].stages.add(CURRENT)
-
-    def _check(self, secret_id: str) -> None:
-        if secret_id != self.secret_id:
-            raise NotFound(f"secret {secret_id!r} not found")
-
-    # --- the port -----------------------------------------------------------------------
-
-    def read(
-        self, secret_id: str, *, stage: str = CURRENT, version_id: str | None = None
-    ) -> SecretVersion | None:
-        self.faults.check("read", "before")
-        self._check(secret_id)
-        version = self.versions.get(version_id) if version_id else self.holder(stage)
-        if version is None:
-            return None
-        return SecretVersion(version.id, tuple(sorted(version.stages)), json.loads(version.value))
-
-    def stages(self, secret_id: str) -> dict[str, tuple[str, ...]]:
-        self.faults.check("stages", "before")
-        self._check(secret_id)
-        return {v.id: tuple(sorted(v.stages)) for v in self.versions.values() if v.stages}
-
-    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
-        self.faults.check("put", "before")
-        self._check(secret_id)
-        if not 32 <= len(token) <= 64:
-            raise PermanentError("ClientRequestToken must be 32 to 64 characters")
-        text = json.dumps(value)
-        existing = self.versions.get(token)
-        if existing is not None:
-            if existing.value != text:  # AWS refuses; moto would overwrite a PENDING one
-                raise PermanentError("ResourceExistsException: a version with this token exists")
-        else:
-            for version in self.versions.values():
-                version.stages.discard(PENDING)
-            self.versions[token] = _Version(token, text, {PENDING})
-            self.writes += 1
-        self.faults.check("put", "after")
-
-    def move_stage(
-        self, secret_id: str, stage: str, *, to_version: str | None, from_version: str | None
-    ) -> None:
-        self.faults.check("move", "before")
-        self._check(secret_id)
-        holder = self.holder(stage)
-        if from_version is not None and (holder is None or holder.id != from_version):
-            raise PermanentError(
-                f"InvalidParameterException: {stage} is not on version {from_version}"
-            )
-        if to_version is not None:
-            target = self.versions.get(to_version)
-            if target is None:
-                raise NotFound(f"version {to_version} not found")
-            if holder is not None and holder.id != to_version and from_version != holder.id:
-                raise PermanentError(
-                    f"InvalidParameterException: {stage} is on {holder.id}; "
-                    f"RemoveFromVersionId must name it"
-                )
-            if holder is not None and holder.id != to_version:
-                holder.stages.discard(stage)
-                if stage == CURRENT:
-                    for version in self.versions.values():
-                        version.stages.discard(PREVIOUS)
-                    holder.stages.add(PREVIOUS)
-            target.stages.add(stage)
-        elif holder is not None:
-            holder.stages.discard(stage)
-        self.writes += 1
-        self.faults.check("move", "after")
