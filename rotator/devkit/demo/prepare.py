@@ -59,11 +59,7 @@ def set_up(
     ctx.keyring.write_text(keys.keyring_entry("demo-1", public, ("daemon", "operator")), "utf-8")
     ctx.config_path.write_text(_config_text(ctx, sandbox_url, aws_url, cred), "utf-8")
     settings = config.load(ctx.config_path)  # the demo runs on exactly the file it wrote
-    app = app_mod.build(settings, upgrade=True)
-    from rotator.adapters.identity import IdentityProbe
-
-    probe = IdentityProbe("us-east-1", aws_url, session=app.aws.session)
-    app.store.audit.identity = probe.result
+    app = app_mod.build(settings, upgrade=True, verified_identity=True)
     consumer = Consumer(
         ims_url=settings.adobe.ims_url,
         aws_endpoint=aws_url,
