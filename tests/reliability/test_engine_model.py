@@ -22,7 +22,7 @@ safety and liveness judged) and the rough one (Adobe's clock hours off, contradi
 any length: safety only). Only token mints are uses (the rotator's client caches its
 management token), and consumers may be busy on the other secret in both.
 
-CI runs 300 examples of up to 12 operations (180 bounded, 120 rough; a
+CI runs 500 examples of up to 12 operations (300 bounded, 200 rough; a
 `rotate_through_a_fault` operation is a whole rotation); ROTATOR_LONG=1 runs 10,000 of up to
 60 (5,000 per world, four shards each, random, with shrinking). Every example a run finds
 becomes a named test in `test_findings.py` (or `test_rough_world.py`).
@@ -790,10 +790,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 # LONG_EXAMPLES per world (ROTATOR_MODEL_EXAMPLES=N for another number: a run that must fit
 # a time budget says how many it ran), random, in shards so xdist workers share them.
 # CI's examples are of up to 12 operations (the long run's finds so far took at most
-# ten), long ones of up to 60. CI runs ROTATOR_MODEL_CI_EXAMPLES (300) in all, three fifths
-# in the bounded world: about 60 s of CPU (0.2 s an example, docs/reliability.md).
+# ten), long ones of up to 60. CI runs ROTATOR_MODEL_CI_EXAMPLES (500) in all, three fifths
+# in the bounded world (CPU per example: docs/reliability.md).
 SHARDS = 4 if LONG else 1
-_CI_TOTAL = int(os.environ.get("ROTATOR_MODEL_CI_EXAMPLES") or 300)
+_CI_TOTAL = int(os.environ.get("ROTATOR_MODEL_CI_EXAMPLES") or 500)
 CI_EXAMPLES = {False: _CI_TOTAL * 3 // 5, True: _CI_TOTAL - _CI_TOTAL * 3 // 5}  # by `rough`
 CI_STEPS = 12
 LONG_EXAMPLES = int(os.environ.get("ROTATOR_MODEL_EXAMPLES") or 5000)
