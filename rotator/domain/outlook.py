@@ -1,6 +1,6 @@
 """What the daemon's next tick does with a credential, and why: a pure judgment.
 
-The daemon's tick (`rotator.daemon.Daemon._start_due`) and `rotator plan` both call
+The daemon's tick (`rotator.daemon.service.Daemon._start_due`) and `rotator plan` both call
 `judge`, so what `plan` says is what the tick does: survey first, start a scheduled
 rotation, step an unfinished one, or wait (and for what). Everything here is a function of
 the state database's rows, the credential's merged policy, its window and cron schedule,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from rotator import config
-from rotator import daemon as daemon_mod
 from rotator.adapters.db import migrate
 from rotator.adapters.db.store import Store, make_engine
 from rotator.app import insights
+from rotator.daemon import service as daemon_mod
 
 CREDENTIAL = {
     "name": "alpha",
@@ -64,7 +64,7 @@ def _started_by_a_tick(store: Store, secret_age: timedelta) -> list[str]:
 def _host_clock_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skew the host clock of the daemon's modules and of the read service its tick judges
     through (the store's own clock, in rotator/adapters/db, stays real)."""
-    from rotator import daemon_clock
+    from rotator.daemon import clock as daemon_clock
     from rotator.observe import insights
 
     for module in (daemon_mod, daemon_clock, insights):

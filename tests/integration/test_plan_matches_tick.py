@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from rotator import config
-from rotator import daemon as daemon_mod
 from rotator.adapters.db import migrate
 from rotator.adapters.db.insights import InsightsDb
 from rotator.adapters.db.store import Store, make_engine
 from rotator.cli.inspect import status_row
+from rotator.daemon import service as daemon_mod
 from rotator.domain.evidence import Evidence
 from rotator.domain.machine import drain_deadline
 from rotator.domain.model import State, Trigger

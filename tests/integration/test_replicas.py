@@ -115,7 +115,7 @@ def _completed(store: Store) -> int:
 
 
 # Several daemons on one database are the PostgreSQL way only: a second daemon on one SQLite
-# file refuses to start (rotator/daemon_lock.py). What stays true on SQLite (one daemon with
+# file refuses to start (rotator/daemon/lock.py). What stays true on SQLite (one daemon with
 # CLI processes racing it; a killed daemon restarted takes over) is tested further down.
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_three_daemons_rotate_every_due_credential_exactly_once(

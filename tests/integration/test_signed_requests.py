@@ -277,11 +277,11 @@ def test_the_scheduler_starts_nothing_on_a_forged_lifted_hold(db_url: str) -> No
     from types import SimpleNamespace
 
     from rotator import config
-    from rotator import daemon as daemon_mod
     from rotator.adapters.db import migrate
     from rotator.adapters.db.connect import make_engine
     from rotator.adapters.db.store import Store
     from rotator.app import insights
+    from rotator.daemon import service as daemon_mod
 
     store = Store(make_engine(db_url))
     migrate.upgrade(store.engine)

@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from rotator import app as app_mod
 from rotator.config import Settings
-from rotator.daemon_health import takeover_interval
+from rotator.daemon.health import takeover_interval
 
 log = structlog.get_logger("rotator.daemon")
 

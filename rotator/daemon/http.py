@@ -2,7 +2,7 @@
 
 uvicorn in a thread of its own, on a socket bound before anything else (so a busy port is a
 one-line configuration error), answering while the database is still awaited at start.
-What the probes say is the daemon's (rotator/daemon_health.py); this module only serves it.
+What the probes say is the daemon's (rotator/daemon/health.py); this module only serves it.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ step is safe to repeat, and the next start resumes from it.
 Started while the database is away, the daemon waits for it (`[database] start_wait`,
 logging each attempt) instead of exiting at once.
 
-The health and metrics endpoint (rotator/daemon_http.py: uvicorn in a thread, on a socket
+The health and metrics endpoint (rotator/daemon/http.py: uvicorn in a thread, on a socket
 bound before anything else) serves /metrics (Prometheus text) and two probes that tell the
-truth (rotator/daemon_health.py). The workers and what the stop waits for are in
-rotator/daemon_workers.py. Every adapter comes from the composition root (rotator/app.py).
+truth (rotator/daemon/health.py). The workers and what the stop waits for are in
+rotator/daemon/workers.py. Every adapter comes from the composition root (rotator/app.py).
 """
 
 from __future__ import annotations
@@ -51,13 +51,14 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from rotator import app as app_mod
-from rotator import daemon_lock, hardening, redaction
+from rotator import hardening, redaction
 from rotator.audit.chain import Checkpoint
 from rotator.config import Settings
-from rotator.daemon_clock import open_app, schedule
-from rotator.daemon_health import Health, Progress, takeover_interval, volume_full
-from rotator.daemon_http import HttpServer, bind, http_app
-from rotator.daemon_workers import Workers
+from rotator.daemon import lock as daemon_lock
+from rotator.daemon.clock import open_app, schedule
+from rotator.daemon.health import Health, Progress, takeover_interval, volume_full
+from rotator.daemon.http import HttpServer, bind, http_app
+from rotator.daemon.workers import Workers
 from rotator.domain import outlook
 from rotator.domain.errors import InvariantError
 from rotator.domain.model import Rotation, Trigger
