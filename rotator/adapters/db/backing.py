@@ -21,6 +21,7 @@ from rotator.adapters.db.audit import NewEvent
 from rotator.adapters.db.tables import credentials, events, rotations
 from rotator.adapters.db.tx import Tx
 from rotator.domain.errors import RequestRefused
+from rotator.domain.events import EventKind
 from rotator.domain.model import State
 
 log = structlog.get_logger("rotator.store")
@@ -105,7 +106,7 @@ def _refuse(
             rotation_id=row["id"],
             credential=row["credential"],
             actor="rotator",
-            kind="refused",
+            kind=EventKind.REFUSED,
             from_state=row["state"],
             to_state=values["state"],
             detail={"problems": problems[:10], "restored": trusted is not None},
@@ -159,7 +160,7 @@ def refuse_unbacked_credential(tx: Tx, name: str) -> list[str]:
         NewEvent(
             credential=name,
             actor="rotator",
-            kind="refused",
+            kind=EventKind.REFUSED,
             to_state=State.NEEDS_ATTENTION.value,
             detail={"problems": problems[:10], "restored": trusted is not None},
             at=now,

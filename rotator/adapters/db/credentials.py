@@ -15,6 +15,7 @@ from rotator.adapters.db.backing import require_backed
 from rotator.adapters.db.rows import CredentialRow, credential_row
 from rotator.adapters.db.tables import credentials, rotations
 from rotator.adapters.db.tx import Tx
+from rotator.domain.events import EventKind
 
 log = logging.getLogger("rotator.adapters.db.store")
 
@@ -65,7 +66,9 @@ def _config_changed(tx: Tx, name: str, before: str, after: str, now: datetime) -
             running.state,
         )
     tx.record(
-        NewEvent(credential=name, actor="rotator", kind="config_changed", detail=detail, at=now)
+        NewEvent(
+            credential=name, actor="rotator", kind=EventKind.CONFIG_CHANGED, detail=detail, at=now
+        )
     )
 
 
@@ -76,7 +79,7 @@ def update_audited(tx: Tx, name: str, values: dict[str, Any]) -> None:
     before = _audited(tx.conn, name)
     values["updated_at"] = tx.now()
     tx.conn.execute(update(credentials).where(credentials.c.name == name).values(**values))
-    _audit_change(tx, name, before, kind="credential_updated")
+    _audit_change(tx, name, before, kind=EventKind.CREDENTIAL_UPDATED)
 
 
 def write(conn: Connection, name: str, values: dict[str, Any], now: datetime) -> None:
@@ -108,7 +111,7 @@ def adopt(tx: Tx, name: str, uuid: str, version: str, actor: str) -> bool:
         NewEvent(
             credential=name,
             actor=actor,
-            kind="adopted",
+            kind=EventKind.ADOPTED,
             detail={"uuid": uuid, "aws_version": version},
             at=now,
         )

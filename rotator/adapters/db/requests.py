@@ -21,6 +21,7 @@ from rotator.adapters.db.tables import credentials, rotations
 from rotator.adapters.db.tx import Tx
 from rotator.domain import machine
 from rotator.domain.errors import RequestRefused
+from rotator.domain.events import EventKind
 from rotator.domain.model import Rotation, State, Trigger
 
 
@@ -65,7 +66,7 @@ def _abandon(tx: Tx, active: Rotation, now: datetime, *, actor: str, reason: str
         NewEvent.of(
             active,
             State.ABANDONED,
-            kind="abandoned",
+            kind=EventKind.ABANDONED,
             actor=actor,
             detail={"reason": reason, "for": "emergency", "leaves": leaves},
             at=now,
@@ -134,7 +135,7 @@ def resume(tx: Tx, credential: str, *, actor: str, reason: str) -> CredentialRow
         NewEvent(
             credential=credential,
             actor=actor,
-            kind="resumed",
+            kind=EventKind.RESUMED,
             detail={
                 "reason": reason,
                 "held_at": None,
@@ -176,7 +177,7 @@ def _close_unbacked(
         NewEvent.of(
             active,
             State.CANCELLED,
-            kind="cancelled",
+            kind=EventKind.CANCELLED,
             actor=actor,
             detail={"reason": reason, "unbacked": True, "problems": problems[:10]},
             at=now,

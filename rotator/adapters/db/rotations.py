@@ -12,6 +12,7 @@ from rotator.adapters.db.audit import NewEvent
 from rotator.adapters.db.rows import to_rotation
 from rotator.adapters.db.tables import events, rotations
 from rotator.adapters.db.tx import Tx
+from rotator.domain.events import EventKind
 from rotator.domain.model import Rotation, State, Trigger
 
 
@@ -78,7 +79,7 @@ def start(
             rotation_id=rotation_id,
             credential=credential,
             actor=actor,
-            kind="started",
+            kind=EventKind.STARTED,
             to_state=State.PLANNED.value,
             detail={"trigger": trigger.value, "reason": reason, **detail},
             at=now,
