@@ -296,7 +296,8 @@ class EngineModel(RuleBasedStateMachine):
                     break
             self.clock.now = max(self.clock.now, active.next_attempt_at or self.clock.now)
             self.clock.now += timedelta(hours=2)  # past any quiet period, lease, backoff
-            self._person_adopts_when_asked()
+            if self._person_adopts_when_asked():
+                waiting = 0  # a person acted (or tries again): the rotation may move on
             self._work(12)
         active = self._active()
         SETTLED[active.state.value if active else "idle"] += 1
@@ -318,21 +319,24 @@ class EngineModel(RuleBasedStateMachine):
             unlabelled = [s.uuid for s in self.adobe.secrets.values() if s.value not in labelled]
             assert not unlabelled, f"I7: secrets at Adobe under no AWS label: {unlabelled}"
 
-    def _person_adopts_when_asked(self) -> None:
+    def _person_adopts_when_asked(self) -> bool:
         """A rotation that does not know AWSCURRENT's secret asks a person to run `rotator
-        adopt` (I12: it never guesses); the person at hand looks and names the truth."""
+        adopt` (I12: it never guesses); the person at hand looks and names the truth.
+        True when the person acted, or will try again (a list left the secret out)."""
         active = self.store.active(NAME)
         if active is None or "rotator adopt" not in (active.last_error or ""):
-            return
+            return False
         value = (self.aws.value(CURRENT) or {}).get("client_secret")
         truth = next((s.uuid for s in self.adobe.secrets.values() if s.value == value), None)
         if truth is None:
-            return
+            return False
         try:
-            self.engine.adopt(NAME, truth, actor="person")
+            if not self.engine.adopt(NAME, truth, actor="person"):
+                return False  # already recorded: nothing new for the rotation
         except ConfigError:  # a list left it out just now: the person tries again later
-            return
+            return True
         ORACLE["adopted when asked"] += 1
+        return True
 
     def _active(self) -> Any:
         """The unfinished rotation's id, state, resume state, next attempt and lease

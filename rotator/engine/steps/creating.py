@@ -25,7 +25,7 @@ from rotator.engine.context import StepContext
 from rotator.engine.deletes import current_identity, delete, used_by_uuid
 from rotator.engine.identify import unknown
 from rotator.engine.outcome import Outcome, failed
-from rotator.engine.steps.intents import add_intent, unanswered_adds, without_intent
+from rotator.engine.steps.intents import add_intent, answered, unanswered_adds, without_intent
 from rotator.engine.steps.strays import ask, clear_strays
 from rotator.ports import SecretVersion
 
@@ -53,7 +53,7 @@ def create(step: StepContext, rotation: Rotation, now: datetime) -> Outcome:
         # No free slot: an add would be refused at the two-secret limit. Make room first
         # (or ask a person) without sending it.
         full = SecretLimit("Adobe lists two secrets", credential=rotation.credential)
-        return _make_room(step, rotation.evolve(detail=without_intent(rotation.detail)), now, full)
+        return _make_room(step, rotation.evolve(detail=answered(step, rotation.detail)), now, full)
     if not isinstance(rotation.detail.get("add_intent"), dict):
         # Recorded before the POST (planning records the first): only an add whose outcome
         # is unknown can leave an orphan, and only a secret no answer showed before it.
@@ -111,13 +111,13 @@ def _add_and_stage(
     try:
         created = step.adobe.add_secret(step.ref, secret)
     except SecretLimit as exc:
-        return _make_room(step, rotation.evolve(detail=without_intent(rotation.detail)), now, exc)
+        return _make_room(step, rotation.evolve(detail=answered(step, rotation.detail)), now, exc)
     except StepError as exc:
         if exc.maybe_applied:
             raise  # the intent stays: a secret it made is an orphan to find
         # Adobe answered (a refusal, a 429): nothing was added, so nothing new is ours.
-        answered = failed(rotation, exc.located(credential=rotation.credential, step="add"), now)
-        return answered.with_changes(detail=without_intent(rotation.detail))
+        refused = failed(rotation, exc.located(credential=rotation.credential, step="add"), now)
+        return refused.with_changes(detail=answered(step, rotation.detail))
     value = {
         **step.current().value,
         step.secret_key: created.value,

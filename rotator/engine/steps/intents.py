@@ -16,6 +16,18 @@ def without_intent(detail: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in detail.items() if k != "add_intent"}
 
 
+def answered(step: StepContext, detail: dict[str, Any]) -> dict[str, Any]:
+    """A rotation's detail once Adobe answered that this lease's add made nothing (a refusal,
+    the two-secret limit) or before one is sent into a full slot. An intent armed under an
+    earlier lease stays: that add's outcome is still unknown, and the secret it may have
+    made is what fills the slot now, an orphan only that intent lets us find (I7)."""
+    intent = detail.get("add_intent")
+    fence = step.claim.fence if step.claim else None
+    if isinstance(intent, dict) and fence is not None and intent.get("fence") != fence:
+        return detail
+    return without_intent(detail)
+
+
 def add_intent(step: StepContext, known: list[str]) -> dict[str, Any]:
     """An add about to be sent, recorded before it: the uuids listed before, when, and the
     lease (fence) under which it is sent. Under the same lease no POST has been sent yet
