@@ -220,7 +220,9 @@ def _person_adopts(rig: ServicesRig, config: str, case: Case, said: str) -> bool
     if known:
         return False
     current = case.aws_value().get("client_secret")
-    truth = next(u for u, value in case.adobe().items() if value == current)
+    truth = next((u for u, value in case.adobe().items() if value == current), None)
+    if truth is None:
+        return False  # AWSCURRENT's secret is not at Adobe: I1 reports it
     return _start(rig, config, "adopt", case.name, "--uuid", truth).wait(60) == 0
 
 
