@@ -82,10 +82,12 @@ class Evidence:
             self,
             polled_at=latest(self.polled_at, at),
             old_last_used_at=latest(
-                self.old_last_used_at, listed.get(old_uuid) if old_uuid else None
+                self.last_use(old_uuid, old_uuid=old_uuid) if old_uuid else None,
+                listed.get(old_uuid) if old_uuid else None,
             ),
             new_last_used_at=latest(
-                self.new_last_used_at, listed.get(new_uuid) if new_uuid else None
+                self.last_use(new_uuid, new_uuid=new_uuid) if new_uuid else None,
+                listed.get(new_uuid) if new_uuid else None,
             ),
             old_absent_since=None if old_listed else (self.old_absent_since or at),
             old_absences=0 if old_listed else self.old_absences + 1,
@@ -97,11 +99,13 @@ class Evidence:
     def last_use(
         self, uuid: str, *, old_uuid: str | None = None, new_uuid: str | None = None
     ) -> datetime | None:
-        """The latest use ever reported for `uuid` (Adobe's clock)."""
+        """The latest use ever reported for `uuid` (Adobe's clock), in this rotation or
+        carried from an earlier one: the secret this rotation drains is often the one the
+        last rotation made and watched being used (I10: evidence per secret only grows)."""
         if uuid == old_uuid:
-            return self.old_last_used_at
+            return latest(self.old_last_used_at, self.strays.get(uuid))
         if uuid == new_uuid:
-            return self.new_last_used_at
+            return latest(self.new_last_used_at, self.strays.get(uuid))
         return self.strays.get(uuid)
 
     def contradicted_by(

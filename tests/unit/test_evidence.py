@@ -13,6 +13,7 @@ from rotator.domain.evidence import (
     NO_EVIDENCE,
     Absence,
     Evidence,
+    carried,
     confirm_delay,
     effective_usage_lag,
     quiet_deadline,
@@ -153,3 +154,20 @@ def test_an_answer_that_goes_back_is_a_contradiction_however_long_it_lasts() -> 
     assert seen.contradicted_by({OLD: None, NEW: None}, old_uuid=OLD, new_uuid=NEW) == [OLD]
     stale = replace(seen, stale_since=T0)
     assert Evidence.from_dict(stale.as_dict()) == stale
+
+
+def test_a_use_seen_by_the_last_rotation_is_known_to_the_next_one() -> None:
+    """The secret a rotation drains is usually the one the rotation before made: a use
+    Adobe showed then is not forgotten, so an answer that now shows it unused (null)
+    contradicts it and blocks the delete (I10, I13; a soak example once deleted such a
+    secret under a consumer when every answer of the new rotation hid its use)."""
+    before = NO_EVIDENCE.fold(T0, {OLD: None, NEW: T0 - H}, old_uuid=OLD, new_uuid=NEW)
+    after = carried(before, old_uuid=OLD, new_uuid=NEW, kept_since=None, deleted=(OLD,))
+    newer = "s-newer"
+    assert after.contradicted_by({NEW: None}, old_uuid=NEW, new_uuid=newer) == [NEW]
+    planned = after.fold(T0 + H, {NEW: None, newer: None}, old_uuid=NEW, new_uuid=newer)
+    assert planned.old_last_used_at == T0 - H
+    assert went_back(planned, None) and went_back(planned, T0 - 2 * H)
+    assert not went_back(planned, T0 - H)
+    control = NO_EVIDENCE.fold(T0 + H, {NEW: None}, old_uuid=NEW, new_uuid=newer)
+    assert not went_back(control, None)  # nothing carried: a null contradicts nothing
