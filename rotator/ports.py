@@ -258,8 +258,8 @@ class InsightsReader(Protocol):
 # --- the webhook outbox (rotator.observe.notify sends what it holds) -----------------------
 
 
-class Notice(Protocol):
-    """One claimed outbox row: what to send, to whom, and how many tries it took so far."""
+class ExpiredNotice(Protocol):
+    """An outbox row past its expiry: which event, for whom, never delivered."""
 
     @property
     def event_id(self) -> int: ...
@@ -269,21 +269,15 @@ class Notice(Protocol):
     def credential(self) -> str: ...
     @property
     def kind(self) -> str: ...
+
+
+class Notice(ExpiredNotice, Protocol):
+    """One claimed outbox row: what to send, to whom, and how many tries it took so far."""
+
     @property
     def payload(self) -> dict[str, Any]: ...
     @property
     def attempts(self) -> int: ...
-
-
-class ExpiredNotice(Protocol):
-    @property
-    def event_id(self) -> int: ...
-    @property
-    def receiver(self) -> str: ...
-    @property
-    def credential(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
 
 
 class NoticeOutbox(Protocol):
